@@ -16,7 +16,7 @@ from torch import nn
 from convscope.errors import LayerError
 
 #: Called as ``fn(layer_name, output)`` with the layer's output tensor ``(N, C, H, W)``.
-OutputFn = Callable[[str, torch.Tensor], "torch.Tensor | None"]
+OutputFn = Callable[[str, torch.Tensor], object]
 
 
 class StopForward(Exception):
@@ -39,8 +39,8 @@ def capture(model: nn.Module, layers: Sequence[str], fn: OutputFn, *, stop_after
     """Call ``fn(layer, output)`` for every output of the named layers while inside.
 
     The hook runs inside the forward pass, so it sees a layer's output before any
-    later in-place operation (``nn.ReLU(inplace=True)``) changes it. If ``fn``
-    returns a tensor, it replaces the layer's output.
+    later in-place operation (``nn.ReLU(inplace=True)``) changes it. What ``fn``
+    returns is ignored; the layer's output goes on unchanged.
 
     A layer that runs twice in one forward (a shared module) raises a LayerError,
     since its two outputs would have the same name.
@@ -62,7 +62,7 @@ def capture(model: nn.Module, layers: Sequence[str], fn: OutputFn, *, stop_after
     handles = []
 
     def make_hook(name: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if name in seen:
                 raise LayerError(
                     f"layer {name!r} runs more than once in one forward pass (a shared module), "
@@ -75,10 +75,9 @@ def capture(model: nn.Module, layers: Sequence[str], fn: OutputFn, *, stop_after
                     hint="pick a layer whose output is one (N, C, H, W) tensor",
                 )
             seen.add(name)
-            replaced = fn(name, output)
+            fn(name, output)
             if stop_after_last and len(seen) == len(layers):
                 raise StopForward
-            return replaced
 
         return hook
 
