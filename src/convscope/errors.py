@@ -43,3 +43,7 @@ class GeometryError(ConvscopeError):
 
 class AtlasError(ConvscopeError):
     """An atlas folder is missing, of an unknown version, or inconsistent."""
+
+
+class ConvscopeWarning(UserWarning):
+    """Something worth knowing that does not stop the job (fewer images than k, ...)."""

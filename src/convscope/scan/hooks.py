@@ -35,7 +35,14 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
 
 
 @contextmanager
-def capture(model: nn.Module, layers: Sequence[str], fn: OutputFn, *, stop_after_last: bool = False) -> Iterator[None]:
+def capture(
+    model: nn.Module,
+    layers: Sequence[str],
+    fn: OutputFn,
+    *,
+    stop_after_last: bool = False,
+    strict: bool = True,
+) -> Iterator[None]:
     """Call ``fn(layer, output)`` for every output of the named layers while inside.
 
     The hook runs inside the forward pass, so it sees a layer's output before any
@@ -43,7 +50,9 @@ def capture(model: nn.Module, layers: Sequence[str], fn: OutputFn, *, stop_after
     returns is ignored; the layer's output goes on unchanged.
 
     A layer that runs twice in one forward (a shared module) raises a LayerError,
-    since its two outputs would have the same name.
+    since its two outputs would have the same name, and so does a layer whose output
+    is not a tensor. With ``strict=False`` (layer discovery) ``fn`` is called for
+    every call and every output, whatever it is.
 
     With ``stop_after_last``, the forward pass is cut short (``StopForward``) once
     every layer was seen, saving the rest of the network; the caller must then
@@ -63,13 +72,13 @@ def capture(model: nn.Module, layers: Sequence[str], fn: OutputFn, *, stop_after
 
     def make_hook(name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            if name in seen:
+            if name in seen and strict:
                 raise LayerError(
                     f"layer {name!r} runs more than once in one forward pass (a shared module), "
                     "so its outputs cannot be told apart",
                     hint="pick another layer; `convscope layers MODEL` lists them",
                 )
-            if not isinstance(output, torch.Tensor):
+            if not isinstance(output, torch.Tensor) and strict:
                 raise LayerError(
                     f"layer {name!r} returns {type(output).__name__}, not a tensor",
                     hint="pick a layer whose output is one (N, C, H, W) tensor",

@@ -1,0 +1,7 @@
+"""``python -m convscope``."""
+
+import sys
+
+from convscope.cli import main
+
+sys.exit(main())

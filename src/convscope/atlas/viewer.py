@@ -1,0 +1,157 @@
+"""Write the offline viewer into an atlas folder.
+
+The page must work from ``file://`` with no server. Browsers block ``fetch()``
+of local files but not ``<script src>``, so the atlas's JSON is re-emitted as
+small JavaScript files that hand it to one registration function::
+
+    ATLAS/index.html
+    ATLAS/viewer/viewer.js, viewer.css
+    ATLAS/viewer/data/manifest.js     convscopeRegister("manifest", null, JSON.parse('...'))
+    ATLAS/viewer/data/layer-0.js      convscopeRegister("layer", 0, JSON.parse('...'))
+
+``layer-<i>.js`` holds ``layers[i].hits`` of the manifest; the page loads it
+only when that layer is shown. Nothing is fetched from outside the atlas.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from convscope.errors import AtlasError
+
+#: The assets copied from the package: the page, its script and its styles.
+ASSET_NAMES = ("index.html", "viewer.js", "viewer.css")
+
+#: Characters that must not appear raw inside a JS string literal in a page.
+_JS_STRING_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    "<": "\\x3c",  # no `</script>` or `<!--`
+    ">": "\\x3e",
+    "&": "\\x26",
+}
+
+
+def js_register_call(kind: str, index: int | None, payload: Any) -> str:
+    """One line of JavaScript that passes ``payload`` to ``convscopeRegister``.
+
+    The payload is serialised as JSON (all non-ASCII escaped, so U+2028/U+2029
+    never appear raw) and wrapped in a single-quoted string for ``JSON.parse``,
+    which keeps exact JSON semantics (a ``"__proto__"`` key stays a plain key)
+    and escapes ``\\``, ``'``, ``<``, ``>`` and ``&``.
+
+    Example:
+        >>> print(js_register_call("layer", 0, {"name": "</script>"}), end="")
+        window.convscopeRegister("layer", 0, JSON.parse('{"name":"\\x3c/script\\x3e"}'));
+    """
+    text = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    literal = "".join(_JS_STRING_ESCAPES.get(char, char) for char in text)
+    kind_js = json.dumps(kind, ensure_ascii=True)
+    index_js = "null" if index is None else str(int(index))
+    return f"window.convscopeRegister({kind_js}, {index_js}, JSON.parse('{literal}'));\n"
+
+
+def read_manifest(atlas_dir: Path) -> dict[str, Any]:
+    """The parsed ``manifest.json`` of an atlas, checked for format and version.
+
+    Raises:
+        AtlasError: the folder or its manifest is missing, unreadable or not version 1.
+    """
+    atlas_dir = Path(atlas_dir)
+    path = atlas_dir / "manifest.json"
+    if not atlas_dir.is_dir():
+        raise AtlasError(
+            f"no atlas folder at {atlas_dir}",
+            hint="check the path, or build one with `convscope scan`",
+        )
+    if not path.is_file():
+        raise AtlasError(
+            f"{atlas_dir} has no manifest.json, so it is not a convscope atlas",
+            hint="pass the folder that `convscope scan` wrote (the one holding manifest.json)",
+        )
+    manifest = _read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != "convscope-atlas":
+        raise AtlasError(
+            f"{path} is not a convscope atlas manifest",
+            hint="pass the folder that `convscope scan` wrote",
+        )
+    if manifest.get("version") != 1:
+        raise AtlasError(
+            f"{path} has atlas format version {manifest.get('version')!r}; this viewer reads version 1",
+            hint="rebuild the atlas with this convscope version, or upgrade convscope",
+        )
+    if not isinstance(manifest.get("layers"), list):
+        raise AtlasError(f"{path} has no layer list", hint="rebuild the atlas with `convscope scan`")
+    return manifest
+
+
+def write_viewer(atlas_dir: Path) -> None:
+    """Write ``index.html`` and ``viewer/`` (assets and data scripts) into an atlas.
+
+    Reads only ``manifest.json`` and each layer's ``hits.json``; replaces any
+    earlier ``viewer/`` folder so no stale layer data is left behind.
+
+    Example:
+        >>> write_viewer(Path("atlas"))          # then open atlas/index.html
+    """
+    atlas_dir = Path(atlas_dir)
+    manifest = read_manifest(atlas_dir)
+    layer_hits = [_read_layer_hits(atlas_dir, layer) for layer in manifest["layers"]]
+
+    viewer_dir = atlas_dir / "viewer"
+    if viewer_dir.exists():
+        shutil.rmtree(viewer_dir)
+    data_dir = viewer_dir / "data"
+    data_dir.mkdir(parents=True)
+
+    assets = resources.files("convscope.atlas").joinpath("assets")
+    for name in ASSET_NAMES:
+        target = atlas_dir / name if name == "index.html" else viewer_dir / name
+        target.write_bytes(assets.joinpath(name).read_bytes())
+
+    (data_dir / "manifest.js").write_text(js_register_call("manifest", None, manifest), encoding="ascii")
+    for index, hits in enumerate(layer_hits):
+        (data_dir / f"layer-{index}.js").write_text(
+            js_register_call("layer", index, hits), encoding="ascii"
+        )
+
+
+def _read_layer_hits(atlas_dir: Path, layer: Any) -> dict[str, Any]:
+    """The parsed ``hits.json`` a manifest layer entry points to, kept inside the atlas."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("hits"), str):
+        raise AtlasError(
+            f"a layer entry of {atlas_dir / 'manifest.json'} has no 'hits' path",
+            hint="rebuild the atlas with `convscope scan`",
+        )
+    root = atlas_dir.resolve()
+    path = (atlas_dir / layer["hits"]).resolve()
+    if not path.is_relative_to(root):
+        raise AtlasError(
+            f"layer {layer.get('name')!r} points its hits outside the atlas: {layer['hits']!r}",
+            hint="the manifest was edited or corrupted; rebuild the atlas with `convscope scan`",
+        )
+    if not path.is_file():
+        raise AtlasError(
+            f"layer {layer.get('name')!r} has no hits file at {path}",
+            hint="the atlas is incomplete; rebuild it with `convscope scan`",
+        )
+    hits = _read_json(path)
+    if not isinstance(hits, dict) or not isinstance(hits.get("units"), list):
+        raise AtlasError(f"{path} has no unit list", hint="rebuild the atlas with `convscope scan`")
+    return hits
+
+
+def _read_json(path: Path) -> Any:
+    """``json.load`` of a file, with unreadable or malformed files as AtlasError."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AtlasError(
+            f"cannot read {path}: {error}",
+            hint="the atlas is damaged; rebuild it with `convscope scan`",
+        ) from error

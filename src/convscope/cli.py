@@ -1,0 +1,194 @@
+"""The ``convscope`` command: flags in, calls to the Python API out; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from convscope import __version__
+from convscope.errors import ConvscopeError, ConvscopeWarning
+
+MODEL_HELP = (
+    "the model: torchvision:NAME (e.g. torchvision:alexnet), path/to/file.py:factory or "
+    "package.module:factory (a function returning an nn.Module), or a TorchScript file"
+)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW, got {text!r}") from None
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW with positive numbers, got {text!r}")
+    return (sizes[0], sizes[-1])
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--weights", metavar="FILE|NAME", help="a state-dict file (loaded with weights_only=True; a 'state_dict' key and a 'module.' prefix are handled), or a torchvision weights name such as DEFAULT or IMAGENET1K_V1 (downloads through torch's cache)")
+    g = p.add_argument_group("preprocessing (default: from the torchvision weights' metadata, else ImageNet's 224/256)")
+    g.add_argument("--input-size", type=_size, metavar="SIZE|HxW", help="model input size after the crop, e.g. 224 or 32")
+    g.add_argument("--resize", type=int, metavar="N", help="resize the short side to N before the centre crop (0: resize straight to the input size)")
+    g.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean of [0, 1] pixels")
+    g.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std of [0, 1] pixels")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps... (default: cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convscope",
+        description="See what every hidden unit of a trained ConvNet has learned.",
+    )
+    parser.add_argument("--version", action="version", version=f"convscope {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("atlas", help="scan a folder of images and write the atlas of every unit", description="Scan IMAGES with MODEL; for every unit of the chosen layers keep the k image patches that activate it most, cropped to its receptive field, and write them as an atlas folder (grids, mosaics, overview.png, index.html, manifest.json).")
+    _add_model_args(p)
+    p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively; an ImageFolder layout (one folder per class) gives labels")
+    p.add_argument("--out", "-o", required=True, metavar="ATLAS", help="atlas folder to write; a previous atlas there is replaced atomically")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan by dotted name (default: every Conv2d); `convscope layers MODEL` lists them")
+    p.add_argument("-k", type=_positive, default=9, help="hits kept per unit (default 9: 3x3 grids)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
+    p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (every Conv2d).")
+    _add_model_args(p)
+
+    p = sub.add_parser("demo", help="train a small AlexNet-like net offline and build its atlas", description="Train a small AlexNet-like ConvNet on photos that ship with scikit-image (or on --data), cache its weights, build the atlas of its five conv layers and print where it is. Works with no network.")
+    p.add_argument("--out", "-o", default="convscope-demo", metavar="ATLAS", help="atlas folder (default ./convscope-demo)")
+    p.add_argument("--data", metavar="FOLDER", help="train and scan on this ImageFolder (one folder per class) instead")
+    p.add_argument("--cache", metavar="DIR", help="where the trained weights are cached (default ~/.cache/convscope)")
+    p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="deconvnet", help="projection drawn beside each patch (default deconvnet)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("atlas", metavar="ATLAS")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    return parser
+
+
+def _network(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from convscope.network.load import load_network
+
+    network = load_network(args.model, args.weights)
+    changes = {}
+    if args.input_size:
+        changes["input_size"] = args.input_size
+        if args.resize is None:
+            changes["resize"] = min(args.input_size)
+    if args.resize is not None:
+        changes["resize"] = args.resize or None
+    if args.mean:
+        changes["mean"] = tuple(args.mean)
+    if args.std:
+        changes["std"] = tuple(args.std)
+    if changes:
+        network = replace(network, preprocess=replace(network.preprocess, **changes))
+    if args.device:
+        network.model.to(args.device)
+    return network
+
+
+def _cmd_atlas(args: argparse.Namespace) -> None:
+    from convscope.pipeline import make_atlas
+
+    out = make_atlas(
+        _network(args),
+        args.images,
+        args.out,
+        layers=args.layers,
+        k=args.k,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        projection=None if args.projection == "none" else args.projection,
+        progress=not args.quiet,
+    )
+    print(f"atlas: {out}\n  overview: {out / 'overview.png'}\n  viewer:   {out / 'index.html'}")
+
+
+def _cmd_layers(args: argparse.Namespace) -> None:
+    from convscope.network.layers import default_layers, discover_layers
+
+    network = _network(args)
+    defaults = set(default_layers(network.model))
+    h, w = network.preprocess.input_size
+    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (every Conv2d)")
+    print(f"  {'layer':<32} {'type':<18} {'output':<16} {'rf size':>9} {'stride':>7} {'offset':>9}")
+    for info in discover_layers(network.model, network.preprocess.input_size):
+        rf = info.receptive_field
+        shape = "x".join(str(s) for s in info.shape)
+        geo = ("?", "?", "?") if rf is None else (_pair(rf.size), _pair(rf.stride), _pair(rf.offset))
+        note = f"  (runs {info.calls}x per forward: not scannable)" if info.calls > 1 else ""
+        mark = "*" if info.name in defaults else " "
+        print(f"{mark} {info.name:<32} {info.type:<18} {shape:<16} {geo[0]:>9} {geo[1]:>7} {geo[2]:>9}{note}")
+
+
+def _pair(values: tuple[int, int]) -> str:
+    return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from convscope.demo import run_demo
+
+    run_demo(
+        Path(args.out),
+        data=Path(args.data) if args.data else None,
+        cache_dir=Path(args.cache) if args.cache else None,
+        projection=None if args.projection == "none" else args.projection,
+        progress=not args.quiet,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from convscope.atlas.serve import serve
+
+    serve(Path(args.atlas), host=args.host, port=args.port)
+
+
+COMMANDS = {"atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "serve": _cmd_serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.showwarning = _show_warning
+        try:
+            COMMANDS[args.command](args)
+        except ConvscopeError as exc:
+            if args.debug:
+                raise
+            print(f"convscope: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("convscope: interrupted; no atlas was written (a previous one is unchanged)", file=sys.stderr)
+            return 130
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    prefix = "warning" if issubclass(category, ConvscopeWarning) else category.__name__
+    print(f"convscope: {prefix}: {message}", file=sys.stderr)

@@ -1,0 +1,56 @@
+"""The figures of an atlas: a unit's grid, a layer's mosaic, the overview.
+
+Inputs are the fitted cells (``uint8 (cell, cell, 3)``) that render.grid makes;
+outputs are ``uint8 (H, W, 3)`` arrays. Nothing is saved here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from convscope.render.grid import caption, grid_shape, side_by_side, stack, tile
+
+#: Pixels between cells of a unit grid, and between unit grids.
+CELL_GAP = 2
+UNIT_GAP = 8
+
+
+def unit_grid(cells: Sequence[np.ndarray], k: int, gap: int = CELL_GAP) -> np.ndarray:
+    """A unit's ``k`` cells on a near-square grid (3 x 3 for k = 9); rank 0 top left."""
+    return tile(cells, grid_shape(k), gap)
+
+
+def unit_figure(patches: np.ndarray, projections: np.ndarray | None) -> np.ndarray:
+    """The patch grid, with the projection grid on its left where there is one (as in
+    Zeiler & Fergus's Figure 2)."""
+    return patches if projections is None else side_by_side([projections, patches], UNIT_GAP // 2)
+
+
+def shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale`` (< 1) with a box filter."""
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+
+
+def layer_mosaic(figures: Sequence[np.ndarray], title: str, max_width: int = 2400) -> np.ndarray:
+    """Every unit's figure of a layer on a near-square grid, unit 0 top left, titled."""
+    cols = math.ceil(math.sqrt(len(figures)))
+    width = figures[0].shape[1]
+    scale = min(1.0, (max_width - (cols - 1) * UNIT_GAP) / (cols * width))
+    small = [shrink(f, scale) for f in figures] if scale < 1 else list(figures)
+    return caption(tile(small, (math.ceil(len(small) / cols), cols), UNIT_GAP), title)
+
+
+def overview(blocks: Sequence[tuple[str, Sequence[np.ndarray]]]) -> np.ndarray:
+    """The lecture's figure: per layer, its chosen units' figures 3 x 3 under a title,
+    layers left to right (one below the other when they would be too wide)."""
+    rendered = []
+    for title, figures in blocks:
+        rendered.append(caption(tile(list(figures), grid_shape(len(figures)) if figures else (1, 1), UNIT_GAP), title))
+    vertical = sum(r.shape[1] for r in rendered) > 2600
+    return stack(rendered, 3 * UNIT_GAP, vertical=vertical)

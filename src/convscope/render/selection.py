@@ -1,0 +1,69 @@
+"""Which units a figure shows: clear ones, different from each other.
+
+The rule (documented in the README):
+
+1. *Clarity* of a unit: how far its top hits stand above a typical image,
+   ``(mean of its k hit activations - mean over images) / std over images`` of
+   each image's strongest activation (images: the scan's signature sample).
+   Dead units (constant over the sample) have no clarity and come last.
+2. The candidates are the clearer half of the units (at least ``n``).
+3. Greedy max-min diversity: start from the clearest unit; then repeatedly add
+   the candidate least correlated (Pearson, over the signature images) with its
+   most similar already-chosen unit, ties going to the clearer unit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convscope.scan.scan import LayerScan
+
+
+def clarity(layer: LayerScan) -> torch.Tensor:
+    """``(units,)`` z-score of each unit's mean top-k activation; ``-inf`` for dead units."""
+    signature = layer.signature.double()
+    values = layer.topk.values.double()
+    valid = torch.isfinite(values)
+    top_mean = torch.where(valid, values, 0).sum(1) / valid.sum(1).clamp(min=1)
+    if signature.shape[0] < 2:
+        return top_mean.float()
+    std = signature.std(dim=0)
+    z = (top_mean - signature.mean(dim=0)) / std
+    return torch.where(std > 1e-12, z, float("-inf")).float()
+
+
+def choose_units(layer: LayerScan, n: int = 9) -> list[int]:
+    """Up to ``n`` clear, mutually different units of ``layer``, in the order chosen.
+
+    Example:
+        >>> from convscope.scan.topk import TopK
+        >>> sig = torch.tensor([[1., 1., 0.], [2., 2., 5.], [3., 3., 1.]])
+        >>> top = TopK(torch.tensor([[3.], [3.], [5.]]), torch.zeros(3, 1, dtype=torch.long),
+        ...            torch.zeros(3, 1, dtype=torch.long))
+        >>> choose_units(LayerScan(top, 1, sig.mean(0), sig), n=2)
+        [2, 0]
+    """
+    score = clarity(layer)
+    units = score.numel()
+    n = min(n, units)
+    order = sorted(range(units), key=lambda u: (-score[u].item(), u))
+    candidates = order[: max(n, (units + 1) // 2)]
+    corr = _correlation(layer.signature)
+    chosen = [candidates[0]]
+    while len(chosen) < n:
+        rest = [u for u in candidates if u not in chosen]
+        # The least similar to its nearest chosen unit; clearer first on ties.
+        best = min(rest, key=lambda u: (round(max(corr[u, c].item() for c in chosen), 6), -score[u].item(), u))
+        chosen.append(best)
+    return chosen
+
+
+def _correlation(signature: torch.Tensor) -> torch.Tensor:
+    """``(units, units)`` Pearson correlation of the columns of ``signature`` ``(M, units)``."""
+    x = signature.double()
+    if x.shape[0] < 2:
+        return torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+    x = x - x.mean(dim=0)
+    norm = x.norm(dim=0)
+    x = x / torch.where(norm > 1e-12, norm, 1.0)
+    return x.t() @ x

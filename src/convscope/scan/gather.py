@@ -1,0 +1,101 @@
+"""Pass 2: turn the scan's hits into records with boxes, and reload only the winning images.
+
+The hits of one layer are visited in chunks of units, so memory stays bounded by
+the chunk, not by the number of units or images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from convscope.data import ImageList, load_pixels
+from convscope.network.geometry import Box, ReceptiveField
+from convscope.network.preprocess import Preprocess
+from convscope.scan.scan import LayerScan
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One of a unit's top activations.
+
+    Attributes:
+        unit, rank: which unit, and its place among the unit's hits (0 = strongest).
+        activation: the value of the unit there.
+        image: index of the image in the :class:`ImageList`.
+        row, col: the position in the layer's output.
+        box: the receptive field of that position in model-input pixels.
+    """
+
+    unit: int
+    rank: int
+    activation: float
+    image: int
+    row: int
+    col: int
+    box: Box
+
+
+def unit_hits(layer: LayerScan, unit: int, receptive_field: ReceptiveField | None, input_size: tuple[int, int]) -> list[Hit]:
+    """The hits of ``unit``, strongest first; fewer than k when there were fewer images.
+
+    Where the receptive field is unknown, the box is the whole input.
+    """
+    hits = []
+    for rank in range(layer.topk.values.shape[1]):
+        image = int(layer.topk.images[unit, rank])
+        if image < 0:
+            break
+        row, col = layer.row_col(unit, rank)
+        box = receptive_field.box(row, col) if receptive_field else Box(0, 0, *input_size)
+        hits.append(Hit(unit, rank, float(layer.topk.values[unit, rank]), image, row, col, box))
+    return hits
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The hits of some units with the pixels of the images they come from.
+
+    Attributes:
+        units: the units of the chunk.
+        hits: per unit of the chunk, its hits.
+        pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels.
+    """
+
+    units: list[int]
+    hits: list[list[Hit]]
+    pixels: dict[int, np.ndarray]
+
+    def flat(self) -> list[Hit]:
+        return [hit for unit in self.hits for hit in unit]
+
+    def inputs(self, preprocess: Preprocess, device: torch.device) -> torch.Tensor:
+        """The normalised model input of every hit, in :meth:`flat` order: ``(N, 3, H, W)``."""
+        flat = self.flat()
+        if not flat:
+            return torch.zeros(0, 3, *preprocess.input_size, device=device)
+        stacked = np.stack([self.pixels[hit.image] for hit in flat])
+        pixels = torch.from_numpy(stacked).permute(0, 3, 1, 2).to(device)
+        return preprocess.normalize(pixels)
+
+
+def chunks(
+    layer: LayerScan,
+    units: Sequence[int],
+    receptive_field: ReceptiveField | None,
+    images: ImageList,
+    preprocess: Preprocess,
+    *,
+    units_per_chunk: int = 32,
+) -> Iterator[Chunk]:
+    """Reload the winning images of ``units``, ``units_per_chunk`` units at a time."""
+    for start in range(0, len(units), units_per_chunk):
+        some = list(units[start : start + units_per_chunk])
+        hits = [unit_hits(layer, u, receptive_field, preprocess.input_size) for u in some]
+        needed = sorted({hit.image for unit in hits for hit in unit})
+        loaded = load_pixels(images, needed, preprocess) if needed else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
+        pixels = {index: loaded[i].permute(1, 2, 0).numpy() for i, index in enumerate(needed)}
+        yield Chunk(some, hits, pixels)
