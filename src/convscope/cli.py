@@ -183,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"convscope: error: {exc}", file=sys.stderr)
             return 1
+        except BrokenPipeError:  # `convscope layers MODEL | head`
+            sys.stderr.close()
+            return 0
         except KeyboardInterrupt:
             print("convscope: interrupted; no atlas was written (a previous one is unchanged)", file=sys.stderr)
             return 130

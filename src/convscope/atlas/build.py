@@ -24,7 +24,7 @@ from convscope.render.figures import CELL_GAP, UNIT_GAP, layer_mosaic, overview,
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import crop, mean_colour
 from convscope.render.selection import choose_units
-from convscope.scan.gather import Chunk, Hit, chunks
+from convscope.scan.gather import Chunk, Hit, PixelCache, chunks
 from convscope.scan.scan import ScanResult
 
 PADDING_NOTE = (
@@ -88,6 +88,7 @@ class _LayerWriter:
         self.options = options
         self.fill = mean_colour(network.preprocess.mean)
         self.stored: set[int] = set()
+        self.cache = PixelCache(images, network.preprocess)
 
     def write(self, info: LayerInfo, result: ScanResult, progress: bool) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]]]:
         scan = result.layers[info.name]
@@ -99,14 +100,14 @@ class _LayerWriter:
         scale = self._mosaic_scale(info.units)
         bar = tqdm(total=info.units, unit="unit", desc=f"render {info.name}", disable=not progress, dynamic_ncols=True)
         try:
-            for chunk in chunks(scan, units, info.receptive_field, self.images, self.network.preprocess):
+            for chunk in chunks(scan, units, info.receptive_field, self.cache):
                 projections = self._projections(info, chunk)
                 for unit, unit_hits, unit_projections in zip(chunk.units, chunk.hits, _split(projections, chunk.hits)):
-                    figure = self._unit(info.name, unit, unit_hits, chunk, unit_projections)
+                    figure, small = self._unit(info.name, unit, unit_hits, chunk, unit_projections, unit in chosen)
                     records.append({"unit": unit, "mean": _finite(scan.mean[unit]), "hits": [self._hit_record(h) for h in unit_hits]})
                     thumbs.append(shrink(figure, scale) if scale < 1 else figure)
-                    if unit in chosen:
-                        overview_figures[unit] = shrink(figure, self.options.overview_cell / self.options.cell)
+                    if small is not None:
+                        overview_figures[unit] = small
                     bar.update(1)
         finally:
             bar.close()
@@ -115,7 +116,7 @@ class _LayerWriter:
         title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
         write_png(folder / "mosaic.png", layer_mosaic(thumbs, title, self.options.mosaic_width))
         entry = info.to_dict() | {"overview_units": chosen, "hits": f"{layer_dir(info.name)}/hits.json"}
-        return entry, (f"{info.name}: {_rf_text(info)}", [overview_figures[u] for u in chosen])
+        return entry, (f"{info.name} · {_rf_text(info)}", [overview_figures[u] for u in chosen])
 
     def _mosaic_scale(self, units: int) -> float:
         rows, cols = grid_shape(self.k)
@@ -147,27 +148,38 @@ class _LayerWriter:
             receptive_field=info.receptive_field,
         ).cpu()
 
-    def _unit(self, layer: str, unit: int, hits: list[Hit], chunk: Chunk, projections: torch.Tensor | None) -> np.ndarray:
-        cell = self.options.cell
-        patch_cells = []
+    def _unit(
+        self, layer: str, unit: int, hits: list[Hit], chunk: Chunk, projections: torch.Tensor | None, overview: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Write the unit's grids; return its figure at the atlas cell size and, if
+        asked, at the overview's (re-fitted, so the padding stripes stay visible)."""
+        patches = []
         for hit in hits:
             pixels = chunk.pixels[hit.image]
-            patch, inside = crop(pixels, hit.box, self.fill)
-            patch_cells.append(fit_cell(patch, cell, inside))
+            patches.append(crop(pixels, hit.box, self.fill))
             self._store_image(hit.image, pixels)
-        patches = unit_grid(patch_cells, self.k)
-        write_png(self.root / unit_file(layer, unit), patches)
-        projection_grid = None
+        signals = None
         if projections is not None:
             from convscope.project import projection_to_image
 
-            proj_cells = []
+            signals = []
             for hit, proj in zip(hits, projections):
                 signal, inside = crop(proj.permute(1, 2, 0).numpy(), hit.box, 0.0)
-                proj_cells.append(fit_cell(projection_to_image(torch.from_numpy(signal).permute(2, 0, 1)), cell, inside))
-            projection_grid = unit_grid(proj_cells, self.k)
+                signals.append((projection_to_image(torch.from_numpy(signal).permute(2, 0, 1)), inside))
+        patch_grid, projection_grid = self._grids(patches, signals, self.options.cell)
+        write_png(self.root / unit_file(layer, unit), patch_grid)
+        if projection_grid is not None:
             write_png(self.root / unit_file(layer, unit, "projection"), projection_grid)
-        return unit_figure(patches, projection_grid)
+        small = unit_figure(*self._grids(patches, signals, self.options.overview_cell)) if overview else None
+        return unit_figure(patch_grid, projection_grid), small
+
+    def _grids(
+        self, patches: list[tuple[np.ndarray, np.ndarray]], signals: list | None, cell: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        patch_grid = unit_grid([fit_cell(p, cell, inside) for p, inside in patches], self.k)
+        if signals is None:
+            return patch_grid, None
+        return patch_grid, unit_grid([fit_cell(p, cell, inside) for p, inside in signals], self.k)
 
     def _store_image(self, index: int, pixels: np.ndarray) -> None:
         if index not in self.stored:

@@ -1,1 +1,26 @@
-"""convscope.data"""
+"""convscope.data: image folders as datasets.
+
+:func:`find_images` lists a folder (image order, labels, skipped files);
+:class:`ImageDataset` and :func:`make_loader` stream it in the model-input frame
+for pass 1; :func:`load_pixels` reloads the winning images for pass 2.
+"""
+
+from convscope.data.dataset import Batch, ImageDataset, Item, collate, load_pixels, make_loader
+from convscope.data.decode import failure_reason, open_rgb, to_rgb
+from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Batch",
+    "ImageDataset",
+    "ImageList",
+    "Item",
+    "SkippedFile",
+    "collate",
+    "failure_reason",
+    "find_images",
+    "load_pixels",
+    "make_loader",
+    "open_rgb",
+    "to_rgb",
+]

@@ -8,8 +8,17 @@ border (the padding that the network saw).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from convscope.errors import GeometryError
+from convscope.network.rf_ops import Geometry, GeometryMode, Global, Local, identity
+from convscope.scan.hooks import capture, run_until_captured
 
 
 class Box(NamedTuple):
@@ -62,3 +71,99 @@ class ReceptiveField:
     @classmethod
     def from_dict(cls, d: dict[str, list[int]]) -> "ReceptiveField":
         return cls(tuple(d["size"]), tuple(d["stride"]), tuple(d["offset"]))  # type: ignore[arg-type]
+
+
+def receptive_fields(
+    model: nn.Module, layers: Sequence[str], input_size: tuple[int, int]
+) -> dict[str, ReceptiveField | None]:
+    """The exact receptive field of every named layer, for an input ``(1, 3, H, W)``.
+
+    One forward pass of a zero image runs on the model's device, in eval mode and
+    without gradients, while :class:`~convscope.network.rf_ops.GeometryMode` follows
+    the geometry of every tensor through convolutions, pools, pads, slices,
+    permutes, views and element- or channel-wise operators. A layer gets ``None``
+    where no exact answer exists: after an upsampling, a sum of maps with different
+    strides, any operator without a rule, or an output whose rows and cols are not
+    its dims 2 and 3. A layer whose every position sees the whole map gets stride
+    ``(0, 0)`` and the box of the image it sees (the whole image for the usual
+    global pool): ``ReceptiveField(size=(H, W), stride=(0, 0), offset=(0, 0))``.
+
+    Args:
+        model: any ``nn.Module`` taking ``(N, 3, H, W)``; its train/eval mode is restored.
+        layers: dotted module names, each run once per forward pass.
+        input_size: ``(H, W)`` of the model input.
+
+    Raises:
+        LayerError: a name is unknown, runs twice, or does not return a tensor.
+        GeometryError: the model cannot run on an input this small.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1))
+        >>> receptive_fields(model, ["2"], (32, 32))["2"]
+        ReceptiveField(size=(8, 8), stride=(2, 2), offset=(-3, -3))
+    """
+    if not layers:
+        return {}
+    height, width = input_size
+    found: dict[str, ReceptiveField | None] = {}
+    mode = GeometryMode(input_size)
+
+    def record(name: str, output: torch.Tensor) -> None:
+        found[name] = _field(mode.geometry(output), output)
+
+    parameter = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    image = torch.zeros(1, 3, height, width, device=device, dtype=dtype)
+    mode.track(image, identity(height, width))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture(model, layers, record, stop_after_last=True), mode:
+            run_until_captured(model, image)
+    except (RuntimeError, ValueError) as exc:
+        raise GeometryError(
+            f"the model cannot run on a {height}x{width} input: {str(exc).splitlines()[0]}",
+            hint="the input is probably too small for the network; pass a larger --input-size",
+        ) from exc
+    finally:
+        model.train(was_training)
+    return {name: found.get(name) for name in layers}
+
+
+def _field(geom: Geometry | None, output: torch.Tensor) -> ReceptiveField | None:
+    """The ReceptiveField of an ``(N, C, H, W)`` output (or a flat global one)."""
+    if isinstance(geom, Global):
+        top, left, bottom, right = geom.box
+        return ReceptiveField(size=(bottom - top, right - left), stride=(0, 0), offset=(top, left))
+    if isinstance(geom, Local) and output.dim() == 4 and geom.dims == (2, 3):
+        return ReceptiveField(
+            size=(geom.rows.size, geom.cols.size),
+            stride=(geom.rows.stride, geom.cols.stride),
+            offset=(geom.rows.offset, geom.cols.offset),
+        )
+    return None
+
+
+def check_field(field: ReceptiveField, map_size: tuple[int, int], input_size: tuple[int, int]) -> None:
+    """Check that a field fits a real output map: every position's box overlaps the image.
+
+    The scan calls this with the ``(rows, cols)`` of a layer's real output, so a
+    field computed for another network or input size is caught before any patch
+    is cropped.
+
+    Raises:
+        GeometryError: the first or last box of the map lies outside the image.
+
+    Example:
+        >>> check_field(ReceptiveField((11, 11), (4, 4), (-2, -2)), (55, 55), (224, 224))
+    """
+    last = field.box(map_size[0] - 1, map_size[1] - 1)
+    first = field.box(0, 0)
+    for box in (first, last):
+        if box.bottom <= 0 or box.right <= 0 or box.top >= input_size[0] or box.left >= input_size[1]:
+            raise GeometryError(
+                f"receptive field {field} puts box {tuple(box)} of a {map_size[0]}x{map_size[1]} map "
+                f"outside a {input_size[0]}x{input_size[1]} image",
+                hint="recompute the receptive fields for this model and input size",
+            )

@@ -99,7 +99,7 @@ def discover_layers(model: nn.Module, input_size: tuple[int, int]) -> list[Layer
         infos.append(
             LayerInfo(
                 name=name,
-                type=type(modules[name]).__name__,
+                type=_type_name(modules[name]),
                 shape=shape,  # type: ignore[arg-type]
                 receptive_field=fields.get(name) if len(shapes[name]) == 3 else _global(input_size),
                 calls=calls[name],
@@ -115,7 +115,16 @@ def _global(input_size: tuple[int, int]) -> ReceptiveField:
 
 def default_layers(model: nn.Module) -> list[str]:
     """Every ``nn.Conv2d`` in definition order (for AlexNet: the lecture's layers 1 to 5)."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d"  # a converted TorchScript conv
+    ]
+
+
+def _type_name(module: nn.Module) -> str:
+    """The class name; for a converted TorchScript module, the class it was scripted from."""
+    return getattr(module, "original_name", None) or type(module).__name__
 
 
 def select_layers(

@@ -6,7 +6,7 @@ The rule (documented in the README):
    ``(mean of its k hit activations - mean over images) / std over images`` of
    each image's strongest activation (images: the scan's signature sample).
    Dead units (constant over the sample) have no clarity and come last.
-2. The candidates are the clearer half of the units (at least ``n``).
+2. The candidates are the clearest ``max(2n, units / 2)`` units.
 3. Greedy max-min diversity: start from the clearest unit; then repeatedly add
    the candidate least correlated (Pearson, over the signature images) with its
    most similar already-chosen unit, ties going to the clearer unit.
@@ -47,13 +47,21 @@ def choose_units(layer: LayerScan, n: int = 9) -> list[int]:
     units = score.numel()
     n = min(n, units)
     order = sorted(range(units), key=lambda u: (-score[u].item(), u))
-    candidates = order[: max(n, (units + 1) // 2)]
+    candidates = order[: max(2 * n, (units + 1) // 2)]
     corr = _correlation(layer.signature)
     chosen = [candidates[0]]
     while len(chosen) < n:
         rest = [u for u in candidates if u not in chosen]
-        # The least similar to its nearest chosen unit; clearer first on ties.
-        best = min(rest, key=lambda u: (round(max(corr[u, c].item() for c in chosen), 6), -score[u].item(), u))
+        # Live units first; then the least similar to its nearest chosen unit; clearer first on ties.
+        best = min(
+            rest,
+            key=lambda u: (
+                not torch.isfinite(score[u]).item(),
+                round(max(corr[u, c].item() for c in chosen), 6),
+                -score[u].item(),
+                u,
+            ),
+        )
         chosen.append(best)
     return chosen
 

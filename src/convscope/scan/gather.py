@@ -6,6 +6,7 @@ the chunk, not by the number of units or images.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -82,20 +83,48 @@ class Chunk:
         return preprocess.normalize(pixels)
 
 
+class PixelCache:
+    """Model-input-frame pixels of reloaded images, kept up to a byte budget.
+
+    Units of different layers often win on the same images; the cache decodes each
+    at most once while the budget lasts, then forgets the least recently used.
+    """
+
+    def __init__(self, images: ImageList, preprocess: Preprocess, max_bytes: int = 1 << 30) -> None:
+        self.images = images
+        self.preprocess = preprocess
+        self.max_bytes = max_bytes
+        self._store: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, indices: Sequence[int]) -> dict[int, np.ndarray]:
+        """Image index -> ``uint8 (H, W, 3)`` for every index asked."""
+        missing = sorted({i for i in indices if i not in self._store})
+        if missing:
+            loaded = load_pixels(self.images, missing, self.preprocess).permute(0, 2, 3, 1).numpy()
+            for i, index in enumerate(missing):
+                self._store[index] = loaded[i]
+                self._bytes += loaded[i].nbytes
+        out = {}
+        for index in indices:
+            self._store.move_to_end(index)
+            out[index] = self._store[index]
+        while self._bytes > self.max_bytes and len(self._store) > len(out):
+            _, dropped = self._store.popitem(last=False)
+            self._bytes -= dropped.nbytes
+        return out
+
+
 def chunks(
     layer: LayerScan,
     units: Sequence[int],
     receptive_field: ReceptiveField | None,
-    images: ImageList,
-    preprocess: Preprocess,
+    cache: PixelCache,
     *,
     units_per_chunk: int = 32,
 ) -> Iterator[Chunk]:
-    """Reload the winning images of ``units``, ``units_per_chunk`` units at a time."""
+    """The hits of ``units`` with their images, ``units_per_chunk`` units at a time."""
     for start in range(0, len(units), units_per_chunk):
         some = list(units[start : start + units_per_chunk])
-        hits = [unit_hits(layer, u, receptive_field, preprocess.input_size) for u in some]
-        needed = sorted({hit.image for unit in hits for hit in unit})
-        loaded = load_pixels(images, needed, preprocess) if needed else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
-        pixels = {index: loaded[i].permute(1, 2, 0).numpy() for i, index in enumerate(needed)}
-        yield Chunk(some, hits, pixels)
+        hits = [unit_hits(layer, u, receptive_field, cache.preprocess.input_size) for u in some]
+        yield Chunk(some, hits, cache.get([hit.image for unit in hits for hit in unit]))

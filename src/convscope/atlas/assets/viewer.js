@@ -1,0 +1,515 @@
+/* convscope atlas viewer: vanilla JS, no build step, works from file://.
+ *
+ * Data arrives as scripts that call window.convscopeRegister(kind, index, payload):
+ * viewer/data/manifest.js at page load, viewer/data/layer-<i>.js when layer i is shown.
+ * Every string from the data goes into the page as text (textContent / text nodes),
+ * never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>.
+ */
+(function () {
+  "use strict";
+
+  const state = {
+    manifest: null,
+    layerIndex: new Map(),   // layer name -> index in manifest.layers
+    layers: new Map(),       // index -> hits.json payload
+    pending: new Map(),      // index -> {promise, resolve}
+    sort: "index",
+    route: null,             // {view, layer, unit}
+    order: [],               // unit numbers of the shown layer, in the chosen sort
+    cursor: -1,              // position in order of the highlighted card (layer view)
+    observer: null,
+    token: 0,
+  };
+
+  window.convscopeRegister = function (kind, index, payload) {
+    if (kind === "manifest") {
+      state.manifest = payload;
+      start();
+    } else if (kind === "layer") {
+      state.layers.set(index, payload);
+      const waiting = state.pending.get(index);
+      if (waiting) waiting.resolve(payload);
+    }
+  };
+
+  /* ---------- small helpers ---------- */
+
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    if (props) {
+      for (const [key, value] of Object.entries(props)) {
+        if (value === null || value === undefined) continue;
+        if (key === "text") node.textContent = String(value);
+        else if (key === "class") node.className = value;
+        else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role") node.setAttribute(key, value);
+        else node[key] = value;
+      }
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined && child !== false) node.append(child);
+    }
+    return node;
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const pad4 = (unit) => String(unit).padStart(4, "0");
+  const fmt = (x) => (typeof x === "number" && isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(1) : x.toPrecision(3)) : String(x));
+
+  /* A '/'-separated path inside the atlas as a relative URL, or null if it could leave the atlas. */
+  function atlasUrl(path) {
+    if (typeof path !== "string") return null;
+    const parts = path.split("/");
+    if (parts.some((p) => p === "" || p === "." || p === "..")) return null;
+    return parts.map(encodeURIComponent).join("/");
+  }
+
+  function gridUrl(layerName, unit, projection) {
+    return `layers/${encodeURIComponent(layerName)}/units/${pad4(unit)}${projection ? "-projection" : ""}.png`;
+  }
+
+  function routeHash(layerName, unit) {
+    return "#" + encodeURIComponent(layerName) + (unit === undefined || unit === null ? "" : "/" + unit);
+  }
+
+  function hasLabels(layerData) {
+    const labels = state.manifest.dataset && state.manifest.dataset.labels;
+    if (Array.isArray(labels) && labels.length) return true;
+    return layerData.units.some((u) => u.hits.some((h) => h.label !== null && h.label !== undefined));
+  }
+
+  /* Label counts of a unit's hits, most common first: [[label, count], ...]. */
+  function labelCounts(unit) {
+    const counts = new Map();
+    for (const hit of unit.hits) {
+      if (hit.label === null || hit.label === undefined) continue;
+      counts.set(hit.label, (counts.get(hit.label) || 0) + 1);
+    }
+    return [...counts.entries()].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])));
+  }
+
+  /* Fraction of a unit's hits that share its most common label; -1 without hits. */
+  function selectivity(unit) {
+    if (!unit.hits.length) return -1;
+    const counts = labelCounts(unit);
+    return counts.length ? counts[0][1] / unit.hits.length : 0;
+  }
+
+  function topActivation(unit) {
+    return unit.hits.length ? unit.hits[0].activation : -Infinity;
+  }
+
+  function sortedUnits(layerData, sort) {
+    const units = layerData.units.slice();
+    if (sort === "activation") units.sort((a, b) => topActivation(b) - topActivation(a) || a.unit - b.unit);
+    else if (sort === "selectivity") units.sort((a, b) => selectivity(b) - selectivity(a) || a.unit - b.unit);
+    else units.sort((a, b) => a.unit - b.unit);
+    return units;
+  }
+
+  function loadLayer(index) {
+    if (state.layers.has(index)) return Promise.resolve(state.layers.get(index));
+    if (state.pending.has(index)) return state.pending.get(index).promise;
+    let resolve, reject;
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+    state.pending.set(index, { promise, resolve });
+    const script = el("script", { src: `viewer/data/layer-${index}.js` });
+    script.onerror = () => {
+      state.pending.delete(index);
+      reject(new Error(`cannot load viewer/data/layer-${index}.js`));
+    };
+    document.head.append(script);
+    return promise;
+  }
+
+  /* ---------- header and layer list ---------- */
+
+  function describeShape(layer) {
+    return Array.isArray(layer.shape) ? `${layer.shape[0]} × ${layer.shape[1]} × ${layer.shape[2]}` : "?";
+  }
+
+  function describeField(layer) {
+    const rf = layer.receptive_field;
+    if (!rf) return "whole input (not local)";
+    return `${rf.size[0]}×${rf.size[1]}, stride ${rf.stride[0]}×${rf.stride[1]}, offset ${rf.offset[0]},${rf.offset[1]}`;
+  }
+
+  function renderHeader() {
+    const m = state.manifest;
+    const model = m.model || {};
+    const dataset = m.dataset || {};
+    $("model-source").textContent = model.source || "";
+    document.title = `convscope · ${model.source || "atlas"}`;
+    const facts = $("facts");
+    const fact = (label, value) => el("span", { class: "fact" }, el("b", { text: label }), " ", value);
+    facts.append(fact("images", `${dataset.image_count ?? "?"} from ${dataset.root ?? "?"}`));
+    if (Array.isArray(dataset.labels)) facts.append(fact("classes", String(dataset.labels.length)));
+    if (model.weights) facts.append(fact("weights", String(model.weights)));
+    if (model.training && typeof model.training.accuracy === "number") {
+      facts.append(fact("accuracy", `${(100 * model.training.accuracy).toFixed(1)}%`));
+    }
+    facts.append(fact("k", String(m.k)));
+    facts.append(fact("projection", m.projection || "none"));
+    const skipped = Array.isArray(dataset.skipped) ? dataset.skipped : [];
+    if (skipped.length) {
+      const list = el("ul", { class: "skipped-list" });
+      for (const item of skipped) list.append(el("li", null, el("code", { text: item.path }), " — ", item.reason));
+      facts.append(el("details", { class: "fact skipped" }, el("summary", null, el("b", { text: "skipped" }), ` ${skipped.length} file${skipped.length === 1 ? "" : "s"}`), list));
+    } else {
+      facts.append(fact("skipped", "0 files"));
+    }
+    if (m.created) facts.append(fact("created", String(m.created)));
+
+    const nav = $("layer-list");
+    const names = $("layer-names");
+    m.layers.forEach((layer, index) => {
+      state.layerIndex.set(layer.name, index);
+      nav.append(el("a", { class: "layer-link", href: routeHash(layer.name), "data-layer": String(index) },
+        el("span", { class: "layer-name", text: layer.name }),
+        el("span", { class: "layer-meta", text: `${layer.type || ""} ${describeShape(layer)}` }),
+        el("span", { class: "layer-meta", text: `RF ${describeField(layer)}` })));
+      names.append(el("option", { value: layer.name }));
+    });
+  }
+
+  function markCurrentLayer(index) {
+    for (const link of document.querySelectorAll(".layer-link")) {
+      link.classList.toggle("current", link.getAttribute("data-layer") === String(index));
+    }
+  }
+
+  /* ---------- views ---------- */
+
+  function setMain(view, ...children) {
+    if (state.observer) state.observer.disconnect();
+    state.observer = null;
+    const main = $("main");
+    main.replaceChildren(...children);
+    main.setAttribute("data-view", view);
+    return main;
+  }
+
+  function renderHome() {
+    markCurrentLayer(-1);
+    const rows = state.manifest.layers.map((layer) => el("tr", null,
+      el("td", null, el("a", { href: routeHash(layer.name), text: layer.name })),
+      el("td", { text: layer.type || "" }),
+      el("td", { text: describeShape(layer) }),
+      el("td", { text: describeField(layer) })));
+    const table = el("table", { class: "layer-table" },
+      el("thead", null, el("tr", null, ...["layer", "type", "units × rows × cols", "receptive field"].map((t) => el("th", { text: t })))),
+      el("tbody", null, ...rows));
+    const overview = el("img", { class: "overview", src: "overview.png", alt: "overview: top patches of a few units per layer" });
+    overview.onerror = () => overview.remove();
+    setMain("home", el("h1", { text: "Layers" }), table, el("h2", { text: "Overview" }), overview);
+  }
+
+  function renderMissing(message) {
+    markCurrentLayer(-1);
+    setMain("missing", el("p", { class: "note error", text: message }), el("p", null, el("a", { href: "#", text: "Back to the layer list" })));
+  }
+
+  function unitCard(layer, unit, labels) {
+    const top = unit.hits.length ? fmt(unit.hits[0].activation) : "no hits";
+    const card = el("a", { class: "card", href: routeHash(layer.name, unit.unit), "data-unit": String(unit.unit) },
+      el("div", { class: "card-head" }, el("span", { class: "unit-no", text: `#${unit.unit}` }), el("span", { class: "act", text: top })));
+    const images = el("div", { class: "card-images" });
+    const { width, height } = gridSize();
+    const addImage = (projection) => {
+      const img = el("img", { class: "grid", alt: projection ? "projections" : "patches", width, height, loading: "lazy", decoding: "async" });
+      img.dataset.src = gridUrl(layer.name, unit.unit, projection);
+      images.append(img);
+    };
+    if (unit.hits.length) {
+      addImage(false);
+      if (state.manifest.projection) addImage(true);
+    }
+    card.append(images);
+    if (labels && unit.hits.length) {
+      const counts = labelCounts(unit);
+      const foot = counts.length ? `${counts[0][0]} ${Math.round(100 * selectivity(unit))}%` : "unlabelled";
+      card.append(el("div", { class: "card-foot", text: foot }));
+    }
+    return card;
+  }
+
+  function gridSize() {
+    const { cell, gap, grid } = state.manifest.render;
+    return { width: grid[1] * cell + (grid[1] - 1) * gap, height: grid[0] * cell + (grid[0] - 1) * gap };
+  }
+
+  function observeImages(container) {
+    state.observer = new IntersectionObserver((entries, observer) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        for (const img of entry.target.querySelectorAll("img[data-src]")) {
+          img.src = img.dataset.src;
+          img.removeAttribute("data-src");
+        }
+        observer.unobserve(entry.target);
+      }
+    }, { rootMargin: "100px 0px" });
+    for (const card of container.children) state.observer.observe(card);
+  }
+
+  function renderLayer(index, layerData, focusUnit) {
+    const layer = state.manifest.layers[index];
+    const labels = hasLabels(layerData);
+    if (state.sort === "selectivity" && !labels) state.sort = "index";
+    const units = sortedUnits(layerData, state.sort);
+    state.order = units.map((u) => u.unit);
+    markCurrentLayer(index);
+
+    const select = el("select", { id: "sort", "aria-label": "Sort units" },
+      el("option", { value: "index", text: "unit index" }),
+      el("option", { value: "activation", text: "strongest activation" }),
+      labels ? el("option", { value: "selectivity", text: "class selectivity" }) : null);
+    select.value = state.sort;
+    select.onchange = () => { state.sort = select.value; renderLayer(index, layerData); };
+
+    const cards = el("div", { class: "cards" });
+    for (const unit of units) cards.append(unitCard(layer, unit, labels));
+    setMain("layer",
+      el("div", { class: "crumbs" }, el("a", { href: "#", text: "layers" }), " / ", el("span", { text: layer.name })),
+      el("div", { class: "layer-head" },
+        el("h1", { text: layer.name }),
+        el("span", { class: "layer-facts", text: `${layer.type || ""} · ${describeShape(layer)} · RF ${describeField(layer)} · ${layerData.units.length} units` }),
+        el("label", { class: "sort" }, "sort by ", select)),
+      cards);
+    observeImages(cards);
+    state.cursor = focusUnit === undefined ? -1 : state.order.indexOf(focusUnit);
+    if (state.cursor >= 0) highlightCard(true);
+    else window.scrollTo(0, 0);
+  }
+
+  function highlightCard(scroll) {
+    const cards = document.querySelectorAll(".cards .card");
+    cards.forEach((card, i) => card.classList.toggle("cursor", i === state.cursor));
+    if (scroll && cards[state.cursor]) cards[state.cursor].scrollIntoView({ block: "nearest" });
+  }
+
+  function patchNode(url, rank, scale, className) {
+    const { cell, gap, grid } = state.manifest.render;
+    const cols = grid[1];
+    const { width, height } = gridSize();
+    const row = Math.floor(rank / cols), col = rank % cols;
+    const node = el("div", { class: className, role: "img" });
+    node.style.width = node.style.height = `${cell * scale}px`;
+    node.style.backgroundImage = `url("${url}")`;
+    node.style.backgroundSize = `${width * scale}px ${height * scale}px`;
+    node.style.backgroundPosition = `${-col * (cell + gap) * scale}px ${-row * (cell + gap) * scale}px`;
+    return node;
+  }
+
+  /* The source image with the hit's box drawn, clipped to the image; a note when clipped. */
+  function sourceNode(hit) {
+    const size = (state.manifest.preprocess && state.manifest.preprocess.input_size) || [224, 224];
+    const frame = el("div", { class: "source" });
+    const url = atlasUrl(hit.image_file);
+    const img = el("img", { alt: "source image", loading: "lazy", decoding: "async" });
+    if (url) img.src = url;
+    const box = el("div", { class: "box" });
+    frame.append(img, box);
+    const note = el("div", { class: "box-note" });
+    const place = (rows, cols) => {
+      const [top, left, bottom, right] = hit.box;
+      const t = Math.max(0, top), l = Math.max(0, left), b = Math.min(rows, bottom), r = Math.min(cols, right);
+      box.style.top = `${(100 * t) / rows}%`;
+      box.style.left = `${(100 * l) / cols}%`;
+      box.style.height = `${(100 * Math.max(0, b - t)) / rows}%`;
+      box.style.width = `${(100 * Math.max(0, r - l)) / cols}%`;
+      const clipped = top < 0 || left < 0 || bottom > rows || right > cols;
+      box.classList.toggle("clipped", clipped);
+      note.textContent = clipped
+        ? `box [${hit.box.join(", ")}) reaches past the ${cols}×${rows} image (padding the network saw); drawn clipped`
+        : `box [${hit.box.join(", ")})`;
+    };
+    place(size[0], size[1]);
+    img.onload = () => place(img.naturalHeight, img.naturalWidth);
+    return [frame, note];
+  }
+
+  function histogram(unit) {
+    const counts = labelCounts(unit);
+    if (!counts.length) return null;
+    const max = counts[0][1];
+    const rows = counts.map(([label, count]) => {
+      const bar = el("span", { class: "bar" });
+      bar.style.width = `${(100 * count) / max}%`;
+      return el("div", { class: "hist-row" }, el("span", { class: "hist-label", text: label }),
+        el("span", { class: "hist-bar" }, bar), el("span", { class: "hist-count", text: `${count}/${unit.hits.length}` }));
+    });
+    return el("section", { class: "histogram" }, el("h2", { text: "Classes of the hits" }), ...rows);
+  }
+
+  function renderUnit(index, layerData, unitNo) {
+    const layer = state.manifest.layers[index];
+    const unit = layerData.units.find((u) => u.unit === unitNo);
+    if (!unit) { renderMissing(`layer ${layer.name} has no unit ${unitNo}`); return; }
+    const labels = hasLabels(layerData);
+    if (state.sort === "selectivity" && !labels) state.sort = "index";
+    state.order = sortedUnits(layerData, state.sort).map((u) => u.unit);
+    markCurrentLayer(index);
+    const position = state.order.indexOf(unitNo);
+    const prev = state.order[position - 1], next = state.order[position + 1];
+    const projection = Boolean(state.manifest.projection);
+    const scale = Math.max(1, Math.round(128 / state.manifest.render.cell));
+    const patchesUrl = gridUrl(layer.name, unitNo, false);
+    const projectionsUrl = gridUrl(layer.name, unitNo, true);
+
+    const hits = unit.hits.map((hit) => {
+      const pictures = el("div", { class: "hit-pictures" },
+        el("figure", null, patchNode(patchesUrl, hit.rank, scale, "patch"), el("figcaption", { text: "patch" })),
+        projection ? el("figure", null, patchNode(projectionsUrl, hit.rank, scale, "patch"), el("figcaption", { text: state.manifest.projection })) : null,
+        el("figure", null, ...sourceNode(hit)));
+      const label = hit.label === null || hit.label === undefined ? null : el("div", { class: "hit-label" }, "label ", el("b", { text: hit.label }));
+      return el("article", { class: "hit", "data-rank": String(hit.rank) },
+        el("div", { class: "hit-head" }, el("span", { class: "rank", text: `rank ${hit.rank}` }), el("span", { class: "act", text: fmt(hit.activation) })),
+        pictures,
+        el("div", { class: "hit-path", text: hit.image }),
+        label,
+        el("div", { class: "hit-pos", text: `row ${hit.row}, col ${hit.col}` }));
+    });
+    const sortName = { index: "unit index", activation: "strongest activation", selectivity: "class selectivity" }[state.sort];
+    setMain("unit",
+      el("div", { class: "crumbs" }, el("a", { href: "#", text: "layers" }), " / ",
+        el("a", { href: routeHash(layer.name), text: layer.name }), " / ", el("span", { text: `unit ${unitNo}` })),
+      el("div", { class: "unit-head" },
+        el("h1", { text: `${layer.name} · unit ${unitNo}` }),
+        el("nav", { class: "step" },
+          prev === undefined ? el("span", { class: "disabled", text: "← previous" }) : el("a", { href: routeHash(layer.name, prev), text: `← #${prev}` }),
+          el("span", { text: `${position + 1} of ${state.order.length} by ${sortName}` }),
+          next === undefined ? el("span", { class: "disabled", text: "next →" }) : el("a", { href: routeHash(layer.name, next), text: `#${next} →` }))),
+      el("div", { class: "unit-facts" },
+        el("span", { text: `mean strongest activation per image ${fmt(unit.mean)}` }),
+        el("span", { text: `${unit.hits.length} hits` }),
+        labels && unit.hits.length ? el("span", { text: `selectivity ${Math.round(100 * selectivity(unit))}%` }) : null),
+      labels ? histogram(unit) : null,
+      unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
+      state.manifest.padding ? el("p", { class: "note padding", text: `Padding: ${state.manifest.padding}` }) : null);
+    window.scrollTo(0, 0);
+  }
+
+  /* ---------- routing ---------- */
+
+  function parseHash() {
+    let hash = location.hash.slice(1);
+    try { hash = decodeURIComponent(hash); } catch (e) { return { view: "missing", text: hash }; }
+    if (!hash) return { view: "home" };
+    if (state.layerIndex.has(hash)) return { view: "layer", layer: state.layerIndex.get(hash) };
+    const slash = hash.lastIndexOf("/");
+    const name = hash.slice(0, slash), unit = hash.slice(slash + 1);
+    if (slash > 0 && state.layerIndex.has(name) && /^\d+$/.test(unit)) {
+      return { view: "unit", layer: state.layerIndex.get(name), unit: Number(unit) };
+    }
+    return { view: "missing", text: hash };
+  }
+
+  async function route() {
+    const token = ++state.token;
+    const previous = state.route;
+    const target = parseHash();
+    state.route = target;
+    if (target.view === "home") { renderHome(); return; }
+    if (target.view === "missing") { renderMissing(`nothing in this atlas is called “${target.text}”`); return; }
+    let layerData;
+    try {
+      layerData = await loadLayer(target.layer);
+    } catch (error) {
+      if (token === state.token) renderMissing(error.message);
+      return;
+    }
+    if (token !== state.token) return;
+    if (target.view === "layer") {
+      const back = previous && previous.view === "unit" && previous.layer === target.layer ? previous.unit : undefined;
+      renderLayer(target.layer, layerData, back);
+    } else {
+      renderUnit(target.layer, layerData, target.unit);
+    }
+  }
+
+  function go(layerIndex, unit) {
+    location.hash = routeHash(state.manifest.layers[layerIndex].name, unit);
+  }
+
+  /* ---------- search and keys ---------- */
+
+  function search(text) {
+    const query = text.trim();
+    const message = $("search-message");
+    message.textContent = "";
+    const current = state.route && state.route.layer !== undefined ? state.route.layer : null;
+    const colon = query.lastIndexOf(":");
+    if (state.layerIndex.has(query)) { go(state.layerIndex.get(query)); return true; }
+    if (colon > 0 && state.layerIndex.has(query.slice(0, colon)) && /^\d+$/.test(query.slice(colon + 1))) {
+      const index = state.layerIndex.get(query.slice(0, colon));
+      const unit = Number(query.slice(colon + 1));
+      if (unit < state.manifest.layers[index].units) { go(index, unit); return true; }
+      message.textContent = `${query.slice(0, colon)} has units 0–${state.manifest.layers[index].units - 1}`;
+      return false;
+    }
+    if (/^\d+$/.test(query)) {
+      if (current === null) { message.textContent = "open a layer first, or type layer:unit"; return false; }
+      const unit = Number(query);
+      if (unit < state.manifest.layers[current].units) { go(current, unit); return true; }
+      message.textContent = `this layer has units 0–${state.manifest.layers[current].units - 1}`;
+      return false;
+    }
+    message.textContent = `no layer or unit matches “${query}”`;
+    return false;
+  }
+
+  function stepUnit(delta) {
+    const r = state.route;
+    if (!r || !state.order.length) return;
+    if (r.view === "unit") {
+      const next = state.order[state.order.indexOf(r.unit) + delta];
+      if (next !== undefined) go(r.layer, next);
+    } else if (r.view === "layer") {
+      state.cursor = Math.min(state.order.length - 1, Math.max(0, state.cursor + delta));
+      highlightCard(true);
+    }
+  }
+
+  function stepLayer(delta) {
+    const r = state.route;
+    const count = state.manifest.layers.length;
+    const from = r && r.layer !== undefined ? r.layer : (delta > 0 ? -1 : count);
+    const to = from + delta;
+    if (to >= 0 && to < count) go(to);
+  }
+
+  function onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.tagName === "INPUT" || target.tagName === "SELECT" || target.tagName === "TEXTAREA")) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    const r = state.route || { view: "home" };
+    const unitKeys = r.view === "unit" ? ["ArrowRight", "ArrowDown"] : ["ArrowRight"];
+    const backKeys = r.view === "unit" ? ["ArrowLeft", "ArrowUp"] : ["ArrowLeft"];
+    let handled = true;
+    if (event.key === "/") $("search-input").focus();
+    else if (event.key === "[" || (event.shiftKey && event.key === "ArrowLeft")) stepLayer(-1);
+    else if (event.key === "]" || (event.shiftKey && event.key === "ArrowRight")) stepLayer(1);
+    else if (event.key === "j" || unitKeys.includes(event.key)) stepUnit(1);
+    else if (event.key === "k" || backKeys.includes(event.key)) stepUnit(-1);
+    else if (event.key === "Enter" && r.view === "layer" && state.cursor >= 0) go(r.layer, state.order[state.cursor]);
+    else if (event.key === "Escape" && r.view === "unit") go(r.layer);
+    else if (event.key === "Escape" && r.view !== "home") location.hash = "";
+    else handled = false;
+    if (handled) event.preventDefault();
+  }
+
+  function start() {
+    renderHeader();
+    $("search").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("search-input");
+      if (search(input.value)) input.blur();
+    });
+    document.addEventListener("keydown", onKey);
+    window.addEventListener("hashchange", route);
+    route();
+  }
+})();

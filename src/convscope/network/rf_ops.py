@@ -1,0 +1,549 @@
+"""The engine behind :func:`convscope.network.geometry.receptive_fields`.
+
+One forward pass runs under a :class:`~torch.utils._python_dispatch.TorchDispatchMode`
+that sees every ATen operator (after PyTorch's own decomposition of composite ops such
+as ``F.linear`` or ``padding='same'``) and gives each produced tensor a *geometry*:
+
+- :class:`Local`: an affine field per axis (:class:`Axis`), plus where the rows and
+  cols live in the tensor (dims 2, 3 for NCHW; 1, 2 after a permute to NHWC; one
+  merged ``rows * cols`` dim after a flattening view);
+- :class:`Global`: every element sees one box of the image (after a global pool, a
+  mean over the map, a norm with batch statistics);
+- :data:`UNKNOWN`: no exact answer (upsampling, a concat along rows, a softmax over
+  cols, any operator without a rule).
+
+Tensors that do not depend on the input (weights, constants) have no geometry and
+are ignored by the rules. Rules never guess: an operator they do not know turns a
+local input into :data:`UNKNOWN`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Affine field along one axis: position ``i`` sees ``[offset + i*stride, ... + size)``."""
+
+    size: int
+    stride: int
+    offset: int
+
+    def window(self, kernel: int, stride: int, padding: int, dilation: int) -> "Axis":
+        """The axis after a sliding window (convolution or pooling) over this one."""
+        return Axis(
+            self.size + (kernel - 1) * dilation * self.stride,
+            self.stride * stride,
+            self.offset - padding * self.stride,
+        )
+
+    def extent(self, positions: int, limit: int) -> tuple[int, int]:
+        """``[start, end)`` seen by all ``positions``, clipped to ``[0, limit)``."""
+        end = self.offset + (positions - 1) * self.stride + self.size
+        return max(self.offset, 0), min(end, limit)
+
+
+@dataclass(frozen=True)
+class Local:
+    """A map whose positions see affine boxes.
+
+    ``dims`` are the tensor dims of rows and cols; they are equal when both are
+    merged into one dim (row-major, index ``row * cols + col``). ``hw`` is the map
+    height and width.
+    """
+
+    rows: Axis
+    cols: Axis
+    dims: tuple[int, int]
+    hw: tuple[int, int]
+
+    @property
+    def merged(self) -> bool:
+        return self.dims[0] == self.dims[1]
+
+
+@dataclass(frozen=True)
+class Global:
+    """Every element sees the box ``[top, left, bottom, right)`` (clipped to the image)."""
+
+    box: tuple[int, int, int, int]
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+Geometry = Local | Global | _Unknown
+
+
+def identity(height: int, width: int) -> Local:
+    """The geometry of the model input ``(N, C, height, width)``."""
+    return Local(Axis(1, 1, 0), Axis(1, 1, 0), (2, 3), (height, width))
+
+
+# --------------------------------------------------------------------- combining
+
+
+def to_global(geom: Local | Global, image: tuple[int, int]) -> Global:
+    """The box seen by the whole map, clipped to the ``image`` (height, width)."""
+    if isinstance(geom, Global):
+        return geom
+    top, bottom = geom.rows.extent(geom.hw[0], image[0])
+    left, right = geom.cols.extent(geom.hw[1], image[1])
+    return Global((top, left, bottom, right))
+
+
+def union(parts: Sequence[Geometry], image: tuple[int, int]) -> Geometry | None:
+    """Geometry of an element that depends on all ``parts`` (already in output dims).
+
+    Locals need the same dims, map size and stride; any Global makes the result global.
+    ``None`` when there is no part (the result does not depend on the input).
+    """
+    if not parts:
+        return None
+    if any(p is UNKNOWN for p in parts):
+        return UNKNOWN
+    locals_ = [p for p in parts if isinstance(p, Local)]
+    if any(isinstance(p, Global) for p in parts):
+        boxes = [to_global(p, image).box for p in parts]  # type: ignore[arg-type]
+        return Global(
+            (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+        )
+    first = locals_[0]
+    if any(p.dims != first.dims or p.hw != first.hw for p in locals_):
+        return UNKNOWN
+    axes = []
+    for pick in (lambda g: g.rows, lambda g: g.cols):
+        items = [pick(p) for p in locals_]
+        if len({a.stride for a in items}) != 1:
+            return UNKNOWN
+        start = min(a.offset for a in items)
+        end = max(a.offset + a.size for a in items)
+        axes.append(Axis(end - start, items[0].stride, start))
+    return replace(first, rows=axes[0], cols=axes[1])
+
+
+def broadcast(geom: Geometry, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
+    """Map a geometry through numpy-style broadcasting (dims aligned on the right)."""
+    if not isinstance(geom, Local):
+        return geom
+    shift = len(out_shape) - len(in_shape)
+    dims = (geom.dims[0] + shift, geom.dims[1] + shift)
+    if shift < 0 or any(in_shape[d] != out_shape[d + shift] for d in set(geom.dims)):
+        return UNKNOWN  # a spatial dim was stretched from size 1: not affine
+    return replace(geom, dims=dims)
+
+
+# --------------------------------------------------------------------- shape rules
+
+
+def _row_major(shape: Sequence[int], dim: int) -> int:
+    return math.prod(shape[dim + 1 :])
+
+
+def reshape(geom: Local, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
+    """Follow rows and cols through a view/reshape/flatten/squeeze (row-major order).
+
+    A dim of the output carries the rows if it has the rows' size and the same
+    row-major stride: the row index is then the same digit of the flat index.
+    """
+    height, width = geom.hw
+    col_step = _row_major(in_shape, geom.dims[1])
+    row_step = col_step * width if geom.merged else _row_major(in_shape, geom.dims[0])
+    rows = [j for j, n in enumerate(out_shape) if n == height and _row_major(out_shape, j) == row_step]
+    cols = [j for j, n in enumerate(out_shape) if n == width and _row_major(out_shape, j) == col_step]
+    for r in rows:
+        for c in cols:
+            if r != c:
+                return replace(geom, dims=(r, c))
+    if row_step == col_step * width:
+        for j, n in enumerate(out_shape):
+            if n == height * width and _row_major(out_shape, j) == col_step:
+                return replace(geom, dims=(j, j))
+    return UNKNOWN
+
+
+def move_dims(geom: Local, mapping: Callable[[int], int | None]) -> Geometry:
+    """Renumber dims with ``mapping(old) -> new`` (``None``: the dim is gone)."""
+    new = (mapping(geom.dims[0]), mapping(geom.dims[1]))
+    if new[0] is None or new[1] is None:
+        return UNKNOWN
+    return replace(geom, dims=(new[0], new[1]))
+
+
+def shift_axis(geom: Local, dim: int, start: int, step: int, out_size: int) -> Geometry:
+    """Rows or cols (whichever lives at ``dim``) after taking ``start::step`` of them."""
+    if dim not in geom.dims:
+        return geom
+    if geom.merged:
+        return geom if start == 0 and step == 1 and out_size == geom.hw[0] * geom.hw[1] else UNKNOWN
+    which = geom.dims.index(dim)
+    axis = (geom.rows, geom.cols)[which]
+    axis = Axis(axis.size, axis.stride * step, axis.offset + start * axis.stride)
+    hw = list(geom.hw)
+    hw[which] = out_size
+    if which == 0:
+        return replace(geom, rows=axis, hw=(hw[0], hw[1]))
+    return replace(geom, cols=axis, hw=(hw[0], hw[1]))
+
+
+def sliding_window(
+    geom: Local,
+    ndim: int,
+    out_hw: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> Geometry:
+    """A 2-d convolution or pooling over the last two dims of an ``ndim`` tensor."""
+    if geom.dims != (ndim - 2, ndim - 1):
+        return UNKNOWN
+    rows = geom.rows.window(kernel[0], stride[0], padding[0], dilation[0])
+    cols = geom.cols.window(kernel[1], stride[1], padding[1], dilation[1])
+    return Local(rows, cols, geom.dims, (out_hw[0], out_hw[1]))
+
+
+def pad(geom: Local, pads: Sequence[int], in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
+    """``F.pad`` semantics: ``pads`` come in (before, after) pairs from the last dim back.
+
+    Reflect and replicate pads get the same box as zero pads: the box is in the
+    coordinates of the padded image the network saw.
+    """
+    for i in range(len(pads) // 2):
+        dim = len(in_shape) - 1 - i
+        if dim in geom.dims:
+            before = pads[2 * i]
+            geom = shift_axis(geom, dim, -before, 1, out_shape[dim])
+            if not isinstance(geom, Local):
+                return geom
+    return geom
+
+
+# --------------------------------------------------------------------- the mode
+
+
+def _pair(value: object, default: Sequence[int] | None = None) -> list[int]:
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        value = default
+    values = list(value) if isinstance(value, (list, tuple)) else [value]  # type: ignore[arg-type]
+    return [int(v) for v in (values * 2 if len(values) == 1 else values)]
+
+
+def _bind(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> dict:
+    """Arguments by schema name (defaults filled in)."""
+    bound = {}
+    for i, arg in enumerate(func._schema.arguments):
+        if i < len(args):
+            bound[arg.name] = args[i]
+        elif arg.name in kwargs:
+            bound[arg.name] = kwargs[arg.name]
+        else:
+            bound[arg.name] = arg.default_value if arg.has_default_value() else None
+    return bound
+
+
+#: Elementwise or channel-wise operators that PyTorch does not tag as pointwise.
+ELEMENTWISE = frozenset(
+    "hardswish hardswish_ hardsigmoid hardsigmoid_ _prelu_kernel prelu mish mish_ softplus elu elu_ "
+    "celu celu_ selu selu_ rrelu rrelu_ _to_copy to detach alias lift_fresh lift_fresh_copy contiguous "
+    "dropout dropout_ native_dropout feature_dropout feature_dropout_ alpha_dropout alpha_dropout_ "
+    "feature_alpha_dropout feature_alpha_dropout_ channel_shuffle native_channel_shuffle".split()
+)
+#: Operators whose result has the input's shape but not its values.
+SHAPE_ONLY = frozenset(
+    "empty_like zeros_like ones_like full_like rand_like randn_like randint_like new_empty new_zeros "
+    "new_ones new_full new_empty_strided empty_strided".split()
+)
+#: Reductions over ``dim`` (all dims when the overload has no ``dim``).
+REDUCTIONS = frozenset(
+    "mean sum amax amin max min var std var_mean std_mean logsumexp linalg_vector_norm norm prod "
+    "argmax argmin any all _softmax _log_softmax softmax log_softmax".split()
+)
+RESHAPES = frozenset("view _unsafe_view reshape view_copy flatten unflatten squeeze unsqueeze _reshape_alias".split())
+
+
+class GeometryMode(TorchDispatchMode):
+    """Track the geometry of every tensor made during a forward pass.
+
+    Tensors are keyed by ``id`` and kept alive until the mode is dropped, so ids
+    are never reused within the pass.
+
+    Example:
+        >>> x = torch.zeros(1, 3, 8, 8)
+        >>> mode = GeometryMode((8, 8))
+        >>> mode.track(x, identity(8, 8))
+        >>> with torch.no_grad(), mode:
+        ...     y = torch.nn.functional.conv2d(x, torch.ones(2, 3, 3, 3), stride=2)
+        >>> mode.geometry(y).rows
+        Axis(size=3, stride=2, offset=0)
+    """
+
+    def __init__(self, image: tuple[int, int]) -> None:
+        super().__init__()
+        self.image = image
+        self._table: dict[int, tuple[torch.Tensor, Geometry]] = {}
+
+    def track(self, tensor: torch.Tensor, geom: Geometry) -> None:
+        self._table[id(tensor)] = (tensor, geom)
+
+    def geometry(self, tensor: object) -> Geometry | None:
+        """The tensor's geometry; ``None`` when it does not depend on the input."""
+        entry = self._table.get(id(tensor))
+        return entry[1] if entry is not None and entry[0] is tensor else None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        outputs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
+        if not outputs:
+            return out
+        inputs = [t for t in _tensors(list(args) + list(kwargs.values())) if self.geometry(t) is not None]
+        if not inputs or func.overloadpacket.__name__ in SHAPE_ONLY:
+            return out
+        try:
+            geoms = self._rule(func, args, kwargs, inputs, outputs)
+        except Exception:  # a rule that cannot read this call's arguments knows nothing
+            geoms = [UNKNOWN] * len(outputs)
+        mutated = func._schema.is_mutable
+        for tensor, geom in zip(outputs, geoms):
+            before = self.geometry(tensor)
+            if mutated and before is not None and geom != before:
+                self._forget_aliases(tensor)
+            self.track(tensor, geom)
+        return out
+
+    def _forget_aliases(self, tensor: torch.Tensor) -> None:
+        """An in-place change of ``tensor`` changes every view of its storage too."""
+        storage = tensor.untyped_storage().data_ptr()
+        for key, (other, geom) in list(self._table.items()):
+            if other is not tensor and isinstance(geom, Local) and other.untyped_storage().data_ptr() == storage:
+                self._table[key] = (other, UNKNOWN)
+
+    def _rule(self, func, args, kwargs, inputs, outputs) -> list[Geometry]:  # type: ignore[no-untyped-def]
+        geoms = [self.geometry(t) for t in inputs]
+        if all(isinstance(g, Global) for g in geoms):
+            return [union(geoms, self.image)] * len(outputs)  # type: ignore[arg-type, list-item]
+        if any(g is UNKNOWN for g in geoms):
+            return [UNKNOWN] * len(outputs)
+        name = func.overloadpacket.__name__
+        a = _bind(func, args, kwargs)
+        first = outputs[0]
+        if torch.Tag.pointwise in func.tags or name in ELEMENTWISE or name == "copy_":
+            sources = [a["src"]] if name == "copy_" else inputs
+            parts = [broadcast(self.geometry(t), t.shape, first.shape) for t in sources if self.geometry(t) is not None]
+            return [union(parts, self.image)] * len(outputs)  # type: ignore[list-item]
+        rule = _RULES.get(name)
+        if rule is None:
+            return [UNKNOWN] * len(outputs)
+        main = next((a[k] for k in ("self", "input") if self.geometry(a.get(k)) is not None), inputs[0])
+        geom = self.geometry(main)
+        if not isinstance(geom, Local):
+            return [UNKNOWN] * len(outputs)
+        result = rule(self, geom, main, a, outputs)
+        if isinstance(result, list):
+            return result
+        others = [self.geometry(t) for t in inputs if t is not main]
+        if others:  # e.g. a kernel computed from the input: fine only when it is global
+            result = UNKNOWN if any(isinstance(o, Local) for o in others) else union([result, *others], self.image)  # type: ignore[list-item]
+        return [result] * len(outputs)  # type: ignore[list-item]
+
+
+def _tensors(values: Sequence[object]) -> list[torch.Tensor]:
+    found = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            found.extend(_tensors(v))
+    return found
+
+
+# Each rule: (mode, geometry of the main input, the main input, bound args, outputs)
+# -> one geometry for every output, or a list with one per output.
+Rule = Callable[[GeometryMode, Local, torch.Tensor, dict, list], "Geometry | list[Geometry]"]
+
+
+def _conv(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    weight = a["weight"]
+    if a.get("transposed") or weight.dim() != 4:
+        return UNKNOWN
+    kernel = list(weight.shape[2:])
+    dilation = _pair(a["dilation"], [1])
+    padding = a["padding"]
+    if padding == "valid":
+        padding = [0, 0]
+    elif padding == "same":  # PyTorch puts the odd pixel of padding after
+        padding = [d * (k - 1) // 2 for k, d in zip(kernel, dilation)]
+    return sliding_window(g, x.dim(), outs[0].shape[-2:], kernel, _pair(a["stride"], [1]), _pair(padding), dilation)
+
+
+def _pool(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    kernel = _pair(a["kernel_size"])
+    return sliding_window(
+        g, x.dim(), outs[0].shape[-2:], kernel, _pair(a["stride"], kernel), _pair(a["padding"], [0]),
+        _pair(a.get("dilation"), [1]),
+    )
+
+
+def _adaptive(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    in_hw, out_hw = list(x.shape[-2:]), list(outs[0].shape[-2:])
+    if in_hw == out_hw:
+        return g
+    if out_hw == [1, 1]:
+        return to_global(g, mode.image)
+    if all(i % o == 0 for i, o in zip(in_hw, out_hw)):  # the same as a pool with kernel = stride
+        kernel = [i // o for i, o in zip(in_hw, out_hw)]
+        return sliding_window(g, x.dim(), out_hw, kernel, kernel, [0, 0], [1, 1])
+    return UNKNOWN
+
+
+def _pad(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    return pad(g, list(a["pad"] if "pad" in a else a["padding"]), x.shape, outs[0].shape)
+
+
+def _slice(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    dim = a["dim"] % x.dim()
+    start = a["start"] or 0
+    if start < 0:
+        start += x.shape[dim]
+    start = min(max(start, 0), x.shape[dim])
+    return shift_axis(g, dim, start, a["step"] or 1, outs[0].shape[dim])
+
+
+def _split(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
+    dim = a["dim"] % x.dim()
+    geoms, start = [], 0
+    for out in outs:
+        geoms.append(shift_axis(g, dim, start, 1, out.shape[dim]))
+        start += out.shape[dim]
+    return geoms
+
+
+def _select(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    dim = a["dim"] % x.dim()
+    return move_dims(g, lambda d: None if d == dim else d - (d > dim))
+
+
+def _permute(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    order = [d % x.dim() for d in a["dims"]]
+    return move_dims(g, order.index)
+
+
+def _transpose(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    d0, d1 = (a["dim0"] % x.dim(), a["dim1"] % x.dim()) if "dim0" in a else (0, 1)
+    return move_dims(g, lambda d: d1 if d == d0 else d0 if d == d1 else d)
+
+
+def _reshape(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    return reshape(g, x.shape, outs[0].shape)
+
+
+def _expand(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    return broadcast(g, x.shape, outs[0].shape)
+
+
+def _join(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
+    """cat / stack: the union of the tracked inputs when they are joined along a channel-like dim."""
+    stack = outs[0].dim() > a["tensors"][0].dim()
+    dim = a["dim"] % outs[0].dim()
+    parts = []
+    for t in a["tensors"]:
+        geom = mode.geometry(t)
+        if isinstance(geom, Local):
+            if stack:
+                geom = move_dims(geom, lambda d: d + (d >= dim))
+            elif dim in geom.dims:
+                return UNKNOWN
+        if geom is not None:
+            parts.append(geom)
+    return [union(parts, mode.image)] * len(outs)  # type: ignore[list-item]
+
+
+def _reduce(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    """Reductions and softmax: over channel-like dims nothing changes, over the whole map it is global."""
+    dims = a.get("dim")
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        dims = list(range(x.dim()))
+    reduced = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
+    spatial = set(g.dims)
+    if spatial <= reduced:
+        return to_global(g, mode.image)
+    if spatial & reduced:
+        return UNKNOWN
+    if outs[0].dim() == x.dim():  # keepdim or softmax
+        return g
+    return move_dims(g, lambda d: d - sum(r < d for r in reduced))
+
+
+def _batch_norm(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
+    """With running statistics a per-channel affine map; with batch statistics global."""
+    if a.get("training", False):  # mean and variance over the batch and the whole map
+        first: Geometry = to_global(g, mode.image) if min(g.dims) >= 2 else UNKNOWN
+    else:
+        first = g
+    return [first] + [UNKNOWN] * (len(outs) - 1)
+
+
+def _layer_norm(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
+    normalized = set(range(x.dim() - len(a["normalized_shape"]), x.dim()))
+    first = _reduce(mode, g, x, {"dim": sorted(normalized)}, [x])
+    return [first] + [UNKNOWN] * (len(outs) - 1)
+
+
+def _group_norm(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
+    first = to_global(g, mode.image) if min(g.dims) >= 2 else UNKNOWN
+    return [first] + [UNKNOWN] * (len(outs) - 1)
+
+
+def _matmul(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    """mm / addmm / linear with a constant (or global) matrix: rows of the input stay rows."""
+    left = a.get("mat1", a.get("self", a.get("input")))
+    right = a.get("mat2", a.get("weight"))
+    lg, rg = mode.geometry(left), mode.geometry(right)
+    if isinstance(lg, Local) and not isinstance(rg, Local) and left.dim() - 1 not in lg.dims:
+        return lg
+    if isinstance(rg, Local) and lg is None and "mat2" in a and rg.dims == (1, 1):
+        return rg
+    return UNKNOWN
+
+
+_RULES: dict[str, Rule] = {
+    **{n: _conv for n in ("convolution", "conv2d", "_convolution", "convolution_overrideable")},
+    **{n: _pool for n in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "mkldnn_max_pool2d")},
+    **{n: _adaptive for n in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")},
+    **{n: _pad for n in ("constant_pad_nd", "reflection_pad2d", "replication_pad2d", "pad")},
+    "slice": _slice,
+    "narrow": _slice,
+    **{n: _split for n in ("split", "split_with_sizes", "chunk")},
+    "select": _select,
+    "permute": _permute,
+    "transpose": _transpose,
+    "t": _transpose,
+    **{n: _reshape for n in RESHAPES},
+    "expand": _expand,
+    "cat": _join,
+    "stack": _join,
+    **{n: _reduce for n in REDUCTIONS},
+    **{n: _batch_norm for n in (
+        "native_batch_norm", "batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+        "cudnn_batch_norm", "miopen_batch_norm",
+    )},
+    "native_layer_norm": _layer_norm,
+    "layer_norm": _layer_norm,
+    "native_group_norm": _group_norm,
+    "group_norm": _group_norm,
+    "mm": _matmul,
+    "addmm": _matmul,
+    "linear": _matmul,
+}

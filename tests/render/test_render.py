@@ -1,0 +1,104 @@
+"""Patches, cells, grids and the choice of overview units."""
+
+import numpy as np
+import torch
+
+from convscope.network.geometry import Box
+from convscope.render.figures import layer_mosaic, overview, unit_figure, unit_grid
+from convscope.render.grid import fit_cell, grid_shape, tile
+from convscope.render.patch import STRIPE_COLOUR, crop, mark_padding, mean_colour
+from convscope.render.selection import choose_units, clarity
+from convscope.scan.scan import LayerScan
+from convscope.scan.topk import TopK
+
+
+def test_crop_inside_is_a_plain_slice():
+    image = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
+    patch, inside = crop(image, Box(1, 2, 4, 5), fill=np.zeros(3, np.uint8))
+    assert np.array_equal(patch, image[1:4, 2:5]) and inside.all()
+
+
+def test_crop_past_the_border_fills_and_marks():
+    image = np.full((4, 4, 3), 200, dtype=np.uint8)
+    fill = mean_colour((0.485, 0.456, 0.406))
+    assert fill.tolist() == [124, 116, 104]
+    patch, inside = crop(image, Box(-2, 3, 2, 7), fill=fill)
+    assert patch.shape == (4, 4, 3)
+    # rows -2, -1 and cols 4.. lie outside; only rows 0-1, col 3 are image
+    assert inside.tolist() == [[False] * 4, [False] * 4, [True, False, False, False], [True, False, False, False]]
+    assert patch[2, 0].tolist() == [200, 200, 200] and patch[0, 0].tolist() == fill.tolist()
+
+
+def test_box_entirely_outside_is_all_padding():
+    patch, inside = crop(np.zeros((4, 4, 3), np.uint8), Box(10, 10, 12, 12), fill=np.full(3, 7, np.uint8))
+    assert not inside.any() and (patch == 7).all()
+
+
+def test_padding_is_striped_and_content_untouched():
+    cell = np.full((8, 8, 3), 50, np.uint8)
+    inside = np.zeros((8, 8), bool)
+    inside[:, 4:] = True
+    marked = mark_padding(cell, inside)
+    assert (marked[:, 4:] == 50).all()
+    striped = (marked[:, :4] == STRIPE_COLOUR).all(axis=-1)
+    assert 0 < striped.sum() < 32  # stripes, not a solid fill
+
+
+def test_fit_cell_enlarges_crisply_and_keeps_aspect():
+    patch = np.zeros((2, 4, 3), np.uint8)
+    patch[:, 2:] = 255
+    cell = fit_cell(patch, 8)
+    assert cell.shape == (8, 8, 3)
+    # 2x4 -> 4x8, centred vertically: rows 2..5 hold the patch, with a sharp edge at col 4
+    assert (cell[2:6, :4] == 0).all() and (cell[2:6, 4:] == 255).all()
+    assert (cell[:2] == 255).all()  # letterbox background is white
+
+
+def test_grid_shape_near_square_and_tile_layout():
+    assert [grid_shape(k) for k in (1, 2, 4, 9, 10, 16)] == [(1, 1), (1, 2), (2, 2), (3, 3), (3, 4), (4, 4)]
+    cells = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
+    grid = tile(cells, (2, 3), gap=1)
+    assert grid.shape == (5, 8, 3)
+    assert grid[3, 0, 0] == 3 and grid[0, 6, 0] == 2  # rank 3 starts row 2; rank 2 ends row 1
+
+
+def test_unit_figure_puts_projections_left_of_patches():
+    patches = unit_grid([np.full((4, 4, 3), 10, np.uint8)] * 9, 9)
+    projections = unit_grid([np.full((4, 4, 3), 20, np.uint8)] * 9, 9)
+    figure = unit_figure(patches, projections)
+    assert figure.shape[0] == patches.shape[0] and figure.shape[1] > 2 * patches.shape[1]
+    assert figure[0, 0, 0] == 20 and figure[0, -1, 0] == 10
+
+
+def test_mosaic_and_overview_are_images():
+    figures = [np.full((14, 14, 3), i * 20, np.uint8) for i in range(10)]
+    mosaic = layer_mosaic(figures, "conv1")
+    assert mosaic.dtype == np.uint8 and mosaic.shape[1] >= 4 * 14
+    fig = overview([("a", figures[:9]), ("b", figures[:4])])
+    assert fig.ndim == 3 and fig.shape[1] > 2 * 3 * 14
+
+
+def layer_scan(signature: torch.Tensor, top: torch.Tensor) -> LayerScan:
+    units = signature.shape[1]
+    zeros = torch.zeros(units, top.shape[1], dtype=torch.long)
+    return LayerScan(TopK(top, zeros, zeros), 1, signature.mean(0), signature)
+
+
+def test_clarity_ranks_selective_units_first_and_dead_units_last():
+    g = torch.Generator().manual_seed(0)
+    sig = torch.randn(100, 3, generator=g)
+    sig[:, 2] = 1.0  # dead: constant
+    top = torch.tensor([[5.0], [2.0], [1.0]])
+    c = clarity(layer_scan(sig, top))
+    assert c[0] > c[1] and c[2] == float("-inf")
+
+
+def test_choose_units_prefers_different_units_over_near_copies():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, generator=g), torch.randn(200, generator=g)
+    # units 0, 1, 2 are near copies of a; unit 3 follows b; unit 4 is dead.
+    sig = torch.stack([a, a + 0.01, a + 0.02, b, torch.zeros(200)], dim=1)
+    top = torch.tensor([[4.0], [3.9], [3.8], [3.0], [0.0]])
+    chosen = choose_units(layer_scan(sig, top), n=2)
+    assert chosen == [0, 3]
+    assert choose_units(layer_scan(sig, top), n=9) == [0, 3, 1, 2, 4]
