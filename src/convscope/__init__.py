@@ -1,3 +1,53 @@
-"""convscope: see what every hidden unit of a trained PyTorch ConvNet has learned."""
+"""convscope: see what every hidden unit of a trained PyTorch ConvNet has learned.
+
+The one call for the whole job is :func:`make_atlas`; the pieces it is made of
+can be called alone (see the README's API section).
+"""
 
 __version__ = "0.1.0"
+
+from convscope.atlas.build import RenderOptions, write_atlas
+from convscope.atlas.format import read_hits, read_manifest
+from convscope.data import ImageDataset, ImageList, find_images, load_pixels, make_loader
+from convscope.errors import ConvscopeError, ConvscopeWarning
+from convscope.network.geometry import Box, ReceptiveField, receptive_fields
+from convscope.network.layers import LayerInfo, default_layers, discover_layers, select_layers
+from convscope.network.load import Network, load_network
+from convscope.network.preprocess import Preprocess
+from convscope.pipeline import make_atlas
+from convscope.render.selection import choose_units
+from convscope.scan.hooks import capture
+from convscope.scan.scan import LayerScan, ScanResult, scan
+from convscope.scan.topk import RunningTopK, TopK
+
+__all__ = [
+    "Box",
+    "ConvscopeError",
+    "ConvscopeWarning",
+    "ImageDataset",
+    "ImageList",
+    "LayerInfo",
+    "LayerScan",
+    "Network",
+    "Preprocess",
+    "ReceptiveField",
+    "RenderOptions",
+    "RunningTopK",
+    "ScanResult",
+    "TopK",
+    "capture",
+    "choose_units",
+    "default_layers",
+    "discover_layers",
+    "find_images",
+    "load_network",
+    "load_pixels",
+    "make_atlas",
+    "make_loader",
+    "read_hits",
+    "read_manifest",
+    "receptive_fields",
+    "scan",
+    "select_layers",
+    "write_atlas",
+]

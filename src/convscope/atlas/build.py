@@ -67,8 +67,8 @@ def write_atlas(
     with atomic_folder(Path(out)) as tmp:
         layer_writer = _LayerWriter(tmp, network, images, k, options)
         entries, blocks = [], []
-        for info in layers:
-            entry, block = layer_writer.write(info, result, progress)
+        for number, info in enumerate(layers, start=1):
+            entry, block = layer_writer.write(info, number, result, progress)
             entries.append(entry)
             blocks.append(block)
         write_png(tmp / "overview.png", overview(blocks))
@@ -90,7 +90,7 @@ class _LayerWriter:
         self.stored: set[int] = set()
         self.cache = PixelCache(images, network.preprocess)
 
-    def write(self, info: LayerInfo, result: ScanResult, progress: bool) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]]]:
+    def write(self, info: LayerInfo, number: int, result: ScanResult, progress: bool) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]]]:
         scan = result.layers[info.name]
         chosen = choose_units(scan, self.options.overview_units)
         units = list(range(info.units))
@@ -116,7 +116,7 @@ class _LayerWriter:
         title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
         write_png(folder / "mosaic.png", layer_mosaic(thumbs, title, self.options.mosaic_width))
         entry = info.to_dict() | {"overview_units": chosen, "hits": f"{layer_dir(info.name)}/hits.json"}
-        return entry, (f"{info.name} · {_rf_text(info)}", [overview_figures[u] for u in chosen])
+        return entry, (f"layer {number} · {info.name} · {_rf_text(info)}", [overview_figures[u] for u in chosen])
 
     def _mosaic_scale(self, units: int) -> float:
         rows, cols = grid_shape(self.k)

@@ -10,7 +10,6 @@ from convscope.errors import AtlasError
 
 FORMAT = "convscope-atlas"
 VERSION = 1
-MANIFEST = "manifest.json"
 
 
 def layer_dir(layer: str) -> str:
@@ -29,22 +28,40 @@ def image_file(index: int) -> str:
     return f"images/{index:06d}.jpg"
 
 
-def read_manifest(atlas: Path) -> dict[str, Any]:
-    """The manifest of the atlas folder ``atlas``, checked for format and version."""
-    path = Path(atlas) / MANIFEST
+def read_manifest(atlas_dir: Path) -> dict[str, Any]:
+    """The parsed ``manifest.json`` of an atlas, checked for format and version.
+
+    Raises:
+        AtlasError: the folder or its manifest is missing, unreadable or not version 1.
+    """
+    atlas_dir = Path(atlas_dir)
+    path = atlas_dir / "manifest.json"
+    if not atlas_dir.is_dir():
+        raise AtlasError(
+            f"no atlas folder at {atlas_dir}",
+            hint="check the path, or build one with `convscope atlas MODEL IMAGES --out DIR`",
+        )
     if not path.is_file():
-        raise AtlasError(f"{atlas} is not a convscope atlas (no {MANIFEST})", hint="build one with `convscope atlas MODEL IMAGES --out DIR`")
+        raise AtlasError(
+            f"{atlas_dir} has no manifest.json, so it is not a convscope atlas",
+            hint="pass the folder that `convscope atlas` wrote (the one holding manifest.json)",
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise AtlasError(f"cannot read {path}: {exc}", hint="rebuild the atlas") from None
-    if manifest.get("format") != FORMAT:
-        raise AtlasError(f"{path} is not a convscope atlas manifest", hint="point at the folder `convscope atlas` wrote")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise AtlasError(
+            f"{path} is not a convscope atlas manifest",
+            hint="pass the folder that `convscope atlas` wrote",
+        )
     if manifest.get("version") != VERSION:
         raise AtlasError(
-            f"{atlas} is atlas format version {manifest.get('version')}; this convscope reads version {VERSION}",
-            hint="rebuild the atlas with this convscope, or use the convscope that wrote it",
+            f"{path} has atlas format version {manifest.get('version')!r}; this convscope reads version {VERSION}",
+            hint="rebuild the atlas with this convscope version, or upgrade convscope",
         )
+    if not isinstance(manifest.get("layers"), list):
+        raise AtlasError(f"{path} has no layer list", hint="rebuild the atlas with `convscope atlas MODEL IMAGES --out DIR`")
     return manifest
 
 

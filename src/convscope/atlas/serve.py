@@ -17,7 +17,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from convscope.atlas.viewer import read_manifest
+from convscope.atlas.format import read_manifest
 from convscope.errors import AtlasError
 
 

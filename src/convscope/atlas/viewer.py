@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from convscope.atlas.format import read_manifest
 from convscope.errors import AtlasError
 
 #: The assets copied from the package: the page, its script and its styles.
@@ -53,40 +54,6 @@ def js_register_call(kind: str, index: int | None, payload: Any) -> str:
     kind_js = json.dumps(kind, ensure_ascii=True)
     index_js = "null" if index is None else str(int(index))
     return f"window.convscopeRegister({kind_js}, {index_js}, JSON.parse('{literal}'));\n"
-
-
-def read_manifest(atlas_dir: Path) -> dict[str, Any]:
-    """The parsed ``manifest.json`` of an atlas, checked for format and version.
-
-    Raises:
-        AtlasError: the folder or its manifest is missing, unreadable or not version 1.
-    """
-    atlas_dir = Path(atlas_dir)
-    path = atlas_dir / "manifest.json"
-    if not atlas_dir.is_dir():
-        raise AtlasError(
-            f"no atlas folder at {atlas_dir}",
-            hint="check the path, or build one with `convscope scan`",
-        )
-    if not path.is_file():
-        raise AtlasError(
-            f"{atlas_dir} has no manifest.json, so it is not a convscope atlas",
-            hint="pass the folder that `convscope scan` wrote (the one holding manifest.json)",
-        )
-    manifest = _read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != "convscope-atlas":
-        raise AtlasError(
-            f"{path} is not a convscope atlas manifest",
-            hint="pass the folder that `convscope scan` wrote",
-        )
-    if manifest.get("version") != 1:
-        raise AtlasError(
-            f"{path} has atlas format version {manifest.get('version')!r}; this viewer reads version 1",
-            hint="rebuild the atlas with this convscope version, or upgrade convscope",
-        )
-    if not isinstance(manifest.get("layers"), list):
-        raise AtlasError(f"{path} has no layer list", hint="rebuild the atlas with `convscope scan`")
-    return manifest
 
 
 def write_viewer(atlas_dir: Path) -> None:
@@ -125,23 +92,23 @@ def _read_layer_hits(atlas_dir: Path, layer: Any) -> dict[str, Any]:
     if not isinstance(layer, dict) or not isinstance(layer.get("hits"), str):
         raise AtlasError(
             f"a layer entry of {atlas_dir / 'manifest.json'} has no 'hits' path",
-            hint="rebuild the atlas with `convscope scan`",
+            hint="rebuild the atlas with `convscope atlas`",
         )
     root = atlas_dir.resolve()
     path = (atlas_dir / layer["hits"]).resolve()
     if not path.is_relative_to(root):
         raise AtlasError(
             f"layer {layer.get('name')!r} points its hits outside the atlas: {layer['hits']!r}",
-            hint="the manifest was edited or corrupted; rebuild the atlas with `convscope scan`",
+            hint="the manifest was edited or corrupted; rebuild the atlas with `convscope atlas`",
         )
     if not path.is_file():
         raise AtlasError(
             f"layer {layer.get('name')!r} has no hits file at {path}",
-            hint="the atlas is incomplete; rebuild it with `convscope scan`",
+            hint="the atlas is incomplete; rebuild it with `convscope atlas`",
         )
     hits = _read_json(path)
     if not isinstance(hits, dict) or not isinstance(hits.get("units"), list):
-        raise AtlasError(f"{path} has no unit list", hint="rebuild the atlas with `convscope scan`")
+        raise AtlasError(f"{path} has no unit list", hint="rebuild the atlas with `convscope atlas`")
     return hits
 
 
@@ -153,5 +120,5 @@ def _read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AtlasError(
             f"cannot read {path}: {error}",
-            hint="the atlas is damaged; rebuild it with `convscope scan`",
+            hint="the atlas is damaged; rebuild it with `convscope atlas`",
         ) from error

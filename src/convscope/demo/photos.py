@@ -86,3 +86,31 @@ def export_photos(folder: Path) -> list[Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+def export_tiles(folder: Path, *, size: int = 96, short_sides: tuple[int, ...] = (224, 320), stride: int = 64) -> int:
+    """Cut every photo into ``size`` x ``size`` tiles: the demo scan's data set.
+
+    Each photo is resized so its short side is each of ``short_sides`` (the scales the
+    demo network was trained at: its crops cover 30-90% of a 224-pixel short side),
+    then tiled every ``stride`` pixels. Tiles go to ``folder/<photo>/<side>-<row>-<col>.jpg``,
+    an ImageFolder layout whose labels are the photo names. Existing files are replaced.
+
+    Returns:
+        the number of tiles written (about 700 with the defaults).
+    """
+    folder = Path(folder)
+    count = 0
+    for name, photo in load_photos().items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for side in short_sides:
+            scale = side / min(photo.size)
+            image = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.LANCZOS)
+            for top in range(0, image.height - size + 1, stride):
+                for left in range(0, image.width - size + 1, stride):
+                    path = folder / name / f"{side}-{top // stride:02d}-{left // stride:02d}.jpg"
+                    tmp = path.with_name(f".{path.name}.tmp")
+                    image.crop((left, top, left + size, top + size)).save(tmp, format="JPEG", quality=92)
+                    os.replace(tmp, path)
+                    count += 1
+    return count

@@ -52,5 +52,5 @@ def overview(blocks: Sequence[tuple[str, Sequence[np.ndarray]]]) -> np.ndarray:
     rendered = []
     for title, figures in blocks:
         rendered.append(caption(tile(list(figures), grid_shape(len(figures)) if figures else (1, 1), UNIT_GAP), title))
-    vertical = sum(r.shape[1] for r in rendered) > 2600
+    vertical = sum(r.shape[1] for r in rendered) > 3400
     return stack(rendered, 3 * UNIT_GAP, vertical=vertical)

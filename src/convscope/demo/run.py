@@ -1,0 +1,68 @@
+"""``convscope demo``: train the demo network (or load it from the cache) and build its atlas."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from convscope.demo.model import CONV_LAYERS
+from convscope.demo.photos import export_tiles
+from convscope.demo.train import train_demo
+from convscope.network.load import Network, file_sha256
+from convscope.pipeline import make_atlas
+
+#: The demo scan's input: the photos' 96-pixel tiles, as they are.
+TILE = 96
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/convscope`` or ``~/.cache/convscope``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convscope"
+
+
+def run_demo(
+    out: Path,
+    *,
+    data: Path | None = None,
+    cache_dir: Path | None = None,
+    projection: str | None = "deconvnet",
+    progress: bool = True,
+) -> Path:
+    """Train (or load) the demo network, scan its images and write the atlas to ``out``.
+
+    Without ``data``, the network learns the Exemplar-CNN task on scikit-image's photos
+    and the scan reads those photos cut into 96-pixel tiles; with ``data`` (an
+    ImageFolder), it learns the folder's labels and scans the folder itself.
+
+    Returns:
+        The atlas folder.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    result = train_demo(cache_dir, data, progress=progress)
+    preprocess = result.preprocess
+    if data is None:
+        images = cache_dir / f"tiles-{TILE}"
+        if not (images / ".complete").is_file():
+            export_tiles(images, size=TILE)
+            (images / ".complete").write_text("")
+        preprocess = replace(preprocess, input_size=(TILE, TILE), resize=TILE)
+    else:
+        images = Path(data)
+    network = Network(
+        model=result.model,
+        source="convscope.demo:TinyAlexNet",
+        preprocess=preprocess,
+        weights=str(result.weights),
+        weights_sha256=file_sha256(result.weights),
+        class_names=result.class_names,
+        training=result.training,
+    )
+    atlas = make_atlas(network, images, out, layers=list(CONV_LAYERS), k=9, projection=projection, progress=progress)
+    training = result.training
+    print(
+        f"demo network: {training['task']} task, {training['steps']} steps, "
+        f"accuracy {training['accuracy_held_out_crops']:.1%} on held-out crops"
+    )
+    print(f"atlas:    {atlas}\noverview: {atlas / 'overview.png'}\nviewer:   {atlas / 'index.html'}")
+    return atlas

@@ -1,0 +1,283 @@
+"""Projections of hits back to the input: deconvnet and guided backprop, batched.
+
+The projection of a hit is the backward signal of the single activation
+``y[unit, row, col]`` of a layer, seeded with 1 (every other activation of the
+layer zeroed), carried to the model input through ReLUs changed by the rule
+(see :mod:`convscope.project.rules`). Both rules are positively homogeneous, so
+the Zeiler & Fergus seed (the activation value ``a > 0`` itself) gives ``a``
+times this picture: the same image after :func:`projection_to_image`.
+
+Every hit is its own sample of a batch, so many hits share one backward pass.
+With a receptive field, each hit runs on a crop of its image (see
+:mod:`convscope.project.crop`); the worst case of every crop class is checked
+against the full image (value and picture), and a class that differs falls back
+to the full image.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from convscope.errors import ConvscopeError, LayerError
+from convscope.network.geometry import ReceptiveField
+from convscope.project.crop import Crop, plan_crop
+from convscope.project.rules import Rule, check_rule, modified_relus
+from convscope.scan.hooks import capture, get_module, run_until_captured
+
+logger = logging.getLogger(__name__)
+
+#: A crop is trusted when it matches the full image to this fraction of the picture's max.
+CROP_TOLERANCE = 1e-4
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every module in eval mode while inside; restore each module's own flag after."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
+    """The device of the model's first parameter or buffer, else ``fallback``."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return fallback
+
+
+class _Projector:
+    """Runs ``model`` to ``layer`` and back for a batch; lives inside the rule and capture contexts."""
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        self.model = model
+        self.layer = layer
+        self.output: torch.Tensor | None = None
+
+    def store(self, name: str, output: torch.Tensor) -> None:
+        self.output = output
+
+    def layer_output(self, x: torch.Tensor) -> torch.Tensor:
+        self.output = None
+        run_until_captured(self.model, x)
+        if self.output is None:
+            raise LayerError(
+                f"layer {self.layer!r} did not run in the forward pass",
+                hint="pick a layer that the model's forward uses; `convscope layers MODEL` lists them",
+            )
+        if self.output.dim() != 4:
+            raise LayerError(
+                f"layer {self.layer!r} gives a {self.output.dim()}-d output, not (N, C, H, W)",
+                hint="projections need a convolutional layer (units with rows and cols)",
+            )
+        return self.output
+
+    def backprop(
+        self, x: torch.Tensor, units: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pictures ``(B, 3, h, w)`` and activations ``(B,)`` of hits ``(units, rows, cols)`` on ``x``."""
+        x = x.detach().requires_grad_(True)
+        y = self.layer_output(x)
+        if not y.requires_grad:
+            raise LayerError(
+                f"layer {self.layer!r} does not depend on the input through autograd",
+                hint="make sure the model does not run under torch.no_grad() or detach its input",
+            )
+        index = (torch.arange(len(x), device=x.device), units, rows, cols)
+        seed = torch.zeros_like(y)
+        seed[index] = 1.0
+        (grad,) = torch.autograd.grad(y, x, seed)
+        return grad.detach(), y.detach()[index]
+
+
+def _check_hits(
+    shape: Sequence[int], units: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, layer: str
+) -> None:
+    for name, values, limit in (("unit", units, shape[1]), ("row", rows, shape[2]), ("col", cols, shape[3])):
+        if len(values) and (int(values.min()) < 0 or int(values.max()) >= limit):
+            raise LayerError(
+                f"a hit's {name} is out of range for layer {layer!r} of shape {tuple(shape[1:])}",
+                hint="the hits must come from a scan of this layer on inputs of this size",
+            )
+
+
+def _full(height: int, width: int, row: int, col: int) -> Crop:
+    return Crop(0, 0, height, width, row, col)
+
+
+def _cut(inputs: torch.Tensor, idx: Sequence[int], crops: Sequence[Crop]) -> torch.Tensor:
+    return torch.stack([inputs[i, :, c.top : c.top + c.height, c.left : c.left + c.width] for i, c in zip(idx, crops)])
+
+
+def project_hits(
+    model: nn.Module,
+    layer: str,
+    inputs: torch.Tensor,
+    units: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    rule: Rule,
+    *,
+    receptive_field: ReceptiveField | None = None,
+    batch_size: int = 64,
+    crop_checks: dict[tuple, bool] | None = None,
+) -> torch.Tensor:
+    """Deconvnet or guided-backprop projections of hits, one picture per hit.
+
+    Args:
+        model: the network; left with its own train/eval flags and no hooks.
+        layer: dotted module name (``features.3``).
+        inputs: ``(N, 3, H, W)`` normalised model inputs, one per hit (repeat an
+            image for several hits on it).
+        units, rows, cols: ``(N,)`` integer positions of the hits in the layer output.
+        rule: ``"deconvnet"`` (Zeiler & Fergus) or ``"guided"`` (Springenberg et al.).
+        receptive_field: the layer's; given, each hit runs on a crop of its input
+            (faster, same result); ``None`` runs every hit on the full input.
+        batch_size: hits per forward/backward pass.
+        crop_checks: a dict kept by the caller across calls for the same model,
+            layer and input size: each crop class is then checked against the
+            full image once, not once per call.
+
+    Returns:
+        ``(N, 3, H, W)`` projections on ``inputs``' device, zero outside each hit's box.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        >>> x = torch.randn(2, 3, 8, 8)
+        >>> p = project_hits(model, "2", x, torch.tensor([0, 1]), torch.tensor([1, 3]),
+        ...                  torch.tensor([2, 0]), "deconvnet")
+        >>> p.shape
+        torch.Size([2, 3, 8, 8])
+    """
+    check_rule(rule)
+    units, rows, cols = (torch.as_tensor(t, dtype=torch.long).flatten() for t in (units, rows, cols))
+    if inputs.dim() != 4 or not (len(inputs) == len(units) == len(rows) == len(cols)):
+        raise ConvscopeError(
+            f"inputs {tuple(inputs.shape)} and {len(units)} units, {len(rows)} rows, {len(cols)} cols do not match",
+            hint="pass one (3, H, W) input and one unit, row and col per hit",
+        )
+    if batch_size < 1:
+        raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}", hint="use e.g. batch_size=64")
+    get_module(model, layer)
+    device = model_device(model, inputs.device)
+    x_all = inputs.to(device, torch.float32)
+    units, rows, cols = units.to(device), rows.to(device), cols.to(device)
+    out = torch.zeros_like(x_all)
+    if len(x_all) == 0:
+        return out.to(inputs.device)
+    height, width = x_all.shape[-2:]
+    projector = _Projector(model, layer)
+    with eval_mode(model), modified_relus(model, rule), capture(model, [layer], projector.store, stop_after_last=True):
+        with torch.no_grad():
+            shape = projector.layer_output(x_all[:1]).shape
+        _check_hits(shape, units, rows, cols, layer)
+        r_list, c_list = rows.tolist(), cols.tolist()
+        if receptive_field is None:
+            crops = [_full(height, width, r, c) for r, c in zip(r_list, c_list)]
+        else:
+            crops = [plan_crop(receptive_field, r, c, height, width) for r, c in zip(r_list, c_list)]
+            _verify_crops(projector, x_all, units, rows, cols, crops, receptive_field, batch_size, crop_checks)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, crop in enumerate(crops):
+            groups[(crop.height, crop.width)].append(i)
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                idx = members[start : start + batch_size]
+                chunk = [crops[i] for i in idx]
+                grad, _ = projector.backprop(
+                    _cut(x_all, idx, chunk),
+                    units[idx],
+                    torch.tensor([c.row for c in chunk], device=device),
+                    torch.tensor([c.col for c in chunk], device=device),
+                )
+                for k, (i, c) in enumerate(zip(idx, chunk)):
+                    out[i, :, c.top : c.top + c.height, c.left : c.left + c.width] = grad[k]
+    return out.to(inputs.device)
+
+
+def _worst(crops: list[Crop], members: list[int], along_rows: bool, edge_near: bool, edge_far: bool) -> int:
+    """The member whose target is nearest a cut (non-image) edge of the crop along one axis."""
+    pos = (lambda i: crops[i].row) if along_rows else (lambda i: crops[i].col)
+    if edge_near and not edge_far:
+        return max(members, key=pos)
+    if edge_far and not edge_near:
+        return min(members, key=pos)
+    return members[0]
+
+
+def _verify_crops(
+    projector: _Projector,
+    x_all: torch.Tensor,
+    units: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    crops: list[Crop],
+    rf: ReceptiveField,
+    batch_size: int,
+    known: dict[tuple, bool] | None,
+) -> None:
+    """Check every crop class against the full image; replace the classes that differ.
+
+    A class is a crop shape together with which of its four sides are image
+    edges. Inside a class, the crop's wrong padding can only reach a target from
+    a cut side, so the target nearest a cut side is the worst case: one check of
+    that case (value and picture) clears the class. A class that differs by more
+    than :data:`CROP_TOLERANCE` of its magnitude runs on the full image instead.
+    The checks of all classes run batched; ``known`` remembers the verdicts of
+    classes checked before (True: the crop is trusted).
+    """
+    known = {} if known is None else known
+    height, width = x_all.shape[-2:]
+    device = x_all.device
+    classes: dict[tuple, list[int]] = defaultdict(list)
+    for i, c in enumerate(crops):
+        if (c.height, c.width) != (height, width):
+            classes[(c.height, c.width, *_edges(c, height, width))].append(i)
+    checks = []  # (image index, row, col, crop, class) per class
+    for key, members in classes.items():
+        if key in known:
+            continue
+        _, _, top_edge, left_edge, bottom_edge, right_edge = key
+        row = int(rows[_worst(crops, members, True, top_edge, bottom_edge)])
+        col = int(cols[_worst(crops, members, False, left_edge, right_edge)])
+        checks.append((members[0], row, col, plan_crop(rf, row, col, height, width), key))
+    for start in range(0, len(checks), batch_size):
+        chunk = checks[start : start + batch_size]
+        idx = [i for i, *_ in chunk]
+        full, full_value = projector.backprop(
+            x_all[idx],
+            units[idx],
+            torch.tensor([check[1] for check in chunk], device=device),
+            torch.tensor([check[2] for check in chunk], device=device),
+        )
+        for k, (i, _, _, crop, key) in enumerate(chunk):
+            part, part_value = projector.backprop(
+                _cut(x_all, [i], [crop]),
+                units[i : i + 1],
+                torch.tensor([crop.row], device=device),
+                torch.tensor([crop.col], device=device),
+            )
+            pasted = torch.zeros_like(full[k])
+            pasted[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width] = part[0]
+            picture_ok = float((pasted - full[k]).abs().max()) <= CROP_TOLERANCE * float(full[k].abs().max())
+            value_ok = float((part_value[0] - full_value[k]).abs()) <= CROP_TOLERANCE * float(full_value[k].abs())
+            known[key] = picture_ok and value_ok
+            if not (picture_ok and value_ok):
+                logger.info("crop %s differs from the full image; using the full image for its class", crop)
+    for key, members in classes.items():
+        if not known[key]:
+            for j in members:
+                crops[j] = _full(height, width, int(rows[j]), int(cols[j]))
+
+
+def _edges(c: Crop, height: int, width: int) -> tuple[bool, bool, bool, bool]:
+    return c.top == 0, c.left == 0, c.top + c.height == height, c.left + c.width == width

@@ -1,0 +1,173 @@
+"""One modified-ReLU mechanism for the deconvnet and guided-backprop rules.
+
+Both rules change only what a ReLU does in the backward pass (convolutions and
+max-pooling keep their ordinary gradients: transposed filters, forward switches):
+
+- ``"deconvnet"`` (Zeiler & Fergus 2014): ``grad_in = relu(grad_out)``, ignoring
+  the sign of the forward input;
+- ``"guided"`` (Springenberg et al. 2015): ``grad_in = relu(grad_out) * (input > 0)``.
+
+:func:`modified_relus` swaps every ReLU call made while inside it, ``nn.ReLU``
+(``inplace=True`` too), ``F.relu``, ``torch.relu``, ``Tensor.relu`` and their
+in-place forms, for one custom autograd function with a flag. It does so with a
+:class:`torch.overrides.TorchFunctionMode`, so functional calls that module hooks
+cannot see are covered as well.
+
+Other activations (GELU, SiLU, LeakyReLU, Hardswish, sigmoid, ...) have no
+definition under these rules. They are left alone, so the picture there is a
+plain gradient; the first call inside each module raises one
+:class:`ProjectionRuleWarning` naming that module (once per module per
+``with`` block). TorchScript models are refused: their ReLUs cannot be swapped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from convscope.errors import ConvscopeError, ModelError
+
+Rule = Literal["deconvnet", "guided"]
+RULES: tuple[str, ...] = ("deconvnet", "guided")
+
+
+class ProjectionRuleWarning(UserWarning):
+    """An activation other than ReLU ran; the rule is not applied there (plain gradient)."""
+
+
+class _ModifiedRelu(torch.autograd.Function):
+    """ReLU forward; backward ``relu(grad_out)``, times ``(input > 0)`` when guided."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, guided: bool, inplace: bool) -> torch.Tensor:
+        if inplace:
+            ctx.mark_dirty(x)
+            out = x.clamp_min_(0)
+        else:
+            out = x.clamp_min(0)
+        ctx.guided = guided
+        if guided:
+            ctx.save_for_backward(out > 0)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        grad_in = grad_out.clamp_min(0)
+        if ctx.guided:
+            (positive,) = ctx.saved_tensors
+            grad_in = grad_in * positive
+        return grad_in, None, None
+
+
+_RELU: frozenset[Callable] = frozenset({torch.relu, F.relu, torch.Tensor.relu})
+_RELU_INPLACE: frozenset[Callable] = frozenset({torch.relu_, F.relu_, torch.Tensor.relu_})
+_UNSUPPORTED: frozenset[Callable] = frozenset(
+    {
+        F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid, F.elu, F.elu_, F.selu, F.celu,
+        F.leaky_relu, F.leaky_relu_, F.prelu, F.rrelu, F.softplus, F.hardtanh, F.hardtanh_,
+        F.relu6, F.logsigmoid, F.softsign, F.tanhshrink, F.glu,
+        torch.sigmoid, torch.tanh, torch.Tensor.sigmoid, torch.Tensor.tanh,
+        torch.sigmoid_, torch.tanh_, torch.Tensor.sigmoid_, torch.Tensor.tanh_,
+    }
+)  # fmt: skip
+
+
+class _ReluRuleMode(TorchFunctionMode):
+    """Routes ReLU calls to :class:`_ModifiedRelu`; reports other activations once per module."""
+
+    def __init__(self, guided: bool, rule: str, running: list[str]) -> None:
+        super().__init__()
+        self.guided = guided
+        self.rule = rule
+        self.running = running
+        self.warned: set[str] = set()
+
+    def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _RELU:
+            inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+            return _ModifiedRelu.apply(args[0], self.guided, inplace)
+        if func in _RELU_INPLACE:
+            return _ModifiedRelu.apply(args[0], self.guided, True)
+        if func in _UNSUPPORTED:
+            self._warn(func)
+        return func(*args, **kwargs)
+
+    def _warn(self, func: Callable) -> None:
+        where = self.running[-1] if self.running else "<model>"
+        if where in self.warned:
+            return
+        self.warned.add(where)
+        fname = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+        warnings.warn(
+            f"the {self.rule} rule is defined for ReLU only; module {where!r} calls {fname}, "
+            "so the projection passes a plain gradient through it",
+            ProjectionRuleWarning,
+            stacklevel=2,
+        )
+
+
+@contextmanager
+def _module_names(model: nn.Module) -> Iterator[list[str]]:
+    """A stack of the dotted names of the modules running now (innermost last)."""
+    running: list[str] = []
+    handles = []
+
+    def push(name: str) -> Callable:
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            if module is model:
+                running.clear()  # a new forward pass; an earlier one may have stopped early
+            running.append(name or "<model>")
+
+        return hook
+
+    def pop(module: nn.Module, inputs: tuple, output: Any) -> None:
+        if running:
+            running.pop()
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(push(name)))
+            handles.append(module.register_forward_hook(pop))
+        yield running
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_rule(rule: str) -> None:
+    """Raise a ConvscopeError unless ``rule`` is ``"deconvnet"`` or ``"guided"``."""
+    if rule not in RULES:
+        raise ConvscopeError(f"unknown projection rule {rule!r}", hint='use "deconvnet" or "guided"')
+
+
+@contextmanager
+def modified_relus(model: nn.Module, rule: Rule) -> Iterator[None]:
+    """While inside, every ReLU of ``model`` back-propagates by ``rule``.
+
+    Nothing is left behind: the mode and the name-tracking hooks go in ``finally``.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.ReLU())
+        >>> _ = nn.init.constant_(model[0].weight, 1.0)
+        >>> x = torch.tensor([[[[-1.0]]]], requires_grad=True)
+        >>> with modified_relus(model, "deconvnet"):
+        ...     (g,) = torch.autograd.grad(model(x).sum(), x)
+        >>> g.item()  # a plain gradient would be 0 (the input is negative)
+        1.0
+    """
+    check_rule(rule)
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        raise ModelError(
+            "projections cannot change the ReLUs of a TorchScript model",
+            hint="load the model from Python code (a torchvision name or file.py:make) for projections",
+        )
+    with _module_names(model) as running, _ReluRuleMode(rule == "guided", rule, running):
+        yield

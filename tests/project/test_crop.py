@@ -1,0 +1,83 @@
+"""The crop speed path gives the full-image pictures; a wrong geometry falls back, still right."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torchvision
+
+from convscope.network.geometry import ReceptiveField
+from convscope.project import plan_crop, project_hits
+
+RESNET_LAYER2 = ReceptiveField((67, 67), (8, 8), (-33, -33))  # resnet18 layer2.0, worked out by hand
+ALEXNET = {
+    "features.0": (ReceptiveField((11, 11), (4, 4), (-2, -2)), 64, 55),
+    "features.3": (ReceptiveField((51, 51), (8, 8), (-18, -18)), 192, 27),
+    "features.10": (ReceptiveField((163, 163), (16, 16), (-66, -66)), 256, 13),
+}
+
+
+def test_plan_crop_covers_the_box_on_the_stride_grid() -> None:
+    rf = ReceptiveField((11, 11), (4, 4), (-2, -2))
+    for row in range(55):
+        crop = plan_crop(rf, row, row, 224, 224)
+        box = rf.box(row, row)
+        assert crop.top % 4 == 0 and crop.top <= max(box.top, 0)
+        assert crop.top + crop.height >= min(box.bottom, 224)
+        assert crop.row == row - crop.top // 4
+        assert crop.height in (13, 16)
+
+
+def _every_border_and_some_inner(size: int, units: int, n: int, generator: torch.Generator) -> tuple:
+    edge = torch.tensor([0, 1, size - 2, size - 1])
+    rows = torch.cat([edge, edge, torch.randint(0, size, (n,), generator=generator)])
+    cols = torch.cat([edge, edge.flip(0), torch.randint(0, size, (n,), generator=generator)])
+    return torch.randint(0, units, (len(rows),), generator=generator), rows, cols
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert float((a - b).abs().max()) <= 1e-6 * float(b.abs().max())
+
+
+@pytest.mark.slow
+def test_crop_equals_full_image_on_a_residual_net(caplog: pytest.LogCaptureFixture) -> None:
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(12, 3, 96, 96, generator=g)
+    units, rows, cols = _every_border_and_some_inner(12, 128, 4, g)
+    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
+        fast = project_hits(model, "layer2.0", x, units, rows, cols, "guided", receptive_field=RESNET_LAYER2)
+    assert "differs" not in caplog.text  # the crops were used, not replaced
+    _same(fast, project_hits(model, "layer2.0", x, units, rows, cols, "guided"))
+
+
+@pytest.mark.slow
+def test_a_wrong_receptive_field_falls_back_to_the_full_image(caplog: pytest.LogCaptureFixture) -> None:
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(6, 3, 96, 96, generator=g)
+    units, rows, cols = torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([5, 6, 7, 5, 6, 7]), torch.tensor([4, 5, 6, 6, 5, 4])
+    wrong = ReceptiveField((31, 31), (8, 8), (-9, -9))  # too small: crops cut the true box
+    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
+        fast = project_hits(model, "layer2.0", x, units, rows, cols, "deconvnet", receptive_field=wrong)
+    assert "differs" in caplog.text
+    _same(fast, project_hits(model, "layer2.0", x, units, rows, cols, "deconvnet"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", list(ALEXNET))
+def test_crop_equals_full_image_on_alexnet(layer: str, caplog: pytest.LogCaptureFixture) -> None:
+    g = torch.Generator().manual_seed(2)
+    torch.manual_seed(0)
+    model = torchvision.models.alexnet().eval()
+    rf, units, size = ALEXNET[layer]
+    u, rows, cols = _every_border_and_some_inner(size, units, 2, g)
+    x = torch.randn(len(u), 3, 224, 224, generator=g)
+    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
+        fast = project_hits(model, layer, x, u, rows, cols, "deconvnet", receptive_field=rf)
+    assert "differs" not in caplog.text
+    _same(fast, project_hits(model, layer, x, u, rows, cols, "deconvnet"))
