@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
+    p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (every Conv2d).")
@@ -75,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="where the trained weights are cached (default ~/.cache/convscope)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="deconvnet", help="projection drawn beside each patch (default deconvnet)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("occlude", help="occlusion map: slide a grey square over an image, watch a unit or a class", description="Slide a grey square (the dataset mean colour) over IMAGE and draw how much a unit's strongest activation, or a class probability, drops with the square at each position (Zeiler & Fergus 2014, Fig. 7). The square that lowers it most is outlined in yellow.")
+    _add_model_args(p)
+    p.add_argument("image", metavar="IMAGE", help="an image file")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--unit", metavar="LAYER:UNIT", help="a unit, e.g. features.10:37")
+    what.add_argument("--class", dest="class_", metavar="N|NAME", help="a class index or name of the model's output")
+    p.add_argument("--size", type=_positive, help="square side in model-input pixels (default: a seventh of the input)")
+    p.add_argument("--stride", type=_positive, help="pixels between square positions (default: a quarter of the size)")
+    p.add_argument("--out", "-o", metavar="PNG", help="picture to write (default: occlusion-<target>.png)")
 
     p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("atlas", metavar="ATLAS")
@@ -119,6 +130,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         workers=args.workers,
         projection=None if args.projection == "none" else args.projection,
+        occlusion=args.occlusion,
         progress=not args.quiet,
     )
     print(f"atlas: {out}\n  overview: {out / 'overview.png'}\n  viewer:   {out / 'index.html'}")
@@ -157,13 +169,43 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_occlude(args: argparse.Namespace) -> None:
+    from convscope.atlas.writer import write_png_atomic
+    from convscope.pipeline import occlude
+    from convscope.project.occlusion import ClassTarget, UnitTarget
+
+    network = _network(args)
+    if args.unit:
+        layer, _, unit = args.unit.rpartition(":")
+        if not layer or not unit.isdigit():
+            raise ConvscopeError(f"--unit takes LAYER:UNIT, e.g. features.10:37, not {args.unit!r}")
+        target, name = UnitTarget(layer, int(unit)), f"{layer}-{unit}"
+    else:
+        target, name = ClassTarget(_class_index(network, args.class_)), f"class-{args.class_}"
+    result = occlude(network, args.image, target, size=args.size, stride=args.stride)
+    out = Path(args.out or f"occlusion-{name}.png")
+    write_png_atomic(out, result.picture)
+    lowest = float(result.values.min())
+    print(f"{name}: {result.baseline:.4g} on the intact image, down to {lowest:.4g} with the square at {list(result.worst)}")
+    print(f"picture: {out}")
+
+
+def _class_index(network, text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    names = network.class_names or ()
+    if text not in names:
+        raise ConvscopeError(f"the model has no class named {text!r}", hint="give the class index instead, e.g. --class 281")
+    return names.index(text)
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from convscope.atlas.serve import serve
 
     serve(Path(args.atlas), host=args.host, port=args.port)
 
 
-COMMANDS = {"atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "serve": _cmd_serve}
+COMMANDS = {"atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

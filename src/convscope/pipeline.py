@@ -1,20 +1,24 @@
-"""The whole job in one call: model + image folder -> atlas folder."""
+"""Each job in one call: model + image folder -> atlas folder; model + image -> occlusion map."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from convscope.atlas.build import RenderOptions, write_atlas
-from convscope.data import ImageDataset, find_images, make_loader
+from convscope.data import ImageDataset, failure_reason, find_images, make_loader, open_rgb
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
+from convscope.network.device import model_device
+from convscope.network.geometry import Box
 from convscope.network.layers import select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
+from convscope.project.occlusion import ClassTarget, UnitTarget, occlusion_map, render_occlusion, target_values
 from convscope.scan.scan import scan
 
 
@@ -31,6 +35,7 @@ def make_atlas(
     workers: int = 0,
     device: str | torch.device | None = None,
     projection: str | None = None,
+    occlusion: bool = False,
     progress: bool = True,
 ) -> Path:
     """Scan ``images`` with ``model`` and write the atlas of its units to ``out``.
@@ -47,6 +52,8 @@ def make_atlas(
         batch_size, workers: data loading.
         device: where to run (default: where the model is).
         projection: ``"deconvnet"``, ``"guided"`` or ``None``.
+        occlusion: add an occlusion map of each unit's top hit (slow: ~50 forward
+            passes per unit).
 
     Returns:
         The atlas folder.
@@ -88,5 +95,57 @@ def make_atlas(
             stacklevel=2,
         )
     return write_atlas(
-        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection), progress=progress
+        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion), progress=progress
     )
+
+
+@dataclass(frozen=True)
+class Occlusion:
+    """An occlusion experiment on one image (Zeiler & Fergus 2014, Fig. 7).
+
+    Attributes:
+        picture: ``uint8 (H, W, 3)`` the model-input image with the drop drawn over it.
+        values: ``(rows, cols)`` the target's value with the square at each position.
+        baseline: the target's value on the intact image.
+        worst: the box ``[top, left, bottom, right)`` of the square that lowered it most.
+    """
+
+    picture: np.ndarray
+    values: torch.Tensor
+    baseline: float
+    worst: Box
+
+
+def occlude(
+    network: Network, image: str | Path, target: UnitTarget | ClassTarget, *, size: int | None = None, stride: int | None = None
+) -> Occlusion:
+    """Slide a grey square (the mean colour) over ``image`` and record ``target``.
+
+    Args:
+        network: the model with its preprocessing.
+        image: an image file; it is brought into the model-input frame.
+        target: a unit (its strongest activation) or a class (its probability).
+        size: the square's side in model-input pixels (default: a seventh of the input).
+        stride: pixels between square positions (default: a quarter of ``size``).
+
+    Example:
+        >>> result = occlude(load_network("torchvision:alexnet"), "cat.jpg", ClassTarget(281))  # doctest: +SKIP
+        >>> result.worst  # doctest: +SKIP
+        Box(top=64, left=96, bottom=96, right=128)
+    """
+    path = Path(image)
+    try:
+        frame = network.preprocess.to_model_frame(open_rgb(path))
+    except Exception as exc:
+        raise DataError(f"cannot read image {path}: {failure_reason(exc)}", hint="give a readable image file") from None
+    pixels = np.array(frame, dtype=np.uint8)  # a writable copy for torch
+    size = size or max(1, min(network.preprocess.input_size) // 7)
+    stride = stride or max(1, size // 4)
+    device = model_device(network.model)
+    x = network.preprocess.normalize(torch.from_numpy(pixels).permute(2, 0, 1)[None].to(device))
+    values = occlusion_map(network.model, x, target=target, size=size, stride=stride)
+    baseline = float(target_values(network.model, x, target)[0])
+    row, col = divmod(int(torch.argmin(values)), values.shape[1])
+    worst = Box(row * stride, col * stride, row * stride + size, col * stride + size)
+    picture = render_occlusion(pixels, values, size, stride, baseline=baseline)
+    return Occlusion(picture, values, baseline, worst)

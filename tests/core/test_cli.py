@@ -39,7 +39,7 @@ def run(args, capsys):
 
 def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, capsys):
     out = tmp_path / "atlas"
-    code, stdout, err = run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-k", "4", "-q"], capsys)
+    code, stdout, err = run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-k", "4", "-q", "--occlusion"], capsys)
     assert code == 0, err
     assert "overview.png" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
@@ -64,6 +64,12 @@ def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, 
     # The top-left cell is the red pixel, enlarged.
     assert grid.getpixel((cell // 2, cell // 2)) == (255, 0, 0)
     assert not list(tmp_path.glob(".atlas.*"))  # no temporary folder left
+    # A 1x1 receptive field: the one square covering the red pixel drops it to 0: drawn red and,
+    # as the square of the largest drop, outlined in yellow (which covers a 1-pixel patch).
+    occlusion = Image.open(out / "layers/conv/units/0000-occlusion.png")
+    assert occlusion.size == (2 * cell, 2 * cell) and manifest["occlusion"] is True
+    r, g, b = occlusion.getpixel((cell, cell))
+    assert r > 150 and b < 100
 
 
 def test_same_inputs_give_the_same_hits(tmp_path, colour_images, capsys):
@@ -165,3 +171,23 @@ def test_python_dash_m_and_help():
     out = subprocess.run([sys.executable, "-m", "convscope", "atlas", "--help"], capture_output=True, text=True, check=True)
     for flag in ("--weights", "--layers", "-k", "--batch-size", "--workers", "--device", "--projection"):
         assert flag in out.stdout
+
+
+def test_occlude_finds_the_square_that_hides_the_red_pixel(tmp_path, colour_images, capsys):
+    out = tmp_path / "occ.png"
+    image = colour_images / "cats" / "05.png"  # its one red pixel is at row 3, col 7
+    code, stdout, err = run(["occlude", *COLOUR_NET, image, "--unit", "conv:0", "--size", "4", "--stride", "2", "-o", out], capsys)
+    assert code == 0, err
+    assert "1 on the intact image" in stdout
+    # Squares at rows 0-3 / 2-5 and cols 4-7 / 6-9 cover (3, 7); the first found in row-major order wins.
+    assert "[0, 4, 4, 8]" in stdout
+    picture = Image.open(out)
+    assert picture.size == (16, 16) and picture.getpixel((4, 0)) == (255, 255, 0)  # the yellow outline
+
+
+def test_occlude_rejects_a_bad_unit_and_a_bad_class(tmp_path, colour_images, capsys):
+    image = colour_images / "cats" / "05.png"
+    code, _, err = run(["occlude", *COLOUR_NET, image, "--unit", "conv"], capsys)
+    assert code == 1 and "LAYER:UNIT" in err
+    code, _, err = run(["occlude", *COLOUR_NET, image, "--class", "zebra"], capsys)
+    assert code == 1 and "no class named 'zebra'" in err

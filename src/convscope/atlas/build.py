@@ -39,6 +39,8 @@ class RenderOptions:
 
     Attributes:
         projection: ``"deconvnet"``, ``"guided"`` or ``None`` (patches only).
+        occlusion: also draw, for each unit's top hit, how much the activation drops
+            as a grey square (a quarter of the box) slides over its box.
         cell: pixels of one patch in a unit grid.
         overview_cell: pixels of one patch in ``overview.png``.
         overview_units: units per layer in ``overview.png``.
@@ -46,6 +48,7 @@ class RenderOptions:
     """
 
     projection: str | None = None
+    occlusion: bool = False
     cell: int = 64
     overview_cell: int = 32
     overview_units: int = 9
@@ -104,6 +107,10 @@ class _LayerWriter:
                 projections = self._projections(info, chunk)
                 for unit, unit_hits, unit_projections in zip(chunk.units, chunk.hits, _split(projections, chunk.hits)):
                     figure, small = self._unit(info.name, unit, unit_hits, chunk, unit_projections, unit in chosen)
+                    if self.options.occlusion and unit_hits:
+                        top = unit_hits[0]
+                        picture = self._occlusion(info.name, top, chunk.pixels[top.image])
+                        write_png(self.root / unit_file(info.name, unit, "occlusion"), picture)
                     records.append({"unit": unit, "mean": _finite(scan.mean[unit]), "hits": [self._hit_record(h) for h in unit_hits]})
                     thumbs.append(shrink(figure, scale) if scale < 1 else figure)
                     if small is not None:
@@ -181,6 +188,31 @@ class _LayerWriter:
             return patch_grid, None
         return patch_grid, unit_grid([fit_cell(p, cell, inside) for p, inside in signals], self.k)
 
+    def _occlusion(self, layer: str, hit: Hit, pixels: np.ndarray) -> np.ndarray:
+        """The drop of ``hit``'s activation as a grey square slides over its box, drawn on the patch
+        at twice the cell size. Squares have a quarter of the box's side, every eighth of it."""
+        from convscope.project import UnitTarget, render_occlusion, target_values
+
+        box = hit.box
+        size = max(1, min(box.height, box.width) // 4)
+        stride = max(1, size // 2)
+        tops = range(box.top, box.bottom - size + 1, stride)
+        lefts = range(box.left, box.right - size + 1, stride)
+        model = self.network.model
+        x = self.network.preprocess.normalize(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(model_device(model)))
+        target = UnitTarget(layer, hit.unit, (hit.row, hit.col))
+        squares = [(t, l) for t in tops for l in lefts]
+        values = []
+        for start in range(0, len(squares), 64):
+            batch = x.repeat(len(squares[start : start + 64]), 1, 1, 1)
+            for k, (t, l) in enumerate(squares[start : start + 64]):
+                batch[k, :, max(t, 0) : max(t + size, 0), max(l, 0) : max(l + size, 0)] = 0.0  # the mean colour
+            values.append(target_values(model, batch, target).cpu())
+        heat = torch.cat(values).reshape(len(tops), len(lefts))
+        patch, inside = crop(pixels, box, self.fill)
+        picture = render_occlusion(patch, heat, size, stride, baseline=hit.activation)
+        return fit_cell(picture, 2 * self.options.cell, inside)
+
     def _store_image(self, index: int, pixels: np.ndarray) -> None:
         if index not in self.stored:
             write_jpeg(self.root / image_file(index), pixels)
@@ -238,6 +270,7 @@ def _manifest(network: Network, images: ImageList, result: ScanResult, entries: 
         },
         "k": k,
         "projection": options.projection,
+        "occlusion": options.occlusion,
         "padding": PADDING_NOTE,
         "render": {"cell": options.cell, "gap": CELL_GAP, "grid": [rows, cols]},
         "layers": entries,

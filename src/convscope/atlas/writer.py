@@ -56,6 +56,18 @@ def write_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, optimize=False, compress_level=3)
 
 
+def write_png_atomic(path: Path, image: np.ndarray) -> None:
+    """Write a PNG under a temporary name beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        Image.fromarray(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_jpeg(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path, quality=90)

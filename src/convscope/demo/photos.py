@@ -88,7 +88,7 @@ def export_photos(folder: Path) -> list[Path]:
     return paths
 
 
-def export_tiles(folder: Path, *, size: int = 96, short_sides: tuple[int, ...] = (224, 320), stride: int = 64) -> int:
+def export_tiles(folder: Path, *, size: int = 96, short_sides: tuple[int, ...] = (224, 320, 448), stride: int = 96) -> int:
     """Cut every photo into ``size`` x ``size`` tiles: the demo scan's data set.
 
     Each photo is resized so its short side is each of ``short_sides`` (the scales the
@@ -97,7 +97,7 @@ def export_tiles(folder: Path, *, size: int = 96, short_sides: tuple[int, ...] =
     an ImageFolder layout whose labels are the photo names. Existing files are replaced.
 
     Returns:
-        the number of tiles written (about 700 with the defaults).
+        the number of tiles written (about 750 with the defaults).
     """
     folder = Path(folder)
     count = 0

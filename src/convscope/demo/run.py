@@ -42,7 +42,7 @@ def run_demo(
     result = train_demo(cache_dir, data, progress=progress)
     preprocess = result.preprocess
     if data is None:
-        images = cache_dir / f"tiles-{TILE}"
+        images = cache_dir / f"tiles-{TILE}-v2"
         if not (images / ".complete").is_file():
             export_tiles(images, size=TILE)
             (images / ".complete").write_text("")

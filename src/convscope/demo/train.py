@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from convscope.demo.augment import Augment
 from convscope.demo.model import MODEL_VERSION, TinyAlexNet
+from convscope.data import ImageList, find_images, open_rgb
 from convscope.demo.photos import PHOTOS, load_photos
 from convscope.errors import ConvscopeError, DataError
 from convscope.network.preprocess import Preprocess
@@ -57,8 +58,6 @@ HELD_OUT_CROPS = 512
 LAST_FRACTION = 0.1
 #: An image folder contributes at most this many images (spread over its classes).
 MAX_FOLDER_IMAGES = 2000
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -189,64 +188,51 @@ def _load_photos() -> _Images:
 
 def _folder_task(root: Path, seed: int) -> _Task:
     """Supervised training on an image folder (one subfolder per class)."""
-    files = _list_folder(root)
-    class_names = tuple(sorted({parent for parent, _ in files}))
+    images = find_images(root)
+    if images.labels is None or images.class_names is None:
+        raise DataError(
+            f"image folder {images.root} has no images in class subfolders (some lie directly in it)",
+            hint="lay it out as ROOT/<class>/<image>.jpg, one subfolder per class, "
+            "or leave out --data to train on the built-in photos",
+        )
     return _Task(
         name="imagefolder",
-        description=f"supervised classification of the image folder {root.resolve()} ({len(class_names)} classes)",
-        class_names=class_names,
+        description=f"supervised classification of the image folder {root.resolve()} ({len(images.class_names)} classes)",
+        class_names=images.class_names,
         augment=Augment(side=(0.6, 1.0), aspect=1.15, rotate=0.0, brightness=0.2, contrast=0.2, saturation=0.2, gain=0.05),
         # Training crops span 60-100% of a 112-pixel short side, resized to 96.
         preprocess=Preprocess(input_size=(128, 128), resize=128),
         fingerprint={
             "root": str(root.resolve()),
-            "files": [[p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for _, p in files],
+            "files": [[name, (stat := images.path(i).stat()).st_size, stat.st_mtime_ns] for i, name in enumerate(images.paths)],
         },
-        load=partial(_load_folder, root, _spread(files, MAX_FOLDER_IMAGES, seed), class_names),
+        load=partial(_load_folder, images, _spread(len(images), MAX_FOLDER_IMAGES, seed)),
     )
 
 
-def _load_folder(root: Path, files: list[tuple[str, Path]], class_names: tuple[str, ...]) -> _Images:
-    """The readable ``files`` at a 112-pixel short side; unreadable ones are counted and skipped."""
-    images, labels, skipped = [], [], 0
-    for parent, path in files:
+def _load_folder(images: ImageList, picks: list[int]) -> _Images:
+    """Images ``picks`` of the folder at a 112-pixel short side; unreadable ones are counted and skipped."""
+    pixels, labels, skipped = [], [], 0
+    for i in picks:
         try:
-            with Image.open(path) as image:
-                image.draft("RGB", (160, 160))
-                images.append(_to_tensor(image.convert("RGB"), short_side=112))
-        except (OSError, UnidentifiedImageError, ValueError):
+            image = open_rgb(images.path(i), min_side=160)
+        except Exception:  # any decoding failure (Pillow raises many kinds) skips the file
             skipped += 1
             continue
-        labels.append(class_names.index(parent))
-    if not images:
-        raise DataError(f"no readable image in {root}", hint="check that the class subfolders hold JPEG or PNG files")
-    return _Images(images, torch.tensor(labels), skipped)
-
-
-def _list_folder(root: Path) -> list[tuple[str, Path]]:
-    """``(class name, file)`` for every image file under ``root/<class>/``, sorted."""
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist", hint="pass a folder with one subfolder per class")
-    files = [
-        (folder.name, path)
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if not files:
+        pixels.append(_to_tensor(image, short_side=112))
+        labels.append(images.labels[i])
+    if not pixels:
         raise DataError(
-            f"image folder {root} has no images in class subfolders",
-            hint="lay it out as ROOT/<class>/<image>.jpg, one subfolder per class, or leave out --data to train on the built-in photos",
+            f"no readable image in {images.root}", hint="check that the class subfolders hold JPEG or PNG files"
         )
-    return files
+    return _Images(pixels, torch.tensor(labels), skipped)
 
 
-def _spread(files: list[tuple[str, Path]], limit: int, seed: int) -> list[tuple[str, Path]]:
-    """At most ``limit`` of ``files``, a seeded random choice, in their original order."""
-    if len(files) <= limit:
-        return files
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:limit]
-    return [files[i] for i in sorted(order.tolist())]
+def _spread(count: int, limit: int, seed: int) -> list[int]:
+    """At most ``limit`` of the indices ``0..count-1``, a seeded random choice, in order."""
+    if count <= limit:
+        return list(range(count))
+    return sorted(torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:limit].tolist())
 
 
 def _to_tensor(image: Image.Image, short_side: int) -> torch.Tensor:

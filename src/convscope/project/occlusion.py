@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError, GeometryError, LayerError
-from convscope.project.projection import eval_mode, model_device
+from convscope.network.device import model_device
+from convscope.network.modes import eval_mode
 from convscope.scan.hooks import capture, get_module, run_until_captured
 
 

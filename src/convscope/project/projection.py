@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError, LayerError
+from convscope.network.device import model_device
 from convscope.network.geometry import ReceptiveField
+from convscope.network.modes import eval_mode
 from convscope.project.crop import Crop, plan_crop
 from convscope.project.rules import Rule, check_rule, modified_relus
 from convscope.scan.hooks import capture, get_module, run_until_captured
@@ -34,25 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: A crop is trusted when it matches the full image to this fraction of the picture's max.
 CROP_TOLERANCE = 1e-4
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every module in eval mode while inside; restore each module's own flag after."""
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
-def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The device of the model's first parameter or buffer, else ``fallback``."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return fallback
 
 
 class _Projector:

@@ -63,8 +63,9 @@
     return parts.map(encodeURIComponent).join("/");
   }
 
-  function gridUrl(layerName, unit, projection) {
-    return `layers/${encodeURIComponent(layerName)}/units/${pad4(unit)}${projection ? "-projection" : ""}.png`;
+  function gridUrl(layerName, unit, projection, suffix) {
+    const kind = suffix || (projection ? "-projection" : "");
+    return `layers/${encodeURIComponent(layerName)}/units/${pad4(unit)}${kind}.png`;
   }
 
   function routeHash(layerName, unit) {
@@ -384,6 +385,9 @@
         el("span", { text: `${unit.hits.length} hits` }),
         labels && unit.hits.length ? el("span", { text: `selectivity ${Math.round(100 * selectivity(unit))}%` }) : null),
       labels ? histogram(unit) : null,
+      state.manifest.occlusion && unit.hits.length ? el("figure", { class: "occlusion" },
+        el("img", { src: gridUrl(layer.name, unitNo, false, "-occlusion"), alt: "occlusion map of the top hit" }),
+        el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
       unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
       state.manifest.padding ? el("p", { class: "note padding", text: `Padding: ${state.manifest.padding}` }) : null);
     window.scrollTo(0, 0);
