@@ -114,7 +114,13 @@ def _network(args: argparse.Namespace):
     if changes:
         network = replace(network, preprocess=replace(network.preprocess, **changes))
     if args.device:
-        network.model.to(args.device)
+        try:
+            network.model.to(args.device)
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            raise ConvscopeError(
+                f"cannot use device {args.device!r}: {str(exc).splitlines()[0]}",
+                hint="leave out --device to run on the CPU, or check `python -c 'import torch; print(torch.cuda.is_available())'`",
+            ) from None
     return network
 
 

@@ -114,3 +114,20 @@ def test_a_folder_of_unreadable_images_is_a_data_error(tmp_path: Path) -> None:
 def test_zero_steps_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConvscopeError, match="at least 1"):
         train_demo(tmp_path, steps=0, progress=False)
+
+
+def test_a_large_folder_is_cut_to_a_seeded_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_module, "MAX_FOLDER_IMAGES", 5)
+    data = _image_folder(tmp_path / "data")
+    first, again, other = (torch.stack(train_module._folder_task(data, seed).load().images) for seed in (0, 0, 1))
+    assert len(first) == 5
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_images_beside_the_class_subfolders_are_a_data_error(tmp_path: Path) -> None:
+    data = _image_folder(tmp_path / "data")
+    Image.new("RGB", (40, 40)).save(data / "loose.png")
+    with pytest.raises(DataError, match="no images in class subfolders") as error:
+        train_demo(tmp_path / "cache", data, steps=1, progress=False)
+    assert "one subfolder per class" in error.value.hint

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from convscope.errors import GeometryError, LayerError
-from convscope.network.geometry import Box, ReceptiveField, check_field, receptive_fields
+from convscope.network.geometry import Box, ReceptiveField, receptive_fields
 
 RF = ReceptiveField
 
@@ -331,10 +331,3 @@ def test_nothing_survives_success_or_failure():
     with pytest.raises(GeometryError, match="too small"):
         receptive_fields(model, ["classifier.1"], (16, 16))
     assert _clean(model) and model.training
-
-
-def test_check_field():
-    alexnet1 = RF((11, 11), (4, 4), (-2, -2))
-    check_field(alexnet1, (55, 55), (224, 224))
-    with pytest.raises(GeometryError, match="outside"):
-        check_field(alexnet1, (110, 55), (224, 224))

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from convscope.network.geometry import ReceptiveField
-from convscope.project import plan_crop, project_hits
+from convscope.project import Rule, plan_crop, project_hits
 
 RESNET_LAYER2 = ReceptiveField((67, 67), (8, 8), (-33, -33))  # resnet18 layer2.0, worked out by hand
 ALEXNET = {
@@ -37,8 +37,23 @@ def _every_border_and_some_inner(size: int, units: int, n: int, generator: torch
     return torch.randint(0, units, (len(rows),), generator=generator), rows, cols
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert float((a - b).abs().max()) <= 1e-6 * float(b.abs().max())
+def _fell_back(
+    caplog: pytest.LogCaptureFixture,
+    model: torch.nn.Module,
+    layer: str,
+    rf: ReceptiveField,
+    hits: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    rule: Rule,
+) -> bool:
+    """Project ``hits`` (inputs, units, rows, cols) with crops and without; the two must agree.
+
+    Returns whether some crop class differed and fell back to the full image.
+    """
+    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
+        fast = project_hits(model, layer, *hits, rule, receptive_field=rf)
+    full = project_hits(model, layer, *hits, rule)
+    assert float((fast - full).abs().max()) <= 1e-6 * float(full.abs().max())
+    return "differs" in caplog.text
 
 
 @pytest.mark.slow
@@ -48,10 +63,7 @@ def test_crop_equals_full_image_on_a_residual_net(caplog: pytest.LogCaptureFixtu
     model = torchvision.models.resnet18().eval()
     x = torch.randn(12, 3, 96, 96, generator=g)
     units, rows, cols = _every_border_and_some_inner(12, 128, 4, g)
-    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
-        fast = project_hits(model, "layer2.0", x, units, rows, cols, "guided", receptive_field=RESNET_LAYER2)
-    assert "differs" not in caplog.text  # the crops were used, not replaced
-    _same(fast, project_hits(model, "layer2.0", x, units, rows, cols, "guided"))
+    assert not _fell_back(caplog, model, "layer2.0", RESNET_LAYER2, (x, units, rows, cols), "guided")
 
 
 @pytest.mark.slow
@@ -62,10 +74,7 @@ def test_a_wrong_receptive_field_falls_back_to_the_full_image(caplog: pytest.Log
     x = torch.randn(6, 3, 96, 96, generator=g)
     units, rows, cols = torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([5, 6, 7, 5, 6, 7]), torch.tensor([4, 5, 6, 6, 5, 4])
     wrong = ReceptiveField((31, 31), (8, 8), (-9, -9))  # too small: crops cut the true box
-    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
-        fast = project_hits(model, "layer2.0", x, units, rows, cols, "deconvnet", receptive_field=wrong)
-    assert "differs" in caplog.text
-    _same(fast, project_hits(model, "layer2.0", x, units, rows, cols, "deconvnet"))
+    assert _fell_back(caplog, model, "layer2.0", wrong, (x, units, rows, cols), "deconvnet")
 
 
 @pytest.mark.slow
@@ -77,7 +86,4 @@ def test_crop_equals_full_image_on_alexnet(layer: str, caplog: pytest.LogCapture
     rf, units, size = ALEXNET[layer]
     u, rows, cols = _every_border_and_some_inner(size, units, 2, g)
     x = torch.randn(len(u), 3, 224, 224, generator=g)
-    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
-        fast = project_hits(model, layer, x, u, rows, cols, "deconvnet", receptive_field=rf)
-    assert "differs" not in caplog.text
-    _same(fast, project_hits(model, layer, x, u, rows, cols, "deconvnet"))
+    assert not _fell_back(caplog, model, layer, rf, (x, u, rows, cols), "deconvnet")

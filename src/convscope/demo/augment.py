@@ -87,11 +87,16 @@ class Augment:
     def _jitter(self, x: torch.Tensor, u: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Colour jitter of ``[0, 1]`` images ``(N, 3, H, W)``; ``u`` is ``(N, 3)`` uniform."""
         n = x.shape[0]
-        x = x * (1 + self.brightness * (2 * u[:, 0] - 1)).view(n, 1, 1, 1)
+
+        def factor(strength: float, uniform: torch.Tensor) -> torch.Tensor:
+            return (1 + strength * (2 * uniform - 1)).view(n, 1, 1, 1)
+
+        x = x * factor(self.brightness, u[:, 0])
         grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
         mean = grey.mean(dim=(2, 3), keepdim=True)
-        x = mean + (x - mean) * (1 + self.contrast * (2 * u[:, 1] - 1)).view(n, 1, 1, 1)
-        grey = mean + (grey - mean) * (1 + self.contrast * (2 * u[:, 1] - 1)).view(n, 1, 1, 1)
-        x = grey + (x - grey) * (1 + self.saturation * (2 * u[:, 2] - 1)).view(n, 1, 1, 1)
+        contrast = factor(self.contrast, u[:, 1])
+        x = mean + (x - mean) * contrast
+        grey = mean + (grey - mean) * contrast
+        x = grey + (x - grey) * factor(self.saturation, u[:, 2])
         gains = 1 + self.gain * (2 * torch.rand(n, 3, 1, 1, generator=generator) - 1)
         return (x * gains).clamp(0, 1)

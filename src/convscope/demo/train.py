@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from convscope.demo.augment import Augment
 from convscope.demo.model import MODEL_VERSION, TinyAlexNet
-from convscope.data import ImageList, find_images, open_rgb
+from convscope.data import find_images, open_rgb
 from convscope.demo.photos import PHOTOS, load_photos
 from convscope.errors import ConvscopeError, DataError
 from convscope.network.preprocess import Preprocess
@@ -189,43 +189,44 @@ def _load_photos() -> _Images:
 def _folder_task(root: Path, seed: int) -> _Task:
     """Supervised training on an image folder (one subfolder per class)."""
     images = find_images(root)
-    if images.labels is None or images.class_names is None:
+    labels, class_names = images.labels, images.class_names
+    if labels is None or class_names is None:
         raise DataError(
             f"image folder {images.root} has no images in class subfolders (some lie directly in it)",
             hint="lay it out as ROOT/<class>/<image>.jpg, one subfolder per class, "
             "or leave out --data to train on the built-in photos",
         )
+    stats = [images.path(i).stat() for i in range(len(images))]
+    picks = _spread(len(images), MAX_FOLDER_IMAGES, seed)
     return _Task(
         name="imagefolder",
-        description=f"supervised classification of the image folder {root.resolve()} ({len(images.class_names)} classes)",
-        class_names=images.class_names,
+        description=f"supervised classification of the image folder {root.resolve()} ({len(class_names)} classes)",
+        class_names=class_names,
         augment=Augment(side=(0.6, 1.0), aspect=1.15, rotate=0.0, brightness=0.2, contrast=0.2, saturation=0.2, gain=0.05),
         # Training crops span 60-100% of a 112-pixel short side, resized to 96.
         preprocess=Preprocess(input_size=(128, 128), resize=128),
         fingerprint={
             "root": str(root.resolve()),
-            "files": [[name, (stat := images.path(i).stat()).st_size, stat.st_mtime_ns] for i, name in enumerate(images.paths)],
+            "files": [[name, stat.st_size, stat.st_mtime_ns] for name, stat in zip(images.paths, stats)],
         },
-        load=partial(_load_folder, images, _spread(len(images), MAX_FOLDER_IMAGES, seed)),
+        load=partial(_load_folder, images.root, [(images.path(i), labels[i]) for i in picks]),
     )
 
 
-def _load_folder(images: ImageList, picks: list[int]) -> _Images:
-    """Images ``picks`` of the folder at a 112-pixel short side; unreadable ones are counted and skipped."""
-    pixels, labels, skipped = [], [], 0
-    for i in picks:
+def _load_folder(root: Path, files: list[tuple[Path, int]]) -> _Images:
+    """The readable ``(file, label)`` pairs at a 112-pixel short side; unreadable ones are counted and skipped."""
+    images, labels, skipped = [], [], 0
+    for path, label in files:
         try:
-            image = open_rgb(images.path(i), min_side=160)
+            image = open_rgb(path, min_side=160)
         except Exception:  # any decoding failure (Pillow raises many kinds) skips the file
             skipped += 1
             continue
-        pixels.append(_to_tensor(image, short_side=112))
-        labels.append(images.labels[i])
-    if not pixels:
-        raise DataError(
-            f"no readable image in {images.root}", hint="check that the class subfolders hold JPEG or PNG files"
-        )
-    return _Images(pixels, torch.tensor(labels), skipped)
+        images.append(_to_tensor(image, short_side=112))
+        labels.append(label)
+    if not images:
+        raise DataError(f"no readable image in {root}", hint="check that the class subfolders hold JPEG or PNG files")
+    return _Images(images, torch.tensor(labels), skipped)
 
 
 def _spread(count: int, limit: int, seed: int) -> list[int]:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from convscope.errors import GeometryError
+from convscope.network.modes import dry_run
 from convscope.network.rf_ops import Geometry, GeometryMode, Global, Local, identity
 from convscope.scan.hooks import capture, run_until_captured
 
@@ -116,18 +116,8 @@ def receptive_fields(
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
     image = torch.zeros(1, 3, height, width, device=device, dtype=dtype)
     mode.track(image, identity(height, width))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), capture(model, layers, record, stop_after_last=True), mode:
-            run_until_captured(model, image)
-    except (RuntimeError, ValueError) as exc:
-        raise GeometryError(
-            f"the model cannot run on a {height}x{width} input: {str(exc).splitlines()[0]}",
-            hint="the input is probably too small for the network; pass a larger --input-size",
-        ) from exc
-    finally:
-        model.train(was_training)
+    with dry_run(model, (height, width)), capture(model, layers, record, stop_after_last=True), mode:
+        run_until_captured(model, image)
     return {name: found.get(name) for name in layers}
 
 
@@ -143,27 +133,3 @@ def _field(geom: Geometry | None, output: torch.Tensor) -> ReceptiveField | None
             offset=(geom.rows.offset, geom.cols.offset),
         )
     return None
-
-
-def check_field(field: ReceptiveField, map_size: tuple[int, int], input_size: tuple[int, int]) -> None:
-    """Check that a field fits a real output map: every position's box overlaps the image.
-
-    The scan calls this with the ``(rows, cols)`` of a layer's real output, so a
-    field computed for another network or input size is caught before any patch
-    is cropped.
-
-    Raises:
-        GeometryError: the first or last box of the map lies outside the image.
-
-    Example:
-        >>> check_field(ReceptiveField((11, 11), (4, 4), (-2, -2)), (55, 55), (224, 224))
-    """
-    last = field.box(map_size[0] - 1, map_size[1] - 1)
-    first = field.box(0, 0)
-    for box in (first, last):
-        if box.bottom <= 0 or box.right <= 0 or box.top >= input_size[0] or box.left >= input_size[1]:
-            raise GeometryError(
-                f"receptive field {field} puts box {tuple(box)} of a {map_size[0]}x{map_size[1]} map "
-                f"outside a {input_size[0]}x{input_size[1]} image",
-                hint="recompute the receptive fields for this model and input size",
-            )

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from convscope.errors import GeometryError, LayerError
+from convscope.errors import LayerError
 from convscope.network.device import model_device
 from convscope.network.geometry import ReceptiveField, receptive_fields
+from convscope.network.modes import dry_run
 from convscope.scan.hooks import capture
 
 
@@ -66,18 +67,8 @@ def output_shapes(model: nn.Module, input_size: tuple[int, int]) -> tuple[dict[s
         if isinstance(output, torch.Tensor):
             shapes[name] = tuple(output.shape[1:])
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), capture(model, names, record, strict=False):
-            model(torch.zeros(1, 3, *input_size, device=model_device(model)))
-    except (RuntimeError, ValueError) as exc:
-        raise GeometryError(
-            f"the model cannot run on a {input_size[0]}x{input_size[1]} input: {str(exc).splitlines()[0]}",
-            hint="the input is probably too small for the network; pass a larger --input-size",
-        ) from None
-    finally:
-        model.train(was_training)
+    with dry_run(model, input_size), capture(model, names, record, strict=False):
+        model(torch.zeros(1, 3, *input_size, device=model_device(model)))
     return shapes, calls
 
 

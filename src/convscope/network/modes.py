@@ -1,11 +1,14 @@
-"""A model's train/eval mode, changed for a while and given back module by module."""
+"""Modes a model runs in for a while: eval mode given back module by module, dry runs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import nn
+
+from convscope.errors import GeometryError
 
 
 @contextmanager
@@ -32,3 +35,17 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in flags:
             module.training = training
+
+
+@contextmanager
+def dry_run(model: nn.Module, input_size: tuple[int, int]) -> Iterator[None]:
+    """Eval mode and no gradients for a forward pass of one probe image; a forward that
+    fails on its size (the input is too small for the network) becomes a GeometryError."""
+    try:
+        with eval_mode(model), torch.no_grad():
+            yield
+    except (RuntimeError, ValueError) as exc:
+        raise GeometryError(
+            f"the model cannot run on a {input_size[0]}x{input_size[1]} input: {str(exc).splitlines()[0]}",
+            hint="the input is probably too small for the network; pass a larger --input-size",
+        ) from None

@@ -82,9 +82,9 @@ _UNSUPPORTED: frozenset[Callable] = frozenset(
 class _ReluRuleMode(TorchFunctionMode):
     """Routes ReLU calls to :class:`_ModifiedRelu`; reports other activations once per module."""
 
-    def __init__(self, guided: bool, rule: str, running: list[str]) -> None:
+    def __init__(self, rule: Rule, running: list[str]) -> None:
         super().__init__()
-        self.guided = guided
+        self.guided = rule == "guided"
         self.rule = rule
         self.running = running
         self.warned: set[str] = set()
@@ -169,5 +169,5 @@ def modified_relus(model: nn.Module, rule: Rule) -> Iterator[None]:
             "projections cannot change the ReLUs of a TorchScript model",
             hint="load the model from Python code (a torchvision name or file.py:make) for projections",
         )
-    with _module_names(model) as running, _ReluRuleMode(rule == "guided", rule, running):
+    with _module_names(model) as running, _ReluRuleMode(rule, running):
         yield

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from convscope.errors import LayerError
 from convscope.network.device import model_device
+from convscope.network.modes import eval_mode
 from convscope.scan.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
 
@@ -136,11 +137,9 @@ def scan(
             )
         stats[name].add(output, current["images"])
 
-    was_training = model.training
-    model.eval()
     bar = tqdm(total=total, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
     try:
-        with torch.inference_mode(), capture(model, [n for n, _ in layers], on_output, stop_after_last=True):
+        with eval_mode(model), torch.inference_mode(), capture(model, [n for n, _ in layers], on_output, stop_after_last=True):
             for pixels, indices, ok, errors in batches:
                 failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
                 if ok.any():
@@ -151,7 +150,6 @@ def scan(
                 bar.update(len(indices))
     finally:
         bar.close()
-        model.train(was_training)
     return ScanResult(
         layers={name: s.result(count) for name, s in stats.items()},
         image_count=count,
