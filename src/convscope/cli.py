@@ -148,12 +148,17 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     network = _network(args)
     defaults = set(default_layers(network.model))
     h, w = network.preprocess.input_size
-    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (every Conv2d)")
+    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (every Conv2d); '?' = receptive field unknown")
     print(f"  {'layer':<32} {'type':<18} {'output':<16} {'rf size':>9} {'stride':>7} {'offset':>9}")
     for info in discover_layers(network.model, network.preprocess.input_size):
         rf = info.receptive_field
         shape = "x".join(str(s) for s in info.shape)
-        geo = ("?", "?", "?") if rf is None else (_pair(rf.size), _pair(rf.stride), _pair(rf.offset))
+        if rf is None:
+            geo = ("?", "?", "?")
+        elif rf.stride == (0, 0):
+            geo = ("global", "-", "-")
+        else:
+            geo = (_pair(rf.size), _pair(rf.stride), _pair(rf.offset))
         note = f"  (runs {info.calls}x per forward: not scannable)" if info.calls > 1 else ""
         mark = "*" if info.name in defaults else " "
         print(f"{mark} {info.name:<32} {info.type:<18} {shape:<16} {geo[0]:>9} {geo[1]:>7} {geo[2]:>9}{note}")

@@ -94,8 +94,22 @@ def make_atlas(
             ConvscopeWarning,
             stacklevel=2,
         )
+    if projection == "deconvnet" and not _has_max_pooling(network.model):
+        warnings.warn(
+            "the model has no nn.MaxPool2d: deconvnet projections depend on the image only through "
+            "max-pooling switches, so a unit's projections at one position are the same picture for "
+            "every image; --projection guided depends on the image",
+            ConvscopeWarning,
+            stacklevel=2,
+        )
     return write_atlas(
         Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion), progress=progress
+    )
+
+
+def _has_max_pooling(model: torch.nn.Module) -> bool:
+    return any(
+        isinstance(m, torch.nn.MaxPool2d) or getattr(m, "original_name", None) == "MaxPool2d" for m in model.modules()
     )
 
 

@@ -133,7 +133,7 @@ def test_layers_command_lists_shapes_and_receptive_fields(capsys):
     assert rows["features.0"].startswith("*") and "4x16x16" in rows["features.0"]
     # conv3 pad1 -> pool2 -> conv3 pad1: position 0 sees pool -1..1 = conv1 -2..3 = input -3..4 (by hand)
     assert rows["features.3"].split()[-3:] == ["8", "2", "-3"]
-    assert not rows["features.2"].startswith("*") and rows["pool"].split()[-3:] == ["16", "0", "0"]
+    assert not rows["features.2"].startswith("*") and rows["pool"].split()[-3:] == ["global", "-", "-"]
 
 
 @pytest.mark.parametrize(
@@ -191,3 +191,9 @@ def test_occlude_rejects_a_bad_unit_and_a_bad_class(tmp_path, colour_images, cap
     assert code == 1 and "LAYER:UNIT" in err
     code, _, err = run(["occlude", *COLOUR_NET, image, "--class", "zebra"], capsys)
     assert code == 1 and "no class named 'zebra'" in err
+
+
+def test_deconvnet_without_max_pooling_warns_that_pictures_ignore_the_image(tmp_path, colour_images, capsys):
+    code, _, err = run(["atlas", *COLOUR_NET, colour_images, "--out", tmp_path / "a", "-q", "--projection", "deconvnet"], capsys)
+    assert code == 0 and "no nn.MaxPool2d" in err
+    assert (tmp_path / "a/layers/conv/units/0000-projection.png").is_file()

@@ -154,3 +154,13 @@ def test_not_a_model_source(tmp_path):
     torch.save({"a": torch.zeros(1)}, state)
     with pytest.raises(ModelError, match="not a TorchScript file"):
         load_network(str(state))
+
+
+def test_checkpoints_without_batchnorm_step_counters_load(tmp_path):
+    """Checkpoints from before torch 0.4.1 have no num_batches_tracked; torch fills it in."""
+    net = load_network("torchvision:resnet18")
+    state = {k: v for k, v in net.model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "old.pth"
+    torch.save(state, path)
+    again = load_network("torchvision:resnet18", path)
+    assert torch.equal(again.model.bn1.weight, net.model.bn1.weight)

@@ -180,7 +180,7 @@ def test_hostile_names_are_shown_as_text(watched: Watched) -> None:
     assert page.locator("#model-source").inner_text() == HOSTILE_SOURCE
     page.click("details.skipped summary")
     assert HOSTILE_SKIPPED in page.locator(".skipped-list").inner_text()
-    page.click(f'nav .layer-link[data-layer="3"]')
+    page.click('nav .layer-link[data-layer="3"]')
     page.wait_for_selector('main[data-view="layer"]')
     assert page.locator("main h1").inner_text() == HOSTILE_LAYER
     page.wait_for_function("document.querySelector('.card img.grid').naturalWidth > 0")

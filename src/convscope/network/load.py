@@ -296,7 +296,8 @@ def unwrap_state_dict(state: Any, what: str) -> dict[str, torch.Tensor]:
 def _load_state(model: nn.Module, state: Any, what: str) -> None:
     state = unwrap_state_dict(state, what)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    # Checkpoints from before torch 0.4.1 lack BatchNorm's step counter; torch fills it in.
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     wrong = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -315,4 +316,4 @@ def _load_state(model: nn.Module, state: Any, what: str) -> None:
             f"the weights in {what} do not fit the model: " + " | ".join(parts),
             hint="check that the architecture matches the one the weights were saved from",
         )
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)  # strictness checked above, with clearer messages
