@@ -223,6 +223,8 @@ def test_no_labels_no_projection_atlas(browser, tmp_path: Path) -> None:
     page.wait_for_selector('main[data-view="unit"]')
     assert page.locator(".hit").count() == 5 and page.locator(".histogram").count() == 0
     assert page.locator(".hit").first.locator(".patch").count() == 1
+    # Sections that an atlas without labels or occlusion lacks leave no trace (once they read "null").
+    assert "null" not in page.locator("main").inner_text()
     watched.check_clean("file://")
     page.close()
 

@@ -184,7 +184,7 @@
     if (state.observer) state.observer.disconnect();
     state.observer = null;
     const main = $("main");
-    main.replaceChildren(...children);
+    main.replaceChildren(...children.filter((child) => child !== null && child !== undefined && child !== false));
     main.setAttribute("data-view", view);
     return main;
   }
