@@ -7,8 +7,8 @@ patch grid is filled with ``rank_colour(rank)``, the projection grid with
 source and skipped file that are HTML/script injections, and a U+2028 label.
 
 Example:
-    >>> atlas = make_atlas(tmp_path / "atlas", [("features.0", 4, 6, 6)])
-    >>> write_viewer(atlas)
+    >>> atlas = make_atlas(tmp_path / "atlas", [("features.0", 4, 6, 6)])  # doctest: +SKIP
+    >>> write_viewer(atlas)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def write_viewer(atlas_dir: Path) -> None:
     earlier ``viewer/`` folder so no stale layer data is left behind.
 
     Example:
-        >>> write_viewer(Path("atlas"))          # then open atlas/index.html
+        >>> write_viewer(Path("atlas"))  # doctest: +SKIP
     """
     atlas_dir = Path(atlas_dir)
     manifest = read_manifest(atlas_dir)

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from convscope.network.modes import dry_run
-from convscope.network.rf_ops import Geometry, GeometryMode, Global, Local, identity
+from convscope.network.rf_algebra import Geometry, Global, Local, identity
+from convscope.network.rf_ops import GeometryMode
 from convscope.scan.hooks import capture, run_until_captured
 
 
