@@ -462,8 +462,10 @@
     return false;
   }
 
+  // Keys act on the address, not on the last drawn view: a key pressed before the
+  // previous key's hashchange was handled must step from where that key led.
   function stepUnit(delta) {
-    const r = state.route;
+    const r = parseHash();
     if (!r || !state.order.length) return;
     if (r.view === "unit") {
       const next = state.order[state.order.indexOf(r.unit) + delta];
@@ -475,7 +477,7 @@
   }
 
   function stepLayer(delta) {
-    const r = state.route;
+    const r = parseHash();
     const count = state.manifest.layers.length;
     const from = r && r.layer !== undefined ? r.layer : (delta > 0 ? -1 : count);
     const to = from + delta;
@@ -489,7 +491,7 @@
       if (event.key === "Escape") target.blur();
       return;
     }
-    const r = state.route || { view: "home" };
+    const r = parseHash();
     const unitKeys = r.view === "unit" ? ["ArrowRight", "ArrowDown"] : ["ArrowRight"];
     const backKeys = r.view === "unit" ? ["ArrowLeft", "ArrowUp"] : ["ArrowLeft"];
     let handled = true;
