@@ -65,6 +65,8 @@ def make_atlas(
         raise ConvscopeError(f"k must be at least 1, got {k}", hint="pass -k 9 for the lecture's 3x3 grids")
     if batch_size < 1:
         raise ConvscopeError(f"batch size must be at least 1, got {batch_size}")
+    if projection not in (None, "deconvnet", "guided"):
+        raise ConvscopeError(f"unknown projection {projection!r}", hint="use 'deconvnet', 'guided' or None")
     network = model if isinstance(model, Network) else load_network(model, weights, preprocess=preprocess)
     if isinstance(model, Network) and preprocess is not None:
         network = replace(network, preprocess=preprocess)

@@ -26,7 +26,7 @@ from torch import nn
 from convscope.errors import ConvscopeError, LayerError
 from convscope.network.device import model_device
 from convscope.network.geometry import ReceptiveField
-from convscope.network.modes import eval_mode
+from convscope.network.modes import eval_mode, frozen
 from convscope.project.crop import Crop, plan_crop
 from convscope.project.rules import Rule, check_rule, modified_relus
 from convscope.scan.hooks import capture, get_module, run_until_captured
@@ -158,7 +158,7 @@ def project_hits(
         return out.to(inputs.device)
     height, width = x_all.shape[-2:]
     projector = _Projector(model, layer)
-    with eval_mode(model), modified_relus(model, rule), capture(model, [layer], projector.store, stop_after_last=True):
+    with eval_mode(model), frozen(model), modified_relus(model, rule), capture(model, [layer], projector.store, stop_after_last=True):
         with torch.no_grad():
             shape = projector.layer_output(x_all[:1]).shape
         _check_hits(shape, units, rows, cols, layer)
