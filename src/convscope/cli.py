@@ -240,7 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.close()
             return 0
         except KeyboardInterrupt:
-            print("convscope: interrupted; no atlas was written (a previous one is unchanged)", file=sys.stderr)
+            print(
+                "convscope: interrupted; no atlas was written (a previous one is unchanged); "
+                "the same command again resumes the scan from its last save",
+                file=sys.stderr,
+            )
             return 130
     return 0
 

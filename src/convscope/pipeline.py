@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.data import ImageDataset, failure_reason, find_images, make_loader, open_rgb
@@ -19,7 +20,13 @@ from convscope.network.layers import select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.project.occlusion import ClassTarget, UnitTarget, occlusion_map, render_occlusion, target_values
-from convscope.scan.scan import scan
+from convscope.scan import resume
+from convscope.scan.scan import ScanState, scan
+
+#: Images between two saves of the scan state (a rerun resumes from the last one).
+CHECKPOINT_EVERY = 2000
+#: Images whose activations tell units apart (see render.selection).
+SIGNATURE_IMAGES = 256
 
 
 def make_atlas(
@@ -74,16 +81,27 @@ def make_atlas(
         network.model.to(device)
     image_list = find_images(Path(images))
     infos = select_layers(network.model, layers, network.preprocess.input_size)
-    loader = make_loader(ImageDataset(image_list, network.preprocess), batch_size=batch_size, workers=workers)
+    pairs = [(info.name, info.units) for info in infos]
+    state = ScanState(pairs, k, SIGNATURE_IMAGES, model_device(network.model))
+    saved, digest = resume.state_file(Path(out)), resume.fingerprint(network, infos, image_list, k)
+    if resume.load(saved, digest, state):
+        warnings.warn(f"resuming an interrupted scan at image {state.seen} of {len(image_list)}", ConvscopeWarning, stacklevel=2)
+    dataset = ImageDataset(image_list, network.preprocess)
+    todo = Subset(dataset, range(state.seen, len(dataset))) if state.seen else dataset
     result = scan(
         network.model,
-        [(info.name, info.units) for info in infos],
-        loader,
+        pairs,
+        make_loader(todo, batch_size=batch_size, workers=workers),
         network.preprocess.normalize,
         k=k,
         total=len(image_list.paths),
         progress=progress,
+        state=state,
+        checkpoint=lambda s: resume.save(saved, digest, s),
+        checkpoint_every=CHECKPOINT_EVERY,
     )
+    if state.seen >= CHECKPOINT_EVERY:  # a long scan: keep it until the atlas is written
+        resume.save(saved, digest, state)
     if result.image_count == 0:
         reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in result.failed[:3])
         raise DataError(f"no image in {images} could be read ({reasons})", hint="check the files open in an image viewer")
@@ -104,9 +122,11 @@ def make_atlas(
             ConvscopeWarning,
             stacklevel=2,
         )
-    return write_atlas(
+    atlas = write_atlas(
         Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion), progress=progress
     )
+    saved.unlink(missing_ok=True)
+    return atlas
 
 
 def _has_max_pooling(model: torch.nn.Module) -> bool:

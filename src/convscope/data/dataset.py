@@ -92,7 +92,7 @@ def collate(items: Sequence[Item]) -> Batch:
 
 
 def make_loader(
-    dataset: ImageDataset, batch_size: int, workers: int, pin_memory: bool = False
+    dataset: Dataset, batch_size: int, workers: int, pin_memory: bool = False
 ) -> DataLoader:
     """A loader that yields :class:`Batch` es in image order, whatever ``workers`` is.
 

@@ -86,9 +86,65 @@ class _LayerStats:
             self.signature_left -= min(n, self.signature_left)
 
     def result(self, image_count: int) -> LayerScan:
-        signature = torch.cat(self.signature) if self.signature else torch.zeros(0, self.units)
         mean = (self.total / max(image_count, 1)).float().cpu()
-        return LayerScan(self.topk.result(), self.cols, mean, signature)
+        return LayerScan(self.topk.result(), self.cols, mean, self._signature())
+
+    def _signature(self) -> torch.Tensor:
+        return torch.cat(self.signature) if self.signature else torch.zeros(0, self.units)
+
+    def state_dict(self) -> dict:
+        return {
+            "topk": self.topk.state_dict(),
+            "total": self.total.cpu(),
+            "signature": self._signature(),
+            "signature_left": self.signature_left,
+            "cols": self.cols,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.topk.load_state_dict(state["topk"])
+        self.total = state["total"].to(self.total.device)
+        self.signature = [state["signature"]] if len(state["signature"]) else []
+        self.signature_left = state["signature_left"]
+        self.cols = state["cols"]
+
+
+class ScanState:
+    """Everything pass 1 has gathered so far, at a batch boundary.
+
+    ``seen`` images (read or not) have been consumed, in image order, so an
+    interrupted scan resumes with image ``seen``. :meth:`state_dict` holds only
+    tensors, numbers and strings (it loads with ``torch.load(weights_only=True)``).
+    """
+
+    def __init__(self, layers: Sequence[tuple[str, int]], k: int, signature_images: int, device: torch.device) -> None:
+        self.layers = {name: _LayerStats(units, k, signature_images, device) for name, units in layers}
+        self.seen = 0
+        self.count = 0
+        self.failed: list[tuple[int, str]] = []
+
+    def result(self) -> ScanResult:
+        return ScanResult(
+            layers={name: s.result(self.count) for name, s in self.layers.items()},
+            image_count=self.count,
+            failed=tuple(self.failed),
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "seen": self.seen,
+            "count": self.count,
+            "failed": [[i, reason] for i, reason in self.failed],
+            "layers": {name: s.state_dict() for name, s in self.layers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if sorted(state["layers"]) != sorted(self.layers):
+            raise ValueError(f"state holds layers {sorted(state['layers'])}, expected {sorted(self.layers)}")
+        self.seen, self.count = state["seen"], state["count"]
+        self.failed = [(int(i), str(reason)) for i, reason in state["failed"]]
+        for name, layer_state in state["layers"].items():
+            self.layers[name].load_state_dict(layer_state)
 
 
 def scan(
@@ -101,18 +157,25 @@ def scan(
     total: int | None = None,
     signature_images: int = 256,
     progress: bool = True,
+    state: ScanState | None = None,
+    checkpoint: Callable[[ScanState], None] | None = None,
+    checkpoint_every: int = 1000,
 ) -> ScanResult:
     """Scan every batch and keep each unit's top ``k`` hits, one per image at most.
 
     Args:
         model: the network; its device is used and its train/eval mode restored.
         layers: ``(layer name, units)`` for every layer to scan.
-        batches: :data:`Batch` tuples in image order (see convscope.data).
+        batches: :data:`Batch` tuples in image order (see convscope.data); when
+            resuming, starting at image ``state.seen``.
         normalize: ``uint8 (N, 3, H, W)`` pixels to the model input, e.g.
             ``Preprocess.normalize``.
         k: hits kept per unit.
         total: number of images, for the progress bar.
         signature_images: how many first images make up each unit's signature.
+        state: a :class:`ScanState` to go on from (an interrupted scan's).
+        checkpoint: called with the state at a batch boundary every
+            ``checkpoint_every`` images, e.g. to save it for a resume.
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 2, 3))
@@ -123,10 +186,10 @@ def scan(
         [[0, 1, 2], [0, 1, 2]]
     """
     device = model_device(model)
-    stats = {name: _LayerStats(units, k, signature_images, device) for name, units in layers}
+    state = state if state is not None else ScanState(layers, k, signature_images, device)
+    stats = state.layers
     current: dict[str, torch.Tensor] = {}
-    failed: list[tuple[int, str]] = []
-    count = 0
+    last_checkpoint = state.seen
 
     def on_output(name: str, output: torch.Tensor) -> None:
         units = output.shape[1] if output.dim() > 1 else 0
@@ -137,21 +200,21 @@ def scan(
             )
         stats[name].add(output, current["images"])
 
-    bar = tqdm(total=total, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=state.seen, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
     try:
         with eval_mode(model), torch.inference_mode(), capture(model, [n for n, _ in layers], on_output, stop_after_last=True):
             for pixels, indices, ok, errors in batches:
-                failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
+                state.failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
                 if ok.any():
                     current["images"] = indices[ok].to(device)
                     x = normalize(pixels[ok].to(device, non_blocking=True))
                     run_until_captured(model, x)
-                    count += int(ok.sum())
+                    state.count += int(ok.sum())
+                state.seen += len(indices)
                 bar.update(len(indices))
+                if checkpoint is not None and state.seen - last_checkpoint >= checkpoint_every:
+                    checkpoint(state)
+                    last_checkpoint = state.seen
     finally:
         bar.close()
-    return ScanResult(
-        layers={name: s.result(count) for name, s in stats.items()},
-        image_count=count,
-        failed=tuple(failed),
-    )
+    return state.result()
