@@ -17,7 +17,7 @@ from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
 from convscope.render.selection import choose_units
 from convscope.scan.hooks import capture
-from convscope.scan.scan import LayerScan, ScanResult, scan
+from convscope.scan.scan import LayerScan, ScanResult, ScanState, scan
 from convscope.scan.topk import RunningTopK, TopK
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "RenderOptions",
     "RunningTopK",
     "ScanResult",
+    "ScanState",
     "TopK",
     "capture",
     "choose_units",
