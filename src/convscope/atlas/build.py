@@ -20,7 +20,7 @@ from convscope.data import ImageList
 from convscope.network.device import model_device
 from convscope.network.layers import LayerInfo
 from convscope.network.load import Network
-from convscope.render.figures import CELL_GAP, UNIT_GAP, layer_mosaic, overview, shrink, unit_figure, unit_grid
+from convscope.render.figures import CELL_GAP, UNIT_GAP, layer_mosaic, mosaic_scale, overview, shrink, unit_figure, unit_grid
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import crop, mean_colour
 from convscope.render.selection import choose_units
@@ -92,6 +92,7 @@ class _LayerWriter:
         self.fill = mean_colour(network.preprocess.mean)
         self.stored: set[int] = set()
         self.cache = PixelCache(images, network.preprocess)
+        self.crop_checks: dict[str, dict] = {}  # per layer: each crop class checked once
 
     def write(self, info: LayerInfo, number: int, result: ScanResult, progress: bool) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]]]:
         scan = result.layers[info.name]
@@ -126,12 +127,12 @@ class _LayerWriter:
         return entry, (f"layer {number} · {info.name} · {_rf_text(info)}", [overview_figures[u] for u in chosen])
 
     def _mosaic_scale(self, units: int) -> float:
+        """Unit figures are shrunk for the mosaic as they are made, to hold only small ones."""
         rows, cols = grid_shape(self.k)
         width = cols * self.options.cell + (cols - 1) * CELL_GAP
         if self.options.projection:
             width = 2 * width + UNIT_GAP // 2
-        per_row = math.ceil(math.sqrt(units))
-        return min(1.0, (self.options.mosaic_width - (per_row - 1) * UNIT_GAP) / (per_row * width))
+        return mosaic_scale(units, width, self.options.mosaic_width)
 
     def _projections(self, info: LayerInfo, chunk: Chunk) -> torch.Tensor | None:
         if not self.options.projection:
@@ -153,6 +154,7 @@ class _LayerWriter:
             long([h.col for h in flat]),
             self.options.projection,
             receptive_field=info.receptive_field,
+            crop_checks=self.crop_checks.setdefault(info.name, {}),
         ).cpu()
 
     def _unit(

@@ -37,11 +37,16 @@ def shrink(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
+def mosaic_scale(count: int, width: int, max_width: int) -> float:
+    """How much ``count`` figures ``width`` pixels wide shrink to fit a mosaic ``max_width`` wide."""
+    cols = math.ceil(math.sqrt(count))
+    return min(1.0, (max_width - (cols - 1) * UNIT_GAP) / (cols * width))
+
+
 def layer_mosaic(figures: Sequence[np.ndarray], title: str, max_width: int = 2400) -> np.ndarray:
     """Every unit's figure of a layer on a near-square grid, unit 0 top left, titled."""
     cols = math.ceil(math.sqrt(len(figures)))
-    width = figures[0].shape[1]
-    scale = min(1.0, (max_width - (cols - 1) * UNIT_GAP) / (cols * width))
+    scale = mosaic_scale(len(figures), figures[0].shape[1], max_width)
     small = [shrink(f, scale) for f in figures] if scale < 1 else list(figures)
     return caption(tile(small, (math.ceil(len(small) / cols), cols), UNIT_GAP), title)
 
