@@ -6,7 +6,8 @@ random-weight AlexNet, in one run:
 1. the scan (pass 1) that finds the real top-9 hits of all 1,152 units: its time is
    the yardstick the projections are compared with;
 2. *convscope*: ``project_hits`` over all 10,368 hits, batched, each hit on the crop
-   its receptive field needs (crop classes checked once per layer);
+   its receptive field needs (crop classes checked once per layer), hits on the same
+   image and crop sharing one forward pass;
 3. *plain*: one full-image forward and backward per hit, Captum's ``Deconvolution``
    on a wrapper whose output is the single activation. It is timed on a random
    subsample stratified by layer (``--plain-per-layer``, default 40 hits), where the
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "project"
 from project_helpers import SingleActivation  # noqa: E402  (the tests' Captum wrapper)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
-CHUNK = 512  # hits per project_hits call: their inputs are 512 x 0.6 MB
+CHUNK = 2304  # hits per project_hits call (a whole layer but conv3): their inputs are 2304 x 0.6 MB
 
 
 def hits_of(result, layer: str) -> tuple[torch.Tensor, ...]:
@@ -55,7 +56,7 @@ def ours(model, layer, rf, pixels, pre, hits, checks) -> torch.Tensor:
         part = slice(s, s + CHUNK)
         x = pre.normalize(pixels[image[part]])
         out.append(project_hits(model, layer, x, unit[part], row[part], col[part], "deconvnet",
-                                receptive_field=rf, crop_checks=checks))  # fmt: skip
+                                receptive_field=rf, crop_checks=checks, image_ids=image[part].tolist()))  # fmt: skip
     return torch.cat(out)
 
 

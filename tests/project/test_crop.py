@@ -87,3 +87,25 @@ def test_crop_equals_full_image_on_alexnet(layer: str, caplog: pytest.LogCapture
     u, rows, cols = _every_border_and_some_inner(size, units, 2, g)
     x = torch.randn(len(u), 3, 224, 224, generator=g)
     assert not _fell_back(caplog, model, layer, rf, (x, u, rows, cols), "deconvnet")
+
+
+@pytest.mark.parametrize("rule", ["deconvnet", "guided"])
+def test_hits_sharing_an_image_share_a_forward_pass_and_get_their_own_pictures(rule: str) -> None:
+    from convscope.network.geometry import receptive_fields
+
+    torch.manual_seed(0)
+    model = torchvision.models.alexnet().eval()
+    layer = "features.6"
+    rf = receptive_fields(model, [layer], (224, 224))[layer]
+    images = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    # Seven hits on three images; several on the same image and position (same crop), one at a border.
+    ids = [0, 0, 0, 1, 1, 2, 0]
+    units = torch.tensor([5, 9, 5, 3, 4, 7, 1])
+    rows = torch.tensor([6, 6, 2, 6, 6, 0, 6])
+    cols = torch.tensor([6, 6, 7, 6, 6, 12, 6])
+    inputs = images[ids]
+    alone = project_hits(model, layer, inputs, units, rows, cols, rule, receptive_field=rf)
+    shared = project_hits(model, layer, inputs, units, rows, cols, rule, receptive_field=rf, image_ids=ids)
+    scale = float(alone.abs().max())
+    assert float((alone - shared).abs().max()) <= 1e-5 * scale
+    assert float((shared[0] - shared[1]).abs().max()) > 1e-3 * scale  # same crop, other unit: other picture

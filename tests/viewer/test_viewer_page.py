@@ -102,7 +102,7 @@ def test_click_layer_then_unit_shows_its_hits(watched: Watched, atlas: Path) -> 
     counts = Counter(h["label"] for h in expected)
     histogram = dict(zip(page.locator(".hist-label").all_inner_texts(), page.locator(".hist-count").all_inner_texts()))
     assert histogram[HOSTILE_LABEL] == f"{counts[HOSTILE_LABEL]}/9" and histogram["cat"] == f"{counts['cat']}/9"
-    page.wait_for_function("[...document.querySelectorAll('.source img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(page, "[...document.querySelectorAll('.source img')].every(i => i.complete && i.naturalWidth > 0)")
     watched.shot("unit")
 
 
@@ -163,7 +163,7 @@ def test_search_jumps_to_units(watched: Watched) -> None:
     assert page.evaluate("location.hash") == "#features.3/2"
     page.fill("#search-input", "4")
     page.press("#search-input", "Enter")
-    page.wait_for_function("location.hash === '#features.3/4'")
+    wait_until(page, "location.hash === '#features.3/4'")
     page.fill("#search-input", "features.3:99")
     page.press("#search-input", "Enter")
     assert "0–4" in page.locator("#search-message").inner_text()
@@ -194,7 +194,7 @@ def test_sort_by_activation_and_selectivity(watched: Watched, atlas: Path) -> No
     page.click(f'.card[data-unit="{order[0]}"]')
     page.wait_for_selector('main[data-view="unit"]')
     page.keyboard.press("j")  # the next unit in the chosen order, not in index order
-    page.wait_for_function(f"location.hash === '#features.0/{order[1]}'")
+    wait_until(page, f"location.hash === '#features.0/{order[1]}'")
 
 
 def test_hostile_names_are_shown_as_text(watched: Watched) -> None:
@@ -205,7 +205,7 @@ def test_hostile_names_are_shown_as_text(watched: Watched) -> None:
     page.click('nav .layer-link[data-layer="3"]')
     page.wait_for_selector('main[data-view="layer"]')
     assert page.locator("main h1").inner_text() == HOSTILE_LAYER
-    page.wait_for_function("document.querySelector('.card img.grid').naturalWidth > 0")
+    wait_until(page, "(document.querySelector('.card img.grid') || {}).naturalWidth > 0")
     assert HOSTILE_LABEL in page.locator(".card-foot").all_inner_texts()[0] or \
         any(HOSTILE_LABEL in t for t in page.locator(".card-foot").all_inner_texts())
     watched.shot("hostile-layer")
@@ -213,7 +213,7 @@ def test_hostile_names_are_shown_as_text(watched: Watched) -> None:
 
 def test_only_on_screen_images_load(watched: Watched, atlas: Path) -> None:
     page = watched.open("#features.6", view="layer")
-    page.wait_for_function("[...document.querySelectorAll('.card img[src]')].every(i => i.complete)")
+    wait_until(page, "[...document.querySelectorAll('.card img[src]')].every(i => i.complete)")
     grids = lambda: [u for u in watched.requests if "/layers/features.6/units/" in u]
     loaded = len(grids())
     assert 0 < loaded < 2 * 120 / 2
@@ -260,10 +260,10 @@ def test_viewer_over_the_atlas_server(browser, atlas: Path) -> None:
         watched = Watched(browser, origin + "/")
         page = watched.open("#features.0/2", view="unit")
         assert page.locator(".hit").count() == 9
-        page.wait_for_function("[...document.querySelectorAll('.source img')].every(i => i.complete && i.naturalWidth > 0)")
+        wait_until(page, "[...document.querySelectorAll('.source img')].every(i => i.complete && i.naturalWidth > 0)")
         page.goto(origin + "/#" + "evil%3Cimg%20src%3Dx%20onerror%3Dwindow.__pwned%3D1%3E")
         page.wait_for_selector('main[data-view="layer"]')
-        page.wait_for_function("document.querySelector('.card img.grid').naturalWidth > 0")
+        wait_until(page, "(document.querySelector('.card img.grid') || {}).naturalWidth > 0")
         watched.check_clean(origin)
         page.close()
     finally:

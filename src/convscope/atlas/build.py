@@ -155,6 +155,7 @@ class _LayerWriter:
             self.options.projection,
             receptive_field=info.receptive_field,
             crop_checks=self.crop_checks.setdefault(info.name, {}),
+            image_ids=[h.image for h in flat],
         ).cpu()
 
     def _unit(

@@ -63,10 +63,7 @@ class _Projector:
             )
         return self.output
 
-    def backprop(
-        self, x: torch.Tensor, units: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pictures ``(B, 3, h, w)`` and activations ``(B,)`` of hits ``(units, rows, cols)`` on ``x``."""
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         y = self.layer_output(x)
         if not y.requires_grad:
@@ -74,11 +71,38 @@ class _Projector:
                 f"layer {self.layer!r} does not depend on the input through autograd",
                 hint="make sure the model does not run under torch.no_grad() or detach its input",
             )
+        return x, y
+
+    def backprop(
+        self, x: torch.Tensor, units: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pictures ``(B, 3, h, w)`` and activations ``(B,)`` of hits ``(units, rows, cols)`` on ``x``."""
+        x, y = self._forward(x)
         index = (torch.arange(len(x), device=x.device), units, rows, cols)
         seed = torch.zeros_like(y)
         seed[index] = 1.0
         (grad,) = torch.autograd.grad(y, x, seed)
         return grad.detach(), y.detach()[index]
+
+    def backprop_shared(self, x: torch.Tensor, hits: Sequence[Sequence[tuple[int, int, int]]]) -> list[list[torch.Tensor]]:
+        """Pictures ``(3, h, w)`` of several hits ``(unit, row, col)`` per input of ``x``.
+
+        One forward pass serves all the hits of an input: the j-th backward pass
+        seeds the j-th hit of every input that has one (inputs are independent in
+        eval mode, so each picture is exactly its own hit's).
+        """
+        x, y = self._forward(x)
+        out: list[list[torch.Tensor]] = [[] for _ in hits]
+        rounds = max(len(h) for h in hits)
+        for j in range(rounds):
+            seeded = [b for b, h in enumerate(hits) if j < len(h)]
+            seed = torch.zeros_like(y)
+            for b in seeded:
+                seed[(b, *hits[b][j])] = 1.0
+            (grad,) = torch.autograd.grad(y, x, seed, retain_graph=j < rounds - 1)
+            for b in seeded:
+                out[b].append(grad[b].detach())
+        return out
 
 
 def _check_hits(
@@ -112,6 +136,7 @@ def project_hits(
     receptive_field: ReceptiveField | None = None,
     batch_size: int = 64,
     crop_checks: dict[tuple, bool] | None = None,
+    image_ids: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Deconvnet or guided-backprop projections of hits, one picture per hit.
 
@@ -128,6 +153,8 @@ def project_hits(
         crop_checks: a dict kept by the caller across calls for the same model,
             layer and input size: each crop class is then checked against the
             full image once, not once per call.
+        image_ids: ``(N,)`` which image each input is (equal ids: equal inputs);
+            hits on the same image and crop then share one forward pass.
 
     Returns:
         ``(N, 3, H, W)`` projections on ``inputs``' device, zero outside each hit's box.
@@ -168,21 +195,28 @@ def project_hits(
         else:
             crops = [plan_crop(receptive_field, r, c, height, width) for r, c in zip(r_list, c_list)]
             _verify_crops(projector, x_all, units, rows, cols, crops, receptive_field, batch_size, crop_checks)
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        # Hits on the same image and crop share one forward pass.
+        ids = list(image_ids) if image_ids is not None else list(range(len(x_all)))
+        shared: dict[tuple, list[int]] = defaultdict(list)
         for i, crop in enumerate(crops):
-            groups[(crop.height, crop.width)].append(i)
-        for members in groups.values():
-            for start in range(0, len(members), batch_size):
-                idx = members[start : start + batch_size]
-                chunk = [crops[i] for i in idx]
-                grad, _ = projector.backprop(
-                    _cut(x_all, idx, chunk),
-                    units[idx],
-                    torch.tensor([c.row for c in chunk], device=device),
-                    torch.tensor([c.col for c in chunk], device=device),
+            shared[(ids[i], crop.top, crop.left, crop.height, crop.width)].append(i)
+        # Batches of one crop shape and one hit count: every backward pass seeds every row.
+        batches: dict[tuple[int, int, int], list[list[int]]] = defaultdict(list)
+        for (_, _, _, h, w), members in shared.items():
+            batches[(h, w, len(members))].append(members)
+        unit_list = units.tolist()
+        for groups in batches.values():
+            for start in range(0, len(groups), batch_size):
+                batch = groups[start : start + batch_size]
+                firsts = [members[0] for members in batch]
+                pictures = projector.backprop_shared(
+                    _cut(x_all, firsts, [crops[i] for i in firsts]),
+                    [[(unit_list[i], crops[i].row, crops[i].col) for i in members] for members in batch],
                 )
-                for k, (i, c) in enumerate(zip(idx, chunk)):
-                    out[i, :, c.top : c.top + c.height, c.left : c.left + c.width] = grad[k]
+                for members, grads in zip(batch, pictures):
+                    for i, grad in zip(members, grads):
+                        c = crops[i]
+                        out[i, :, c.top : c.top + c.height, c.left : c.left + c.width] = grad
     return out.to(inputs.device)
 
 

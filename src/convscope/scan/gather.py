@@ -121,7 +121,7 @@ def chunks(
     receptive_field: ReceptiveField | None,
     cache: PixelCache,
     *,
-    units_per_chunk: int = 32,
+    units_per_chunk: int = 64,
 ) -> Iterator[Chunk]:
     """The hits of ``units`` with their images, ``units_per_chunk`` units at a time."""
     for start in range(0, len(units), units_per_chunk):
