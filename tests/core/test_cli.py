@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convscope import read_hits
 from convscope.cli import main
+from convscope.errors import AtlasError
 from tiny_models import write_images
 
 COLOUR_NET = ["tiny_models:ColourNet", "--input-size", "16", "--mean", "0", "0", "0", "--std", "1", "1", "1"]
@@ -50,6 +52,9 @@ def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, 
     assert layer["name"] == "conv" and layer["shape"] == [3, 16, 16]
     assert layer["receptive_field"] == {"size": [1, 1], "stride": [1, 1], "offset": [0, 0]}
     hits = json.loads((out / layer["hits"]).read_text())
+    assert read_hits(out, "conv") == hits
+    with pytest.raises(AtlasError, match="no layer 'conv9'"):
+        read_hits(out, "conv9")
     red = hits["units"][0]["hits"][0]
     assert (red["image"], red["label"], red["row"], red["col"], red["box"]) == ("cats/05.png", "cats", 3, 7, [3, 7, 4, 8])
     assert red["activation"] == pytest.approx(1.0)

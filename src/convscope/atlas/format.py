@@ -46,10 +46,7 @@ def read_manifest(atlas_dir: Path) -> dict[str, Any]:
             f"{atlas_dir} has no manifest.json, so it is not a convscope atlas",
             hint="pass the folder that `convscope atlas` wrote (the one holding manifest.json)",
         )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AtlasError(f"cannot read {path}: {exc}", hint="rebuild the atlas") from None
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AtlasError(
             f"{path} is not a convscope atlas manifest",
@@ -66,5 +63,45 @@ def read_manifest(atlas_dir: Path) -> dict[str, Any]:
 
 
 def read_hits(atlas: Path, layer: str) -> dict[str, Any]:
-    """The ``hits.json`` of one layer."""
-    return json.loads((Path(atlas) / layer_dir(layer) / "hits.json").read_text(encoding="utf-8"))
+    """The ``hits.json`` of the layer named ``layer``, checked like the viewer checks it."""
+    for entry in read_manifest(atlas)["layers"]:
+        if isinstance(entry, dict) and entry.get("name") == layer:
+            return read_layer_hits(Path(atlas), entry)
+    raise AtlasError(f"the atlas {atlas} has no layer {layer!r}", hint="its manifest.json lists the layers it has")
+
+
+def read_layer_hits(atlas_dir: Path, layer: Any) -> dict[str, Any]:
+    """The parsed ``hits.json`` a manifest layer entry points to, kept inside the atlas."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("hits"), str):
+        raise AtlasError(
+            f"a layer entry of {atlas_dir / 'manifest.json'} has no 'hits' path",
+            hint="rebuild the atlas with `convscope atlas`",
+        )
+    root = atlas_dir.resolve()
+    path = (atlas_dir / layer["hits"]).resolve()
+    if not path.is_relative_to(root):
+        raise AtlasError(
+            f"layer {layer.get('name')!r} points its hits outside the atlas: {layer['hits']!r}",
+            hint="the manifest was edited or corrupted; rebuild the atlas with `convscope atlas`",
+        )
+    if not path.is_file():
+        raise AtlasError(
+            f"layer {layer.get('name')!r} has no hits file at {path}",
+            hint="the atlas is incomplete; rebuild it with `convscope atlas`",
+        )
+    hits = read_json(path)
+    if not isinstance(hits, dict) or not isinstance(hits.get("units"), list):
+        raise AtlasError(f"{path} has no unit list", hint="rebuild the atlas with `convscope atlas`")
+    return hits
+
+
+def read_json(path: Path) -> Any:
+    """``json.load`` of a file, with unreadable or malformed files as AtlasError."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AtlasError(
+            f"cannot read {path}: {error}",
+            hint="the atlas is damaged; rebuild it with `convscope atlas`",
+        ) from error

@@ -21,8 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from convscope.atlas.format import read_manifest
-from convscope.errors import AtlasError
+from convscope.atlas.format import read_layer_hits, read_manifest
 
 #: The assets copied from the package: the page, its script and its styles.
 ASSET_NAMES = ("index.html", "viewer.js", "viewer.css")
@@ -67,7 +66,7 @@ def write_viewer(atlas_dir: Path) -> None:
     """
     atlas_dir = Path(atlas_dir)
     manifest = read_manifest(atlas_dir)
-    layer_hits = [_read_layer_hits(atlas_dir, layer) for layer in manifest["layers"]]
+    layer_hits = [read_layer_hits(atlas_dir, layer) for layer in manifest["layers"]]
 
     viewer_dir = atlas_dir / "viewer"
     if viewer_dir.exists():
@@ -85,40 +84,3 @@ def write_viewer(atlas_dir: Path) -> None:
         (data_dir / f"layer-{index}.js").write_text(
             js_register_call("layer", index, hits), encoding="ascii"
         )
-
-
-def _read_layer_hits(atlas_dir: Path, layer: Any) -> dict[str, Any]:
-    """The parsed ``hits.json`` a manifest layer entry points to, kept inside the atlas."""
-    if not isinstance(layer, dict) or not isinstance(layer.get("hits"), str):
-        raise AtlasError(
-            f"a layer entry of {atlas_dir / 'manifest.json'} has no 'hits' path",
-            hint="rebuild the atlas with `convscope atlas`",
-        )
-    root = atlas_dir.resolve()
-    path = (atlas_dir / layer["hits"]).resolve()
-    if not path.is_relative_to(root):
-        raise AtlasError(
-            f"layer {layer.get('name')!r} points its hits outside the atlas: {layer['hits']!r}",
-            hint="the manifest was edited or corrupted; rebuild the atlas with `convscope atlas`",
-        )
-    if not path.is_file():
-        raise AtlasError(
-            f"layer {layer.get('name')!r} has no hits file at {path}",
-            hint="the atlas is incomplete; rebuild it with `convscope atlas`",
-        )
-    hits = _read_json(path)
-    if not isinstance(hits, dict) or not isinstance(hits.get("units"), list):
-        raise AtlasError(f"{path} has no unit list", hint="rebuild the atlas with `convscope atlas`")
-    return hits
-
-
-def _read_json(path: Path) -> Any:
-    """``json.load`` of a file, with unreadable or malformed files as AtlasError."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AtlasError(
-            f"cannot read {path}: {error}",
-            hint="the atlas is damaged; rebuild it with `convscope atlas`",
-        ) from error
