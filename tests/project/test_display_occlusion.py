@@ -74,3 +74,21 @@ def test_render_occlusion_colours_drops_and_outlines_the_worst_square() -> None:
     assert out[4, 9].tolist() == [round(100 * (1 - a))] * 2 + [round(100 * (1 - a) + 255 * a)]
     assert out[4, 1].tolist() == [100, 100, 100]  # no change, no colour
     assert image[0, 4].tolist() == [100, 100, 100]  # the input is not modified
+
+
+def test_occlusion_over_a_region_past_the_border_matches_a_loop() -> None:
+    from convscope.network.geometry import Box
+
+    model = Tiny()
+    x = torch.randn(1, 3, 11, 9, generator=torch.Generator().manual_seed(2))
+    region = Box(-2, 3, 7, 12)  # 9 x 9, reaching above the image and past its right side
+    got = occlusion_map(model, x, target=UnitTarget("conv", 1, (1, 4)), size=3, stride=2, region=region)
+    want = []
+    for top in range(-2, 7 - 3 + 1, 2):
+        for left in range(3, 12 - 3 + 1, 2):
+            y = x.clone()
+            y[0, :, max(top, 0) : top + 3, left : left + 3] = 0.0  # only the part inside the image
+            with torch.no_grad():
+                want.append(float(model.conv(y)[0, 1, 1, 4]))
+    assert got.shape == (4, 4)
+    assert torch.allclose(got.flatten(), torch.tensor(want), atol=1e-6)

@@ -194,24 +194,15 @@ class _LayerWriter:
     def _occlusion(self, layer: str, hit: Hit, pixels: np.ndarray) -> np.ndarray:
         """The drop of ``hit``'s activation as a grey square slides over its box, drawn on the patch
         at twice the cell size. Squares have a quarter of the box's side, every eighth of it."""
-        from convscope.project import UnitTarget, render_occlusion, target_values
+        from convscope.project import UnitTarget, occlusion_map, render_occlusion
 
         box = hit.box
         size = max(1, min(box.height, box.width) // 4)
         stride = max(1, size // 2)
-        tops = range(box.top, box.bottom - size + 1, stride)
-        lefts = range(box.left, box.right - size + 1, stride)
         model = self.network.model
         x = self.network.preprocess.normalize(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(model_device(model)))
         target = UnitTarget(layer, hit.unit, (hit.row, hit.col))
-        squares = [(t, l) for t in tops for l in lefts]
-        values = []
-        for start in range(0, len(squares), 64):
-            batch = x.repeat(len(squares[start : start + 64]), 1, 1, 1)
-            for k, (t, l) in enumerate(squares[start : start + 64]):
-                batch[k, :, max(t, 0) : max(t + size, 0), max(l, 0) : max(l + size, 0)] = 0.0  # the mean colour
-            values.append(target_values(model, batch, target).cpu())
-        heat = torch.cat(values).reshape(len(tops), len(lefts))
+        heat = occlusion_map(model, x, target=target, size=size, stride=stride, region=box)
         patch, inside = crop(pixels, box, self.fill)
         picture = render_occlusion(patch, heat, size, stride, baseline=hit.activation)
         return fit_cell(picture, 2 * self.options.cell, inside)
@@ -222,12 +213,11 @@ class _LayerWriter:
             self.stored.add(index)
 
     def _hit_record(self, hit: Hit) -> dict[str, Any]:
-        labels, names = self.images.labels, self.images.class_names
         return {
             "rank": hit.rank,
             "activation": _finite(hit.activation),
             "image": self.images.paths[hit.image],
-            "label": names[labels[hit.image]] if labels is not None and names is not None else None,
+            "label": self.images.label_name(hit.image),
             "image_file": image_file(hit.image),
             "row": hit.row,
             "col": hit.col,

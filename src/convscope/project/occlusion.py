@@ -16,6 +16,7 @@ from torch import nn
 
 from convscope.errors import ConvscopeError, GeometryError, LayerError
 from convscope.network.device import model_device
+from convscope.network.geometry import Box
 from convscope.network.modes import eval_mode
 from convscope.scan.hooks import capture, get_module, run_until_captured
 
@@ -90,6 +91,7 @@ def occlusion_map(
     stride: int,
     fill: torch.Tensor | float = 0.0,
     batch_size: int = 64,
+    region: Box | None = None,
 ) -> torch.Tensor:
     """The target's value with a ``size x size`` square of ``fill`` at each position.
 
@@ -98,11 +100,14 @@ def occlusion_map(
         fill: the square's value, a float or a ``(3,)`` colour in normalised space;
             0 is the dataset's mean colour (the grey square).
         batch_size: occluded copies per forward pass.
+        region: slide the square over this box only (e.g. a hit's receptive
+            field; it may reach past the image, where the square paints nothing);
+            default: the whole input.
 
     Returns:
-        ``((H - size) // stride + 1, (W - size) // stride + 1)`` values on the CPU;
-        entry ``[i, j]`` has the square at rows ``[i * stride, i * stride + size)``
-        and cols ``[j * stride, j * stride + size)``.
+        ``((h - size) // stride + 1, (w - size) // stride + 1)`` values on the CPU,
+        ``h, w`` the region's size; entry ``[i, j]`` has the square at rows
+        ``[top + i * stride, top + i * stride + size)`` and cols likewise.
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 1, 1), nn.ReLU())
@@ -112,23 +117,25 @@ def occlusion_map(
     if input.dim() != 4 or input.shape[0] != 1:
         raise ConvscopeError(f"occlusion takes one input (1, 3, H, W), not {tuple(input.shape)}", hint="use x[None]")
     height, width = input.shape[-2:]
-    if size < 1 or stride < 1 or batch_size < 1 or size > min(height, width):
+    region = region if region is not None else Box(0, 0, height, width)
+    if size < 1 or stride < 1 or batch_size < 1 or size > min(region.height, region.width):
         raise GeometryError(
-            f"square size {size}, stride {stride}, batch_size {batch_size} do not fit an input of {height}x{width}",
-            hint="use 1 <= size <= the input's height and width, stride >= 1, batch_size >= 1",
+            f"square size {size}, stride {stride}, batch_size {batch_size} do not fit a region of "
+            f"{region.height}x{region.width}",
+            hint="use 1 <= size <= the region's (default: the input's) height and width, stride >= 1, batch_size >= 1",
         )
     device = model_device(model, input.device)
     x = input.to(device)
     colour = torch.as_tensor(fill, dtype=x.dtype, device=device).reshape(-1, 1, 1)
-    tops = range(0, height - size + 1, stride)
-    lefts = range(0, width - size + 1, stride)
+    tops = range(region.top, region.bottom - size + 1, stride)
+    lefts = range(region.left, region.right - size + 1, stride)
     positions = [(t, l) for t in tops for l in lefts]
     values = []
     for start in range(0, len(positions), batch_size):
         chunk = positions[start : start + batch_size]
         batch = x.repeat(len(chunk), 1, 1, 1)
         for k, (t, l) in enumerate(chunk):
-            batch[k, :, t : t + size, l : l + size] = colour
+            batch[k, :, max(t, 0) : max(t + size, 0), max(l, 0) : max(l + size, 0)] = colour
         values.append(target_values(model, batch, target).cpu())
     return torch.cat(values).reshape(len(tops), len(lefts))
 
