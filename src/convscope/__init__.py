@@ -16,7 +16,7 @@ from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
 from convscope.render.selection import choose_units
-from convscope.scan.hooks import capture
+from convscope.hooks import capture
 from convscope.scan.scan import LayerScan, ScanResult, ScanState, scan
 from convscope.scan.topk import RunningTopK, TopK
 

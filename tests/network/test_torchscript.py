@@ -15,7 +15,7 @@ from tiny_models import tiny_alexnet
 
 from convscope.errors import ModelError
 from convscope.network.torchscript import HookableModule, to_hookable
-from convscope.scan.hooks import capture
+from convscope.hooks import capture
 
 
 class ResidualBlock(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convscope.scan.hooks import capture, run_until_captured
+from convscope.hooks import capture, run_until_captured
 
 
 class SingleActivation(nn.Module):

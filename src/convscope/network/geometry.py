@@ -19,7 +19,7 @@ from torch import nn
 from convscope.network.modes import dry_run
 from convscope.network.rf_algebra import Geometry, Global, Local, identity
 from convscope.network.rf_ops import GeometryMode
-from convscope.scan.hooks import capture, run_until_captured
+from convscope.hooks import capture, run_until_captured
 
 
 class Box(NamedTuple):

@@ -17,7 +17,7 @@ from convscope.errors import LayerError
 from convscope.network.device import model_device
 from convscope.network.geometry import ReceptiveField, receptive_fields
 from convscope.network.modes import dry_run
-from convscope.scan.hooks import capture
+from convscope.hooks import capture
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from convscope.errors import ConvscopeError, GeometryError, LayerError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
 from convscope.network.modes import eval_mode
-from convscope.scan.hooks import capture, get_module, run_until_captured
+from convscope.hooks import capture, get_module, run_until_captured
 
 
 @dataclass(frozen=True)

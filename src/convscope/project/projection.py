@@ -29,7 +29,7 @@ from convscope.network.geometry import ReceptiveField
 from convscope.network.modes import eval_mode, frozen
 from convscope.project.crop import Crop, plan_crop
 from convscope.project.rules import Rule, check_rule, modified_relus
-from convscope.scan.hooks import capture, get_module, run_until_captured
+from convscope.hooks import capture, get_module, run_until_captured
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from convscope.errors import LayerError
 from convscope.network.device import model_device
 from convscope.network.modes import eval_mode
-from convscope.scan.hooks import capture, run_until_captured
+from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
 
 #: A batch from the data loader: ``(pixels (N, 3, H, W) uint8, indices (N,), ok (N,) bool, errors)``.

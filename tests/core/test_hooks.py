@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from convscope.errors import LayerError
-from convscope.scan.hooks import StopForward, capture, run_until_captured
+from convscope.hooks import StopForward, capture, run_until_captured
 
 
 def hook_count(model: nn.Module) -> int:
