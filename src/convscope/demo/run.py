@@ -6,6 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from convscope.atlas.writer import check_out
 from convscope.demo.model import CONV_LAYERS
 from convscope.demo.photos import export_tiles
 from convscope.demo.train import train_demo
@@ -38,6 +39,7 @@ def run_demo(
     Returns:
         The atlas folder.
     """
+    check_out(out)  # a bad --out fails now, not after the training
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     result = train_demo(cache_dir, data, progress=progress)
     preprocess = result.preprocess
