@@ -124,7 +124,7 @@ def test_interrupt_while_writing_leaves_the_previous_atlas(tmp_path, colour_imag
     def interrupted(folder):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("convscope.atlas.build.write_viewer", interrupted)
+    monkeypatch.setattr("convscope.atlas.files.write_viewer", interrupted)
     code, _, err = run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-q", "-k", "2"], capsys)
     assert code == 130 and "interrupted" in err
     assert (out / "manifest.json").read_text() == before

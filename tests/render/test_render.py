@@ -8,8 +8,6 @@ from convscope.render.figures import layer_mosaic, overview, unit_figure, unit_g
 from convscope.render.grid import fit_cell, grid_shape, tile
 from convscope.render.patch import STRIPE_COLOUR, crop, mark_padding, mean_colour
 from convscope.render.selection import choose_units, clarity
-from convscope.scan.scan import LayerScan
-from convscope.scan.topk import TopK
 
 
 def test_crop_inside_is_a_plain_slice():
@@ -65,7 +63,7 @@ def test_grid_shape_near_square_and_tile_layout():
 def test_unit_figure_puts_projections_left_of_patches():
     patches = unit_grid([np.full((4, 4, 3), 10, np.uint8)] * 9, 9)
     projections = unit_grid([np.full((4, 4, 3), 20, np.uint8)] * 9, 9)
-    figure = unit_figure(patches, projections)
+    figure = unit_figure([projections, patches])
     assert figure.shape[0] == patches.shape[0] and figure.shape[1] > 2 * patches.shape[1]
     assert figure[0, 0, 0] == 20 and figure[0, -1, 0] == 10
 
@@ -78,18 +76,12 @@ def test_mosaic_and_overview_are_images():
     assert fig.ndim == 3 and fig.shape[1] > 2 * 3 * 14
 
 
-def layer_scan(signature: torch.Tensor, top: torch.Tensor) -> LayerScan:
-    units = signature.shape[1]
-    zeros = torch.zeros(units, top.shape[1], dtype=torch.long)
-    return LayerScan(TopK(top, zeros, zeros), 1, signature.mean(0), signature)
-
-
 def test_clarity_ranks_selective_units_first_and_dead_units_last():
     g = torch.Generator().manual_seed(0)
     sig = torch.randn(100, 3, generator=g)
     sig[:, 2] = 1.0  # dead: constant
     top = torch.tensor([[5.0], [2.0], [1.0]])
-    c = clarity(layer_scan(sig, top))
+    c = clarity(top, sig)
     assert c[0] > c[1] and c[2] == float("-inf")
 
 
@@ -99,6 +91,6 @@ def test_choose_units_prefers_different_units_over_near_copies():
     # units 0, 1, 2 are near copies of a; unit 3 follows b; unit 4 is dead.
     sig = torch.stack([a, a + 0.01, a + 0.02, b, torch.zeros(200)], dim=1)
     top = torch.tensor([[4.0], [3.9], [3.8], [3.0], [0.0]])
-    chosen = choose_units(layer_scan(sig, top), n=2)
+    chosen = choose_units(top, sig, n=2)
     assert chosen == [0, 3]
-    assert choose_units(layer_scan(sig, top), n=9) == [0, 3, 1, 2, 4]
+    assert choose_units(top, sig, n=9) == [0, 3, 1, 2, 4]

@@ -24,10 +24,10 @@ def unit_grid(cells: Sequence[np.ndarray], k: int, gap: int = CELL_GAP) -> np.nd
     return tile(cells, grid_shape(k), gap)
 
 
-def unit_figure(patches: np.ndarray, projections: np.ndarray | None) -> np.ndarray:
-    """The patch grid, with the projection grid on its left where there is one (as in
-    Zeiler & Fergus's Figure 2)."""
-    return patches if projections is None else side_by_side([projections, patches], UNIT_GAP // 2)
+def unit_figure(grids: Sequence[np.ndarray]) -> np.ndarray:
+    """A unit's grids side by side, left to right (the atlas puts the projection grid left of
+    the patch grid, as in Zeiler & Fergus's Figure 2)."""
+    return grids[0] if len(grids) == 1 else side_by_side(grids, UNIT_GAP // 2)
 
 
 def shrink(image: np.ndarray, scale: float) -> np.ndarray:

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import torch
 
-from convscope.scan.scan import LayerScan
 
 
-def clarity(layer: LayerScan) -> torch.Tensor:
-    """``(units,)`` z-score of each unit's mean top-k activation; ``-inf`` for dead units."""
-    signature = layer.signature.double()
-    values = layer.topk.values.double()
+def clarity(values: torch.Tensor, signature: torch.Tensor) -> torch.Tensor:
+    """``(units,)`` z-score of each unit's mean top-k activation; ``-inf`` for dead units.
+
+    Args:
+        values: ``(units, k)`` each unit's hit activations (``-inf`` where it has fewer).
+        signature: ``(M, units)`` each sample image's strongest activation of each unit.
+    """
+    signature = signature.double()
+    values = values.double()
     valid = torch.isfinite(values)
     top_mean = torch.where(valid, values, 0).sum(1) / valid.sum(1).clamp(min=1)
     if signature.shape[0] < 2:
@@ -32,23 +36,24 @@ def clarity(layer: LayerScan) -> torch.Tensor:
     return torch.where(std > 1e-12, z, float("-inf")).float()
 
 
-def choose_units(layer: LayerScan, n: int = 9) -> list[int]:
-    """Up to ``n`` clear, mutually different units of ``layer``, in the order chosen.
+def choose_units(values: torch.Tensor, signature: torch.Tensor, n: int = 9) -> list[int]:
+    """Up to ``n`` clear, mutually different units, in the order chosen.
+
+    Args:
+        values: ``(units, k)`` each unit's hit activations.
+        signature: ``(M, units)`` each sample image's strongest activation of each unit.
 
     Example:
-        >>> from convscope.scan.topk import TopK
         >>> sig = torch.tensor([[1., 1., 0.], [2., 2., 5.], [3., 3., 1.]])
-        >>> top = TopK(torch.tensor([[3.], [3.], [5.]]), torch.zeros(3, 1, dtype=torch.long),
-        ...            torch.zeros(3, 1, dtype=torch.long))
-        >>> choose_units(LayerScan(top, 1, sig.mean(0), sig), n=2)
+        >>> choose_units(torch.tensor([[3.], [3.], [5.]]), sig, n=2)
         [2, 0]
     """
-    score = clarity(layer)
+    score = clarity(values, signature)
     units = score.numel()
     n = min(n, units)
     order = sorted(range(units), key=lambda u: (-score[u].item(), u))
     candidates = order[: max(2 * n, (units + 1) // 2)]
-    corr = _correlation(layer.signature)
+    corr = _correlation(signature)
     chosen = [candidates[0]]
     while len(chosen) < n:
         rest = [u for u in candidates if u not in chosen]

@@ -1,0 +1,49 @@
+"""The atlas's one writer: every file of an atlas is written here, under the atomic folder.
+
+Stages that compute (scan, gather, views, render) return data; :class:`AtlasFiles`
+knows where each piece goes (see :mod:`convscope.atlas.format`) and writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convscope.atlas.format import image_file, layer_dir, unit_file
+from convscope.atlas.viewer import write_viewer
+from convscope.atlas.writer import write_jpeg, write_json, write_png
+
+
+class AtlasFiles:
+    """Writes into ``root`` (the temporary folder of :func:`~convscope.atlas.writer.atomic_folder`).
+
+    Each winning image is stored once, however many hits it has.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._stored: set[int] = set()
+
+    def unit_picture(self, layer: str, unit: int, view: str, picture: np.ndarray) -> None:
+        """A unit's ``uint8 (H, W, 3)`` picture of one view (``""``: the patch grid)."""
+        write_png(self.root / unit_file(layer, unit, view), picture)
+
+    def image(self, index: int, pixels: np.ndarray) -> None:
+        """A winning image ``uint8 (H, W, 3)`` in the model-input frame, written the first time only."""
+        if index not in self._stored:
+            write_jpeg(self.root / image_file(index), pixels)
+            self._stored.add(index)
+
+    def layer(self, layer: str, hits: dict[str, Any], mosaic: np.ndarray) -> None:
+        """A layer's ``hits.json`` and ``mosaic.png``."""
+        folder = self.root / layer_dir(layer)
+        write_json(folder / "hits.json", hits)
+        write_png(folder / "mosaic.png", mosaic)
+
+    def finish(self, overview: np.ndarray, manifest: dict[str, Any]) -> None:
+        """The overview figure, the manifest and the viewer."""
+        write_png(self.root / "overview.png", overview)
+        write_json(self.root / "manifest.json", manifest)
+        write_viewer(self.root)

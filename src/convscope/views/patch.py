@@ -1,0 +1,28 @@
+"""The patch view: the pixels each hit's box covers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convscope.network.layers import LayerInfo
+from convscope.render.patch import crop
+from convscope.scan.gather import Chunk
+from convscope.views.base import Picture
+
+
+class PatchView:
+    """Crops every hit's box out of its model-input-frame image.
+
+    Args:
+        fill: ``uint8 (3,)`` colour of pixels past the image border (the model's mean:
+            what zero padding shows the network).
+    """
+
+    name = ""
+    per_hit = True
+
+    def __init__(self, fill: np.ndarray) -> None:
+        self.fill = fill
+
+    def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
+        return [[Picture(*crop(chunk.pixels[hit.image], hit.box, self.fill)) for hit in hits] for hits in chunk.hits]
