@@ -18,6 +18,7 @@ from convscope.data import ImageDataset, find_images, load_pixels, make_loader
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
+from oracles import need_shared
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -29,12 +30,8 @@ CIFAR_PREPROCESS = Preprocess(
     input_size=(32, 32), resize=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (CHECKPOINT.is_file() and CIFAR.is_dir()), reason=f"needs {SHARED} (model and CIFAR-10 JPEGs)"
-    ),
-]
+pytestmark = pytest.mark.slow
+need_shared("models/resnet20-cifar10.th", "data/cifar10-test")
 
 
 @pytest.fixture(scope="module")

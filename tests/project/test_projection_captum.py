@@ -9,9 +9,10 @@ from torch import nn
 
 from convscope.project import project_hits
 
+from oracles import need_module
 from project_helpers import FunctionalNet, SingleActivation, tiny_pool_net
 
-captum_attr = pytest.importorskip("captum.attr")
+captum_attr = need_module("captum.attr")
 CAPTUM = {"deconvnet": captum_attr.Deconvolution, "guided": captum_attr.GuidedBackprop}
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from convscope.atlas.viewer import write_viewer
 from make_atlas import make_atlas
+from oracles import CHROMIUM, need_chromium, need_module
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
@@ -32,10 +32,9 @@ def atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """A headless Debian Chromium through Playwright; the test is skipped if either is missing."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+    """A headless Debian Chromium through Playwright; skipped if either is missing (failed in CI)."""
+    sync_api = need_module("playwright.sync_api")
+    need_chromium()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

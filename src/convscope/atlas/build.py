@@ -153,7 +153,11 @@ def _layer(
             small[unit.unit] = _unit_figure(unit, [v for v in views if v.per_hit], k, options.overview_cell)[0]
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
     files.layer(info.name, {"layer": info.name, "k": k, "units": records}, layer_mosaic(thumbs, title, options.mosaic_width))
-    entry = info.to_dict() | {"overview_units": chosen, "hits": f"{layer_dir(info.name)}/hits.json"}
+    entry = info.to_dict() | {
+        "overview_units": chosen,
+        "hits": f"{layer_dir(info.name)}/hits.json",
+        "nonfinite": {"activations": int(scan.nonfinite.sum()), "units": int((scan.nonfinite > 0).sum())},
+    }
     return entry, (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in chosen])
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ModelError, WeightsError
+from convscope.network.device import model_device, model_dtype
 from convscope.network.preprocess import Preprocess
 
 
@@ -53,6 +54,12 @@ class Network:
     weights_sha256: str | None = None
     class_names: tuple[str, ...] | None = None
     training: dict[str, Any] | None = field(default=None)
+
+    def model_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``uint8 (N, 3, H, W)`` model-input-frame pixels -> the normalised input ``(N, 3, H, W)``
+        on the model's device, in its dtype (a half or bfloat16 model gets half or bfloat16)."""
+        device = model_device(self.model)
+        return self.preprocess.normalize(pixels.to(device)).to(model_dtype(self.model))
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` section of an atlas manifest."""

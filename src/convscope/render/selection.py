@@ -4,7 +4,8 @@ The rule (documented in the README):
 
 1. *Clarity* of a unit: how far its top hits stand above a typical image,
    ``(mean of its k hit activations - mean over images) / std over images`` of
-   each image's strongest activation (images: the scan's signature sample).
+   each image's strongest activation (images: the scan's signature sample, a
+   seeded sample spread over the whole data set; non-finite values left out).
    Dead units (constant over the sample) have no clarity and come last.
 2. The candidates are the clearest ``max(2n, units / 2)`` units.
 3. Greedy max-min diversity: start from the clearest unit; then repeatedly add
@@ -25,15 +26,15 @@ def clarity(values: torch.Tensor, signature: torch.Tensor) -> torch.Tensor:
         values: ``(units, k)`` each unit's hit activations (``-inf`` where it has fewer).
         signature: ``(M, units)`` each sample image's strongest activation of each unit.
     """
-    signature = signature.double()
     values = values.double()
     valid = torch.isfinite(values)
     top_mean = torch.where(valid, values, 0).sum(1) / valid.sum(1).clamp(min=1)
     if signature.shape[0] < 2:
-        return top_mean.float()
-    std = signature.std(dim=0)
-    z = (top_mean - signature.mean(dim=0)) / std
-    return torch.where(std > 1e-12, z, float("-inf")).float()
+        return torch.where(valid.any(1), top_mean, float("-inf")).float()
+    centred, count, mean = _centred(signature)
+    std = ((centred**2).sum(0) / (count - 1).clamp(min=1)).sqrt()
+    z = (top_mean - mean) / std
+    return torch.where((std > 1e-12) & (count >= 2) & valid.any(1), z, float("-inf")).float()
 
 
 def choose_units(values: torch.Tensor, signature: torch.Tensor, n: int = 9) -> list[int]:
@@ -71,12 +72,23 @@ def choose_units(values: torch.Tensor, signature: torch.Tensor, n: int = 9) -> l
     return chosen
 
 
-def _correlation(signature: torch.Tensor) -> torch.Tensor:
-    """``(units, units)`` Pearson correlation of the columns of ``signature`` ``(M, units)``."""
+def _centred(signature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``signature`` ``(M, units)`` minus each column's mean over its finite entries, with the
+    non-finite entries (images where a unit had no finite activation) set to 0, so they
+    change no mean, spread or correlation; also each column's finite count and mean ``(units,)``."""
     x = signature.double()
-    if x.shape[0] < 2:
-        return torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
-    x = x - x.mean(dim=0)
+    finite = torch.isfinite(x)
+    count = finite.sum(0)
+    mean = torch.where(finite, x, 0.0).sum(0) / count.clamp(min=1)
+    return torch.where(finite, x - mean, 0.0), count, mean
+
+
+def _correlation(signature: torch.Tensor) -> torch.Tensor:
+    """``(units, units)`` Pearson correlation of the columns of ``signature`` ``(M, units)``
+    (over the finite entries of each column)."""
+    if signature.shape[0] < 2:
+        return torch.zeros(signature.shape[1], signature.shape[1], dtype=torch.float64)
+    x = _centred(signature)[0]
     norm = x.norm(dim=0)
     x = x / torch.where(norm > 1e-12, norm, 1.0)
     return x.t() @ x

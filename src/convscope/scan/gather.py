@@ -73,14 +73,12 @@ class Chunk:
     def flat(self) -> list[Hit]:
         return [hit for unit in self.hits for hit in unit]
 
-    def inputs(self, preprocess: Preprocess, device: torch.device) -> torch.Tensor:
-        """The normalised model input of every hit, in :meth:`flat` order: ``(N, 3, H, W)``."""
+    def stacked(self) -> torch.Tensor:
+        """The pixels of every hit's image, in :meth:`flat` order: ``uint8 (N, 3, H, W)``."""
         flat = self.flat()
         if not flat:
-            return torch.zeros(0, 3, *preprocess.input_size, device=device)
-        stacked = np.stack([self.pixels[hit.image] for hit in flat])
-        pixels = torch.from_numpy(stacked).permute(0, 3, 1, 2).to(device)
-        return preprocess.normalize(pixels)
+            return torch.zeros(0, 3, 0, 0, dtype=torch.uint8)
+        return torch.from_numpy(np.stack([self.pixels[hit.image] for hit in flat])).permute(0, 3, 1, 2)
 
 
 class PixelCache:

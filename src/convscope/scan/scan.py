@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from convscope.errors import LayerError
-from convscope.network.device import model_device
+from convscope.network.device import model_device, model_dtype
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
@@ -32,15 +32,21 @@ class LayerScan:
     Attributes:
         topk: every unit's hits: ``(units, k)`` values, image indices, flat positions.
         cols: the layer's output width, to turn a flat position into ``(row, col)``.
-        mean: ``(units,)`` mean over all images of each image's strongest activation.
-        signature: ``(M, units)`` each image's strongest activation for the first
-            ``M`` images, used to tell units apart (see render.selection).
+        mean: ``(units,)`` mean over the images of each image's strongest finite
+            activation (NaN for a unit that never had one).
+        signature: ``(M, units)`` each image's strongest activation for a seeded
+            sample of ``M`` images spread over the whole data set (see
+            :func:`signature_sample`), used to tell units apart (see render.selection);
+            ``-inf`` where an image had no finite activation of the unit.
+        nonfinite: ``(units,)`` how many NaN or infinite activations each unit had;
+            they never become hits and are left out of ``mean``.
     """
 
     topk: TopK
     cols: int
     mean: torch.Tensor
     signature: torch.Tensor
+    nonfinite: torch.Tensor
 
     def row_col(self, unit: int, rank: int) -> tuple[int, int]:
         position = int(self.topk.positions[unit, rank])
@@ -62,32 +68,60 @@ class ScanResult:
     failed: tuple[tuple[int, str], ...]
 
 
-class _LayerStats:
-    """Running top-k, mean and signature of one layer."""
+def signature_sample(images: int, size: int = 256, seed: int = 0) -> torch.Tensor:
+    """``(min(size, images),)`` sorted image indices drawn without replacement from all
+    ``images``, the same for the same arguments (an ImageFolder sorted by class gets
+    every class its share, not the first one or two).
 
-    def __init__(self, units: int, k: int, signature_images: int, device: torch.device) -> None:
+    Example:
+        >>> signature_sample(10, 4).tolist()
+        [1, 4, 5, 7]
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(images, generator=generator)[:size].sort().values
+
+
+class _LayerStats:
+    """Running top-k, mean, signature and non-finite count of one layer.
+
+    Sums and counts live on the CPU in float64 / int64 (MPS has no float64); the
+    top-k lives on the model's device.
+    """
+
+    def __init__(self, units: int, k: int, signature: torch.Tensor, device: torch.device) -> None:
         self.topk = RunningTopK(units, k, device)
-        self.total = torch.zeros(units, dtype=torch.float64, device=device)
+        self.total = torch.zeros(units, dtype=torch.float64)
+        self.finite = torch.zeros(units, dtype=torch.int64)  # images with a finite strongest activation
+        self.nonfinite = torch.zeros(units, dtype=torch.int64)
+        self.signature_images = signature
         self.signature: list[torch.Tensor] = []
-        self.signature_left = signature_images
         self.units = units
         self.cols = 0
 
     def add(self, output: torch.Tensor, images: torch.Tensor) -> None:
+        """``output`` ``(N, units, rows, cols)`` or ``(N, units)``; ``images`` ``(N,)`` their indices."""
         if output.dim() == 2:
             output = output[:, :, None, None]
         n, units, _, cols = output.shape
         self.cols = cols
-        values, positions = output.reshape(n, units, -1).max(dim=2)
+        flat = output.reshape(n, units, -1)
+        bad = ~torch.isfinite(flat)
+        if bad.any():  # NaN and infinities never win: they count, and are left out
+            self.nonfinite += bad.sum(dim=(0, 2)).cpu()
+            flat = flat.masked_fill(bad, float("-inf"))
+        values, positions = flat.max(dim=2)
         self.topk.add(values, images, positions)
-        self.total += values.sum(dim=0, dtype=torch.float64)
-        if self.signature_left > 0:
-            self.signature.append(values[: self.signature_left].float().cpu())
-            self.signature_left -= min(n, self.signature_left)
+        values = values.float().cpu()
+        finite = torch.isfinite(values)
+        self.total += torch.where(finite, values, 0.0).sum(dim=0, dtype=torch.float64)
+        self.finite += finite.sum(dim=0)
+        sample = torch.isin(images.cpu(), self.signature_images)
+        if sample.any():
+            self.signature.append(values[sample])
 
-    def result(self, image_count: int) -> LayerScan:
-        mean = (self.total / max(image_count, 1)).float().cpu()
-        return LayerScan(self.topk.result(), self.cols, mean, self._signature())
+    def result(self) -> LayerScan:
+        mean = (self.total / self.finite).float()  # NaN for a unit without a finite value
+        return LayerScan(self.topk.result(), self.cols, mean, self._signature(), self.nonfinite.clone())
 
     def _signature(self) -> torch.Tensor:
         return torch.cat(self.signature) if self.signature else torch.zeros(0, self.units)
@@ -95,17 +129,20 @@ class _LayerStats:
     def state_dict(self) -> dict:
         return {
             "topk": self.topk.state_dict(),
-            "total": self.total.cpu(),
+            "total": self.total,
+            "finite": self.finite,
+            "nonfinite": self.nonfinite,
+            "signature_images": self.signature_images,
             "signature": self._signature(),
-            "signature_left": self.signature_left,
             "cols": self.cols,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if not torch.equal(state["signature_images"], self.signature_images):
+            raise ValueError("state has another signature sample")
         self.topk.load_state_dict(state["topk"])
-        self.total = state["total"].to(self.total.device)
+        self.total, self.finite, self.nonfinite = state["total"], state["finite"], state["nonfinite"]
         self.signature = [state["signature"]] if len(state["signature"]) else []
-        self.signature_left = state["signature_left"]
         self.cols = state["cols"]
 
 
@@ -117,15 +154,15 @@ class ScanState:
     tensors, numbers and strings (it loads with ``torch.load(weights_only=True)``).
     """
 
-    def __init__(self, layers: Sequence[tuple[str, int]], k: int, signature_images: int, device: torch.device) -> None:
-        self.layers = {name: _LayerStats(units, k, signature_images, device) for name, units in layers}
+    def __init__(self, layers: Sequence[tuple[str, int]], k: int, signature: torch.Tensor, device: torch.device) -> None:
+        self.layers = {name: _LayerStats(units, k, signature, device) for name, units in layers}
         self.seen = 0
         self.count = 0
         self.failed: list[tuple[int, str]] = []
 
     def result(self) -> ScanResult:
         return ScanResult(
-            layers={name: s.result(self.count) for name, s in self.layers.items()},
+            layers={name: s.result() for name, s in self.layers.items()},
             image_count=self.count,
             failed=tuple(self.failed),
         )
@@ -155,7 +192,7 @@ def scan(
     *,
     k: int = 9,
     total: int | None = None,
-    signature_images: int = 256,
+    signature: torch.Tensor | None = None,
     progress: bool = True,
     state: ScanState | None = None,
     checkpoint: Callable[[ScanState], None] | None = None,
@@ -169,10 +206,12 @@ def scan(
         batches: :data:`Batch` tuples in image order (see convscope.data); when
             resuming, starting at image ``state.seen``.
         normalize: ``uint8 (N, 3, H, W)`` pixels to the model input, e.g.
-            ``Preprocess.normalize``.
+            ``Preprocess.normalize``; it is cast to the model's dtype.
         k: hits kept per unit.
         total: number of images, for the progress bar.
-        signature_images: how many first images make up each unit's signature.
+        signature: ``(M,)`` sorted indices of the images that make up each unit's
+            signature; default: :func:`signature_sample` of ``total`` images (of the
+            first 256 when ``total`` is not given).
         state: a :class:`ScanState` to go on from (an interrupted scan's).
         checkpoint: called with the state at a batch boundary every
             ``checkpoint_every`` images, e.g. to save it for a resume.
@@ -185,8 +224,10 @@ def scan(
         >>> result.layers["0"].topk.images.tolist()
         [[0, 1, 2], [0, 1, 2]]
     """
-    device = model_device(model)
-    state = state if state is not None else ScanState(layers, k, signature_images, device)
+    device, dtype = model_device(model), model_dtype(model)
+    if state is None:
+        sample = signature if signature is not None else signature_sample(total or 256, 256)
+        state = ScanState(layers, k, sample, device)
     stats = state.layers
     current: dict[str, torch.Tensor] = {}
     last_checkpoint = state.seen
@@ -207,7 +248,7 @@ def scan(
                 state.failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
                 if ok.any():
                     current["images"] = indices[ok].to(device)
-                    x = normalize(pixels[ok].to(device, non_blocking=True))
+                    x = normalize(pixels[ok].to(device, non_blocking=True)).to(dtype)
                     run_until_captured(model, x)
                     state.count += int(ok.sum())
                 state.seen += len(indices)

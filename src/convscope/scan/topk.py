@@ -52,13 +52,14 @@ class RunningTopK:
         """Offer new candidates.
 
         Args:
-            values: ``(N, units)`` one activation per image and unit; NaN counts as ``-inf``.
+            values: ``(N, units)`` one activation per image and unit; NaN and ``+-inf``
+                count as ``-inf``, which is never a hit (image ``-1``).
             images: ``(N,)`` the images' indices, increasing.
             positions: ``(N, units)`` where in the image each value was (flat index).
         """
         if values.numel() == 0:
             return
-        values = torch.nan_to_num(values.float(), nan=float("-inf"))
+        values = torch.nan_to_num(values.float(), nan=float("-inf"), posinf=float("-inf"), neginf=float("-inf"))
         n = values.shape[0]
         all_values = torch.cat([self._values, values.t()], dim=1)
         all_images = torch.cat([self._images, images.view(1, n).expand(self.units, n).to(self._images)], dim=1)
@@ -68,6 +69,7 @@ class RunningTopK:
         self._values = all_values.gather(1, order)
         self._images = all_images.gather(1, order)
         self._positions = all_positions.gather(1, order)
+        self._images.masked_fill_(self._values == float("-inf"), -1)  # nothing finite: no hit
 
     def result(self) -> TopK:
         """The current hits, strongest first (copies on the CPU)."""

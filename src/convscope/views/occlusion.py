@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convscope.network.device import model_device
 from convscope.network.layers import LayerInfo
 from convscope.network.load import Network
 from convscope.project import UnitTarget, occlusion_map, render_occlusion
@@ -41,7 +40,7 @@ class OcclusionView:
         size = max(1, min(box.height, box.width) // 4)
         stride = max(1, size // 2)
         model = self.network.model
-        x = self.network.preprocess.normalize(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(model_device(model)))
+        x = self.network.model_input(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None])
         target = UnitTarget(layer, hit.unit, (hit.row, hit.col))
         heat = occlusion_map(model, x, target=target, size=size, stride=stride, region=box)
         patch, inside = crop(pixels, box, self.fill)

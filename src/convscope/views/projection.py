@@ -42,7 +42,7 @@ class ProjectionView:
         signals = project_hits(
             model,
             layer.name,
-            chunk.inputs(self.network.preprocess, device),
+            self.network.model_input(chunk.stacked()),
             long([h.unit for h in flat]),
             long([h.row for h in flat]),
             long([h.col for h in flat]),
