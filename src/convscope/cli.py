@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
     p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
 
     p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (every Conv2d).")
     _add_model_args(p)
@@ -138,6 +139,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         projection=None if args.projection == "none" else args.projection,
         occlusion=args.occlusion,
         progress=not args.quiet,
+        resume=not args.no_resume,
     )
     print(f"atlas: {out}\n  overview: {out / 'overview.png'}\n  viewer:   {out / 'index.html'}")
 
@@ -240,13 +242,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.close()
             return 0
         except KeyboardInterrupt:
-            print(
-                "convscope: interrupted; no atlas was written (a previous one is unchanged); "
-                "the same command again resumes the scan from its last save",
-                file=sys.stderr,
-            )
+            print(f"convscope: interrupted{_interrupted_note(args)}", file=sys.stderr)
             return 130
     return 0
+
+
+def _interrupted_note(args: argparse.Namespace) -> str:
+    """What a Ctrl-C left behind: a resume is promised only when a scan state was saved."""
+    if args.command not in ("atlas", "demo"):
+        return ""
+    from convscope.scan.resume import state_file
+
+    note = "; no atlas was written (a previous one is unchanged)"
+    if not state_file(Path(args.out)).is_file():
+        return f"{note}; no scan state was saved yet, so the same command starts the scan again"
+    if getattr(args, "no_resume", False):
+        return f"{note}; the same command without --no-resume resumes the scan from its last save"
+    return f"{note}; the same command again resumes the scan from its last save"
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -20,7 +20,7 @@ from convscope.network.layers import select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.project.occlusion import ClassTarget, UnitTarget, occlusion_map, render_occlusion, target_values
-from convscope.scan import resume
+from convscope.scan import resume as scan_resume
 from convscope.scan.scan import ScanState, scan
 
 #: Images between two saves of the scan state (a rerun resumes from the last one).
@@ -44,6 +44,7 @@ def make_atlas(
     projection: str | None = None,
     occlusion: bool = False,
     progress: bool = True,
+    resume: bool = True,
 ) -> Path:
     """Scan ``images`` with ``model`` and write the atlas of its units to ``out``.
 
@@ -61,6 +62,8 @@ def make_atlas(
         projection: ``"deconvnet"``, ``"guided"`` or ``None``.
         occlusion: add an occlusion map of each unit's top hit (slow: ~50 forward
             passes per unit).
+        resume: go on from the state an interrupted run of the same job saved
+            beside ``out``; False starts afresh and removes that state.
 
     Returns:
         The atlas folder.
@@ -83,8 +86,8 @@ def make_atlas(
     infos = select_layers(network.model, layers, network.preprocess.input_size)
     pairs = [(info.name, info.units) for info in infos]
     state = ScanState(pairs, k, SIGNATURE_IMAGES, model_device(network.model))
-    saved, digest = resume.state_file(Path(out)), resume.fingerprint(network, infos, image_list, k)
-    if resume.load(saved, digest, state):
+    saved, digest = scan_resume.state_file(Path(out)), scan_resume.fingerprint(network, infos, image_list, k)
+    if scan_resume.start(saved, digest, state, resume=resume):
         warnings.warn(f"resuming an interrupted scan at image {state.seen} of {len(image_list)}", ConvscopeWarning, stacklevel=2)
     dataset = ImageDataset(image_list, network.preprocess)
     todo = Subset(dataset, range(state.seen, len(dataset))) if state.seen else dataset
@@ -97,11 +100,11 @@ def make_atlas(
         total=len(image_list.paths),
         progress=progress,
         state=state,
-        checkpoint=lambda s: resume.save(saved, digest, s),
+        checkpoint=lambda s: scan_resume.save(saved, digest, s),
         checkpoint_every=CHECKPOINT_EVERY,
     )
     if state.seen >= CHECKPOINT_EVERY:  # a long scan: keep it until the atlas is written
-        resume.save(saved, digest, state)
+        scan_resume.save(saved, digest, state)
     if result.image_count == 0:
         reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in result.failed[:3])
         raise DataError(f"no image in {images} could be read ({reasons})", hint="check the files open in an image viewer")

@@ -23,28 +23,31 @@ def batches(count: int, size: int, seed: int = 0) -> list:
     return out
 
 
+SAMPLE = torch.tensor([1, 5, 9, 14, 19])  # signature images on both sides of the interruption
+
+
 def test_resumed_scan_equals_an_uninterrupted_one(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.Conv2d(5, 4, 3))
     layers, data = [("0", 5), ("2", 4)], batches(20, 4)
-    whole = scan(model, layers, data, lambda p: p.float() / 255, k=3, signature_images=6, progress=False)
+    whole = scan(model, layers, data, lambda p: p.float() / 255, k=3, signature=SAMPLE, progress=False)
 
     saved = []
-    state = ScanState(layers, 3, 6, torch.device("cpu"))
+    state = ScanState(layers, 3, SAMPLE, torch.device("cpu"))
 
     def interrupted():
         yield from data[:3]
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        scan(model, layers, interrupted(), lambda p: p.float() / 255, k=3, signature_images=6, progress=False,
+        scan(model, layers, interrupted(), lambda p: p.float() / 255, k=3, signature=SAMPLE, progress=False,
              state=state, checkpoint=lambda s: (torch.save(s.state_dict(), tmp_path / "s.pt"), saved.append(s.seen)),
              checkpoint_every=8)  # fmt: skip
     assert saved == [8]  # saved after the second batch, not after the third
-    resumed = ScanState(layers, 3, 6, torch.device("cpu"))
+    resumed = ScanState(layers, 3, SAMPLE, torch.device("cpu"))
     resumed.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert resumed.seen == 8
-    again = scan(model, layers, data[2:], lambda p: p.float() / 255, k=3, signature_images=6, progress=False, state=resumed)
+    again = scan(model, layers, data[2:], lambda p: p.float() / 255, k=3, signature=SAMPLE, progress=False, state=resumed)
     for name, _ in layers:
         a, b = whole.layers[name], again.layers[name]
         assert torch.equal(a.topk.images, b.topk.images) and torch.equal(a.topk.positions, b.topk.positions)
@@ -88,3 +91,128 @@ def test_a_state_from_another_scan_is_ignored(tmp_path, capsys):
     args = ["atlas", "tiny_models:ColourNet", str(tmp_path / "images"), "--input-size", "16", "-q", "--out", str(tmp_path / "atlas")]
     assert main(args) == 0
     assert "resuming" not in capsys.readouterr().err
+
+
+# --- Resume only the same job: parameters, image sizes and times; --no-resume; the Ctrl-C message ---
+
+COLOUR = ["atlas", "tiny_models:ColourNet", "--input-size", "16", "-q", "--batch-size", "2"]
+
+
+def interrupt_after(monkeypatch, batches: int, every: int = 4) -> None:
+    """Make the next scan save its state every ``every`` images and raise Ctrl-C after ``batches`` batches."""
+    import convscope.pipeline as pipeline
+
+    real_loader = pipeline.make_loader
+    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY", every)
+
+    def interrupted_loader(dataset, **kwargs):
+        for count, batch in enumerate(real_loader(dataset, **kwargs)):
+            if count == batches:
+                monkeypatch.setattr(pipeline, "make_loader", real_loader)  # the next run is not interrupted
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(pipeline, "make_loader", interrupted_loader)
+
+
+def test_model_digest_sees_parameters_buffers_and_dtypes():
+    from convscope.scan.resume import model_digest
+
+    def make():
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+    a, b = make(), make()  # unseeded: two different random initialisations
+    assert model_digest(a) != model_digest(b)
+    b.load_state_dict(a.state_dict())
+    assert model_digest(a) == model_digest(b)
+    with torch.no_grad():
+        b[1].running_mean[2] += 1e-6  # a buffer, not a parameter
+    assert model_digest(a) != model_digest(b)
+    b.load_state_dict(a.state_dict())
+    assert model_digest(a) != model_digest(b.double())
+    assert model_digest(torch.jit.script(a)) == model_digest(a)  # a TorchScript copy holds the same state
+
+
+def test_two_random_initialisations_of_one_factory_do_not_resume_each_other(tmp_path, monkeypatch, capsys):
+    body = "from torch import nn\nimport torch\n\ndef make():\n    {seed}return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))\n"
+    (tmp_path / "random.py").write_text(body.format(seed=""))  # unseeded: another model on every call
+    (tmp_path / "seeded.py").write_text(body.format(seed="torch.manual_seed(0)\n    "))
+    write_images(tmp_path / "images", 12)
+    for name, resumes in (("seeded", True), ("random", False)):  # the seeded factory is the control
+        args = ["atlas", f"{tmp_path / name}.py:make", str(tmp_path / "images"), "--input-size", "16", "-q",
+                "--batch-size", "2", "--out", str(tmp_path / name)]  # fmt: skip
+        interrupt_after(monkeypatch, 5)
+        assert main(args) == 130
+        assert (tmp_path / f".{name}.scan.pt").is_file()
+        capsys.readouterr()
+        assert main(args) == 0
+        assert ("resuming an interrupted scan at image 8 of 12" in capsys.readouterr().err) == resumes, name
+        assert not (tmp_path / f".{name}.scan.pt").exists()
+
+
+@pytest.mark.parametrize("change", ["mtime", "size"])
+def test_an_image_touched_or_resized_invalidates_the_saved_state(tmp_path, monkeypatch, capsys, change):
+    import os
+    import shutil
+
+    paths = write_images(tmp_path / "images", 12)
+    args = [*COLOUR, str(tmp_path / "images"), "--out", str(tmp_path / "atlas")]
+    state_file, kept = tmp_path / ".atlas.scan.pt", tmp_path / "kept.pt"
+    interrupt_after(monkeypatch, 5)
+    assert main(args) == 130 and state_file.is_file()
+    shutil.copy(state_file, kept)
+    image = paths[3]  # an image the interrupted run had already scanned
+    original, stat = image.read_bytes(), image.stat()
+    if change == "mtime":
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    else:
+        write_images(tmp_path / "other", 1, size=20)[0].replace(image)
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert image.stat().st_size != stat.st_size and image.stat().st_mtime_ns == stat.st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "resuming" not in capsys.readouterr().err
+    # Control: the same file back, with its time, and the same saved state resume.
+    image.write_bytes(original)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    shutil.copy(kept, state_file)
+    assert main(args) == 0
+    assert "resuming an interrupted scan at image 8 of 12" in capsys.readouterr().err
+
+
+def test_no_resume_ignores_and_removes_a_saved_state(tmp_path, monkeypatch, capsys):
+    write_images(tmp_path / "images", 12)
+    args = [*COLOUR, str(tmp_path / "images"), "--out", str(tmp_path / "atlas")]
+    state_file = tmp_path / ".atlas.scan.pt"
+    assert main([*args[:-1], str(tmp_path / "plain")]) == 0
+    interrupt_after(monkeypatch, 5)
+    assert main(args) == 130 and state_file.is_file()
+    interrupt_after(monkeypatch, 1)  # interrupted again before its first save
+    capsys.readouterr()
+    assert main([*args, "--no-resume"]) == 130
+    err = capsys.readouterr().err
+    assert "resuming" not in err and "no scan state was saved" in err and "resumes" not in err
+    assert not state_file.exists()  # the old state is gone: the next run starts afresh
+    interrupt_after(monkeypatch, 5)
+    assert main(args) == 130 and state_file.is_file()
+    assert main([*args, "--no-resume"]) == 0
+    assert "resuming" not in capsys.readouterr().err and not state_file.exists()
+    plain = json.loads((tmp_path / "plain/layers/conv/hits.json").read_text())
+    assert json.loads((tmp_path / "atlas/layers/conv/hits.json").read_text()) == plain
+
+
+def test_ctrl_c_promises_a_resume_only_when_a_state_was_saved(tmp_path, monkeypatch, capsys):
+    write_images(tmp_path / "images", 12)
+    args = [*COLOUR, str(tmp_path / "images"), "--out", str(tmp_path / "atlas")]
+    interrupt_after(monkeypatch, 1)  # before the first save (every 4 images = 2 batches)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "no atlas was written" in err
+    assert "no scan state was saved yet, so the same command starts the scan again" in err and "resumes" not in err
+    interrupt_after(monkeypatch, 3)  # after the first save
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "the same command again resumes the scan from its last save" in err and "no scan state" not in err
+    interrupt_after(monkeypatch, 4)
+    assert main([*args, "--no-resume"]) == 130
+    assert "the same command without --no-resume resumes the scan" in capsys.readouterr().err
