@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from convscope.errors import GeometryError, LayerError
-from convscope.network.geometry import Box, ReceptiveField, receptive_fields
+from convscope.network.geometry import Box, ReceptiveField, UnitFields, receptive_fields, unit_geometry
 
 RF = ReceptiveField
 
@@ -43,6 +43,15 @@ def positive_copy(model: nn.Module) -> nn.Module:
     return model
 
 
+def uniform_fields(model: nn.Module, layers: list[str], size: tuple[int, int]) -> dict[str, ReceptiveField | None]:
+    """The one field of each layer (``None`` when unknown); fails when a layer's units differ."""
+    found = {}
+    for name, fields in receptive_fields(model, layers, size).items():
+        assert fields is None or fields.uniform is not None, (name, fields)
+        found[name] = fields.uniform if fields is not None else None
+    return found
+
+
 def clip(box: Box, size: tuple[int, int]) -> Box | None:
     """The part of ``box`` inside the image; ``None`` when it lies in the padding alone."""
     clipped = Box(max(box.top, 0), max(box.left, 0), min(box.bottom, size[0]), min(box.right, size[1]))
@@ -57,11 +66,18 @@ def support_box(grad: torch.Tensor) -> Box | None:
     return Box(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
 
-def assert_matches_gradient(model: nn.Module, layers: list[str], size: tuple[int, int]) -> None:
+def assert_matches_gradient(
+    model: nn.Module, layers: list[str], size: tuple[int, int], units: list[int] | None = None,
+    dims: tuple[int, int, int] = (1, 2, 3),
+) -> None:
     """Corners, edge middles and the centre of every layer: computed box vs gradient support.
 
-    The nine positions are checked in one backward pass: a batch of nine copies of one
-    random image, copy ``p`` differentiated at position ``p`` only.
+    For each of ``units`` (default: the middle unit) the nine positions are checked in
+    one backward pass: a batch of nine copies of one random image, copy ``p``
+    differentiated at position ``p`` only. ``dims``: the tensor dims of (units, rows, cols).
+    With zero padding the support's bounding box must be the box clipped to the
+    image; with another padding mode the support, pixel by pixel, must be what the
+    box shows through the mode (:meth:`ReceptiveField.support`).
     """
     fields = receptive_fields(model, layers, size)
     oracle = positive_copy(model)
@@ -76,14 +92,29 @@ def assert_matches_gradient(model: nn.Module, layers: list[str], size: tuple[int
         for h in hooks:
             h.remove()
     for name in layers:
-        field = fields[name]
-        assert field is not None, name
-        _, units, rows, cols = outputs[name].shape
+        assert fields[name] is not None, name
+        out = outputs[name].permute(0, *dims)
+        _, count, rows, cols = out.shape
+        assert fields[name].units == count, (name, fields[name])
         picks = [(r, c) for r in (0, rows // 2, rows - 1) for c in (0, cols // 2, cols - 1)]
-        chosen = torch.stack([outputs[name][p, units // 2, r, c] for p, (r, c) in enumerate(picks)])
-        (grad,) = torch.autograd.grad(chosen.sum(), x, retain_graph=True)
-        for p, (row, col) in enumerate(picks):
-            assert support_box(grad[p]) == clip(field.box(row, col), size), (name, row, col, field)
+        for unit in units if units is not None else [count // 2]:
+            field = fields[name].field(unit)
+            chosen = torch.stack([out[p, unit, r, c] for p, (r, c) in enumerate(picks)])
+            (grad,) = torch.autograd.grad(chosen.sum(), x, retain_graph=True)
+            for p, (row, col) in enumerate(picks):
+                if field.padding == "zeros":  # the plain oracle, independent of support()
+                    assert support_box(grad[p]) == clip(field.box(row, col), size), (name, unit, row, col, field)
+                else:  # every pixel the box shows through the mode (no dilation in these tests)
+                    expected = _support_mask(field, row, col, size)
+                    assert torch.equal(grad[p].abs().sum(dim=0) > 0, expected), (name, unit, row, col, field)
+
+
+def _support_mask(field: ReceptiveField, row: int, col: int, size: tuple[int, int]) -> torch.Tensor:
+    rows, cols = field.support(row, col, size)
+    mask = torch.zeros(size, dtype=torch.bool)
+    if rows and cols:
+        mask[torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]] = True
+    return mask
 
 
 # ----------------------------------------------------------------- hand-built nets
@@ -92,7 +123,7 @@ def assert_matches_gradient(model: nn.Module, layers: list[str], size: tuple[int
 def test_conv_pool_conv_by_hand():
     # conv3 p1: rows [-1, 2); maxpool2: 4 wide, stride 2, from -1; conv3 p1: pool cells -1..1 -> [-3, 5).
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3, padding=1))
-    fields = receptive_fields(model, ["0", "2", "3"], (16, 16))
+    fields = uniform_fields(model, ["0", "2", "3"], (16, 16))
     assert fields == {
         "0": RF((3, 3), (1, 1), (-1, -1)),
         "2": RF((4, 4), (2, 2), (-1, -1)),
@@ -105,7 +136,7 @@ def test_conv_pool_conv_by_hand():
 def test_dilation_and_unpadded_stride():
     # dil 2 p2: 1 + 2*2 = 5 wide from -2; then k3 s2 p0: 5 + 2 = 7, stride 2, still from -2.
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=2, dilation=2), nn.Conv2d(4, 4, 3, stride=2))
-    assert receptive_fields(model, ["1"], (15, 15))["1"] == RF((7, 7), (2, 2), (-2, -2))
+    assert uniform_fields(model, ["1"], (15, 15))["1"] == RF((7, 7), (2, 2), (-2, -2))
     assert_matches_gradient(model, ["0", "1"], (15, 15))
 
 
@@ -116,7 +147,7 @@ def test_non_square_kernels_strides_and_input():
         nn.Conv2d(3, 4, (3, 5), stride=(1, 2), padding=(1, 0)),
         nn.Conv2d(4, 4, (1, 3), stride=(2, 1), padding=(0, 1)),
     )
-    assert receptive_fields(model, ["1"], (13, 31))["1"] == RF((3, 9), (2, 2), (-1, -2))
+    assert uniform_fields(model, ["1"], (13, 31))["1"] == RF((3, 9), (2, 2), (-1, -2))
     assert_matches_gradient(model, ["0", "1"], (13, 31))
 
 
@@ -127,7 +158,7 @@ def test_pool_options_and_adaptive_pools():
         nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(2),
         nn.AdaptiveAvgPool2d(2),
     )
-    fields = receptive_fields(model, ["0", "1", "2", "3"], (16, 16))
+    fields = uniform_fields(model, ["0", "1", "2", "3"], (16, 16))
     assert fields["1"] == RF((5, 5), (4, 4), (-1, -1))
     assert fields["2"] == fields["3"] == RF((9, 9), (8, 8), (-1, -1))
     assert_matches_gradient(nn.Sequential(nn.Conv2d(3, 2, 1), *model), ["1", "2", "3"], (16, 16))
@@ -149,13 +180,13 @@ class Tapped(nn.Module):
 def test_slicing_and_pads_shift_the_box():
     # conv (3, 1, -1); rows 1::2 -> (3, 2, 0); cols ::3 -> (3, 3, -1); then pad 2 top, 1 left.
     model = Tapped(lambda self, x: F.pad(x[:, :, 1::2, ::3], (1, 0, 2, 0)))
-    assert receptive_fields(model, ["tap"], (16, 17))["tap"] == RF((3, 3), (2, 3), (-4, -4))
+    assert uniform_fields(model, ["tap"], (16, 17))["tap"] == RF((3, 3), (2, 3), (-4, -4))
     assert_matches_gradient(model, ["tap"], (16, 17))
 
 
 def test_channel_pad_and_cat_keep_the_field():
     model = Tapped(lambda self, x: torch.cat([F.pad(x, (0, 0, 0, 0, 1, 2)), x * 2], dim=1))
-    assert receptive_fields(model, ["tap"], (8, 8))["tap"] == RF((3, 3), (1, 1), (-1, -1))
+    assert uniform_fields(model, ["tap"], (8, 8))["tap"] == RF((3, 3), (1, 1), (-1, -1))
 
 
 class Residual(nn.Module):
@@ -177,14 +208,14 @@ def test_residual_block_is_the_union_of_its_paths():
     # main: (5, 1, -2) both axes; shortcut rows (1, 1, 0), cols (7, 1, -3).
     # union rows [-2, 3) -> (5, 1, -2); cols [-3, 4) -> (7, 1, -3).
     model = Residual()
-    fields = receptive_fields(model, ["b", "out"], (12, 12))
+    fields = uniform_fields(model, ["b", "out"], (12, 12))
     assert fields["b"] == RF((5, 5), (1, 1), (-2, -2))  # captured before the in-place add
     assert fields["out"] == RF((5, 7), (1, 1), (-2, -3))
     assert_matches_gradient(model, ["b", "out"], (12, 12))
 
 
 def test_union_of_different_strides_is_none():
-    assert receptive_fields(Residual(mismatched=True), ["b", "out"], (16, 16)) == {
+    assert uniform_fields(Residual(mismatched=True), ["b", "out"], (16, 16)) == {
         "b": RF((7, 7), (2, 2), (-3, -3)),
         "out": None,
     }
@@ -210,7 +241,7 @@ class OptionA(nn.Module):
 def test_option_a_shortcut():
     # stem (3, 1, -1); conv1 s2 p1: (5, 2, -2); conv2 p1: (9, 2, -4);
     # shortcut ::2 of the stem: (3, 2, -1) is inside conv2's box, so the union is (9, 2, -4).
-    fields = receptive_fields(OptionA(), ["shortcut", "conv2", "out"], (12, 12))
+    fields = uniform_fields(OptionA(), ["shortcut", "conv2", "out"], (12, 12))
     assert fields["shortcut"] == RF((3, 3), (2, 2), (-1, -1))
     assert fields["out"] == fields["conv2"] == RF((9, 9), (2, 2), (-4, -4))
     assert_matches_gradient(OptionA(), ["shortcut", "out"], (12, 12))
@@ -235,22 +266,24 @@ class NHWCBlock(nn.Module):
 
 
 def test_nhwc_permute_block():
-    # stem (4, 4, 0); dw k7 p3: (4 + 6*4, 4, -12) = (28, 4, -12).
-    fields = receptive_fields(NHWCBlock(), ["stem", "fc1", "out"], (32, 32))
-    assert fields["out"] == RF((28, 28), (4, 4), (-12, -12))
-    assert fields["fc1"] is None  # an NHWC output: its rows are not dim 2
+    # stem (4, 4, 0); dw k7 p3: (4 + 6*4, 4, -12) = (28, 4, -12); the NHWC MLP keeps it.
+    fields = uniform_fields(NHWCBlock(), ["stem", "fc1", "out"], (32, 32))
+    assert fields["out"] == fields["fc1"] == RF((28, 28), (4, 4), (-12, -12))
+    geometry = unit_geometry(NHWCBlock(), ["fc1", "out"], (32, 32))
+    assert geometry["fc1"][1] == (3, 1, 2) and geometry["out"][1] == (1, 2, 3)
+    assert_matches_gradient(NHWCBlock(), ["fc1"], (32, 32), units=[0, 15], dims=(3, 1, 2))
 
 
 def test_squeeze_excitation_is_global():
     model = Tapped(lambda self, x: x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True)))
-    assert receptive_fields(model, ["tap"], (10, 12))["tap"] == RF((10, 12), (0, 0), (0, 0))
+    assert uniform_fields(model, ["tap"], (10, 12))["tap"] == RF((10, 12), (0, 0), (0, 0))
 
 
 def test_global_box_is_what_the_map_covers():
     # k3 s3 p0 on 10 rows covers rows [0, 9) only; the pooled unit never sees row 9.
     model = nn.Sequential(nn.Conv2d(3, 2, 3, stride=3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    assert receptive_fields(model, ["1", "2"], (10, 12))["1"] == RF((9, 12), (0, 0), (0, 0))
-    assert receptive_fields(model, ["2"], (10, 12))["2"] == RF((9, 12), (0, 0), (0, 0))
+    assert uniform_fields(model, ["1", "2"], (10, 12))["1"] == RF((9, 12), (0, 0), (0, 0))
+    assert uniform_fields(model, ["2"], (10, 12))["2"] == RF((9, 12), (0, 0), (0, 0))
 
 
 @pytest.mark.parametrize(
@@ -268,7 +301,7 @@ def test_non_local_ops_give_none(body):
     model = Tapped(body)
     model.after = nn.Conv2d(4, 4, 1)
     model.forward = lambda x: model.after(model.tap(body(model, model.conv(x))))
-    assert receptive_fields(model, ["conv", "tap", "after"], (8, 8)) == {
+    assert uniform_fields(model, ["conv", "tap", "after"], (8, 8)) == {
         "conv": RF((3, 3), (1, 1), (-1, -1)),
         "tap": None,
         "after": None,
@@ -282,7 +315,7 @@ def test_alexnet_by_hand():
     # conv k11 s4 p2: (11, 4, -2); pool k3 s2: (19, 8, -2); conv k5 p2: (19 + 4*8, 8, -2 - 16) = (51, 8, -18);
     # pool: (67, 16, -18); conv k3 p1: (99, 16, -34); (131, 16, -50); (163, 16, -66).
     model = torchvision.models.alexnet()
-    fields = receptive_fields(model, ["features.0", "features.3", "features.6", "features.8", "features.10"], (224, 224))
+    fields = uniform_fields(model, ["features.0", "features.3", "features.6", "features.8", "features.10"], (224, 224))
     assert {n: (f.size[0], f.stride[0], f.offset[0]) for n, f in fields.items()} == {
         "features.0": (11, 4, -2),
         "features.3": (51, 8, -18),

@@ -1,11 +1,13 @@
 """Which layers a model has, what they output, and which ones convscope scans by default.
 
 Discovery is a dry run: one forward pass of a zero image with a hook on every
-sub-module, recording the shape of what each returns.
+sub-module, recording the shape of what each returns, then one geometry pass that
+finds each layer's per-unit receptive fields and where its units, rows and cols live.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,11 +15,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from convscope.errors import LayerError
+from convscope.errors import ConvscopeWarning, LayerError
 from convscope.network.device import model_device
-from convscope.network.geometry import ReceptiveField, receptive_fields
+from convscope.network.geometry import ReceptiveField, UnitFields, unit_geometry
 from convscope.network.modes import dry_run
 from convscope.hooks import capture
+
+#: Module types whose 4-d output is always ``(N, C, H, W)``.
+NCHW_TYPES = frozenset(
+    "Conv2d ConvTranspose2d LazyConv2d BatchNorm2d LazyBatchNorm2d SyncBatchNorm InstanceNorm2d MaxPool2d "
+    "AvgPool2d AdaptiveAvgPool2d AdaptiveMaxPool2d LPPool2d FractionalMaxPool2d Upsample UpsamplingNearest2d "
+    "UpsamplingBilinear2d PixelShuffle PixelUnshuffle Dropout2d ZeroPad2d ConstantPad2d ReflectionPad2d "
+    "ReplicationPad2d CircularPad2d LocalResponseNorm".split()
+)
+NCHW = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -27,30 +38,56 @@ class LayerInfo:
     Attributes:
         name: dotted module name (``features.3``).
         type: the module's class name (``Conv2d``).
-        shape: output ``(units, rows, cols)`` for the dry-run input; ``(units, 1, 1)``
-            for a layer with a flat ``(N, units)`` output.
-        receptive_field: the geometry of its positions, ``None`` where unknown.
+        shape: output ``(units, rows, cols)`` for the dry-run input, whatever the
+            tensor's layout (an NHWC output ``(N, H, W, C)`` gives ``(C, H, W)``);
+            ``(units, 1, 1)`` for a flat ``(N, units)`` output. Where ``dims`` is
+            ``None`` the layout is not known and this is the tensor's own order.
+        fields: the receptive field of every unit, ``None`` where unknown.
         calls: how often it runs in one forward pass (more than 1: cannot be scanned).
+        dims: the output's tensor dims of ``(units, rows, cols)``, batch at 0:
+            ``(1, 2, 3)`` for NCHW, ``(3, 1, 2)`` for NHWC; ``None`` for a 4-d output
+            whose layout is not known (it cannot be scanned); ``(1, 1, 1)`` unused for
+            a flat layer.
     """
 
     name: str
     type: str
     shape: tuple[int, int, int]
-    receptive_field: ReceptiveField | None
+    fields: UnitFields | None
     calls: int = 1
+    dims: tuple[int, int, int] | None = NCHW
 
     @property
     def units(self) -> int:
         return self.shape[0]
 
+    @property
+    def receptive_field(self) -> ReceptiveField | None:
+        """The one field shared by every unit; ``None`` when unknown or per unit (see ``fields``)."""
+        return self.fields.uniform if self.fields is not None else None
+
     def to_dict(self) -> dict:
+        """JSON-friendly: ``receptive_fields`` is :meth:`UnitFields.to_list` (or ``None``);
+        ``receptive_field`` (the one shared field, or ``None``) stays for older readers."""
         return {
             "name": self.name,
             "type": self.type,
             "shape": list(self.shape),
+            "dims": list(self.dims) if self.dims else None,
             "receptive_field": self.receptive_field.to_dict() if self.receptive_field else None,
+            "receptive_fields": self.fields.to_list() if self.fields else None,
             "units": self.units,
         }
+
+
+def to_nchw(output: torch.Tensor, dims: tuple[int, int, int]) -> torch.Tensor:
+    """An output with its ``(units, rows, cols)`` at tensor ``dims`` as ``(N, units, rows, cols)`` (a view).
+
+    Example:
+        >>> to_nchw(torch.zeros(2, 5, 6, 7), (3, 1, 2)).shape
+        torch.Size([2, 7, 5, 6])
+    """
+    return output.permute(0, *dims)
 
 
 def output_shapes(model: nn.Module, input_size: tuple[int, int]) -> tuple[dict[str, tuple[int, ...]], Counter]:
@@ -73,7 +110,9 @@ def output_shapes(model: nn.Module, input_size: tuple[int, int]) -> tuple[dict[s
 
 
 def discover_layers(model: nn.Module, input_size: tuple[int, int]) -> list[LayerInfo]:
-    """Every sub-module whose output is ``(N, C, H, W)`` or ``(N, C)``, in forward order.
+    """Every sub-module whose output is a 4-d map or ``(N, C)``, in forward order.
+
+    Token outputs ``(N, L, C)`` are not listed (no rows and cols to scan).
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2))
@@ -81,21 +120,29 @@ def discover_layers(model: nn.Module, input_size: tuple[int, int]) -> list[Layer
         [('0', (8, 30, 30)), ('1', (8, 30, 30)), ('2', (8, 15, 15))]
     """
     shapes, calls = output_shapes(model, input_size)
+    return _describe(model, shapes, calls, input_size)
+
+
+def _describe(model: nn.Module, shapes: dict, calls: Counter, input_size: tuple[int, int]) -> list[LayerInfo]:
     modules = dict(model.named_modules())
     names = [n for n in shapes if len(shapes[n]) in (1, 3)]
-    fields = receptive_fields(model, [n for n in names if len(shapes[n]) == 3 and calls[n] == 1], input_size)
+    geometry = unit_geometry(model, [n for n in names if len(shapes[n]) == 3 and calls[n] == 1], input_size)
     infos = []
     for name in names:
-        shape = shapes[name] if len(shapes[name]) == 3 else (shapes[name][0], 1, 1)
-        infos.append(
-            LayerInfo(
-                name=name,
-                type=_type_name(modules[name]),
-                shape=shape,  # type: ignore[arg-type]
-                receptive_field=fields.get(name) if len(shapes[name]) == 3 else _global(input_size),
-                calls=calls[name],
-            )
-        )
+        kind = _type_name(modules[name])
+        if len(shapes[name]) == 1:
+            units = shapes[name][0]
+            infos.append(LayerInfo(name, kind, (units, 1, 1), UnitFields.of(_global(input_size), units), calls[name]))
+            continue
+        fields, dims = geometry.get(name, (None, None))
+        if dims is None and kind in NCHW_TYPES:
+            dims = NCHW  # the module itself says so
+        if dims is None:
+            fields = None
+        shape = tuple(shapes[name][d - 1] for d in dims) if dims else shapes[name]
+        if fields is not None and fields.units != shape[0]:
+            fields = None
+        infos.append(LayerInfo(name, kind, shape, fields, calls[name], dims))  # type: ignore[arg-type]
     return infos
 
 
@@ -104,13 +151,39 @@ def _global(input_size: tuple[int, int]) -> ReceptiveField:
     return ReceptiveField(size=input_size, stride=(0, 0), offset=(0, 0))
 
 
-def default_layers(model: nn.Module) -> list[str]:
-    """Every ``nn.Conv2d`` in definition order (for AlexNet: the lecture's layers 1 to 5)."""
-    return [
-        name
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d"  # a converted TorchScript conv
-    ]
+def _is_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) or getattr(module, "original_name", None) == "Conv2d"  # TorchScript
+
+
+def default_layers(model: nn.Module, input_size: tuple[int, int] | None = None) -> list[str]:
+    """Every ``nn.Conv2d`` that runs in an eval forward pass on an ``input_size`` image, in definition order.
+
+    For AlexNet: the lecture's layers 1 to 5. Convolutions that do not run (the
+    auxiliary heads of GoogLeNet and Inception-v3 in eval mode) are skipped with a
+    :class:`~convscope.errors.ConvscopeWarning` naming them. Without ``input_size``
+    (deprecated) nothing runs and every Conv2d is listed, used or not.
+
+    Example:
+        >>> default_layers(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)), (16, 16))
+        ['0', '2']
+    """
+    if input_size is None:
+        return [name for name, m in model.named_modules() if name and _is_conv(m)]
+    _, calls = output_shapes(model, input_size)
+    return _default_layers(model, calls)
+
+
+def _default_layers(model: nn.Module, calls: Counter) -> list[str]:
+    convs = [name for name, m in model.named_modules() if name and _is_conv(m)]
+    unused = [name for name in convs if calls[name] == 0]
+    if unused:
+        shown = ", ".join(unused[:6]) + (f", ... ({len(unused) - 6} more)" if len(unused) > 6 else "")
+        warnings.warn(
+            f"{len(unused)} Conv2d layer(s) do not run in an eval forward pass and are not scanned: {shown}",
+            ConvscopeWarning,
+            stacklevel=3,
+        )
+    return [name for name in convs if calls[name] > 0]
 
 
 def _type_name(module: nn.Module) -> str:
@@ -121,35 +194,49 @@ def _type_name(module: nn.Module) -> str:
 def select_layers(
     model: nn.Module, requested: Sequence[str] | None, input_size: tuple[int, int]
 ) -> list[LayerInfo]:
-    """Validate the requested layer names (default: every Conv2d) and describe them.
+    """Validate the requested layer names (default: every Conv2d that runs) and describe them.
 
     Raises:
-        LayerError: a name is unknown, returns no feature map, or runs twice per forward.
+        LayerError: a name is unknown, returns no feature map (tokens ``(N, L, C)``
+            included), runs twice per forward, or outputs a 4-d tensor whose layout
+            (which dims are units, rows, cols) is not known.
     """
-    infos = {info.name: info for info in discover_layers(model, input_size)}
-    names = list(requested) if requested else default_layers(model)
+    shapes, calls = output_shapes(model, input_size)
+    infos = {info.name: info for info in _describe(model, shapes, calls, input_size)}
+    names = list(requested) if requested else _default_layers(model, calls)
     if not names:
         raise LayerError("the model has no Conv2d layer to scan", hint="name layers with --layers; `convscope layers MODEL` lists them")
     modules = dict(model.named_modules())
     chosen = []
+    hint = "run `convscope layers MODEL` to list the layers you can pick"
     for name in dict.fromkeys(names):  # drop repeats, keep order
         if name not in modules or not name:
             close = [n for n in infos if n.endswith(name) or name in n][:5]
             raise LayerError(
-                f"the model has no layer named {name!r}"
-                + (f" (similar: {', '.join(close)})" if close else ""),
-                hint="run `convscope layers MODEL` to list the layers you can pick",
+                f"the model has no layer named {name!r}" + (f" (similar: {', '.join(close)})" if close else ""),
+                hint=hint,
             )
         if name not in infos:
+            shape = shapes.get(name)
+            if shape is not None and len(shape) == 2:
+                raise LayerError(
+                    f"layer {name!r} outputs tokens (N, {shape[0]}, {shape[1]}), not a map with rows and cols",
+                    hint="pick a layer whose output is (N, C, H, W) or (N, H, W, C), e.g. one after the tokens "
+                    "are reshaped into a map; " + hint,
+                )
+            raise LayerError(f"layer {name!r} does not output a feature map (N, C, H, W) or (N, C)", hint=hint)
+        info = infos[name]
+        if info.calls > 1:
             raise LayerError(
-                f"layer {name!r} does not output a feature map (N, C, H, W) or (N, C)",
-                hint="run `convscope layers MODEL` to list the layers you can pick",
-            )
-        if infos[name].calls > 1:
-            raise LayerError(
-                f"layer {name!r} runs {infos[name].calls} times in one forward pass (a shared module)",
+                f"layer {name!r} runs {info.calls} times in one forward pass (a shared module)",
                 hint="its outputs cannot be told apart; pick the layer before or after it",
             )
-        chosen.append(infos[name])
+        if info.dims is None:
+            raise LayerError(
+                f"layer {name!r} outputs a 4-d tensor {tuple(info.shape)} whose layout is not known "
+                "(which dims hold units, rows and cols: the receptive-field engine lost track of them)",
+                hint="pick a Conv2d, norm or pooling layer nearby, or a layer `convscope layers MODEL` "
+                "shows with a receptive field",
+            )
+        chosen.append(info)
     return chosen
-

@@ -1,14 +1,18 @@
 """Receptive-field geometry as algebra: affine fields per axis and how operations combine them.
 
-- :class:`Local`: an affine field per axis (:class:`Axis`), plus where the rows and
+- :class:`Local`: affine fields per axis (:class:`Axis`), plus where the rows and
   cols live in the tensor (dims 2, 3 for NCHW; 1, 2 after a permute to NHWC; one
-  merged ``rows * cols`` dim after a flattening view);
+  merged ``rows * cols`` dim after a flattening view). Along one tensor dim, the
+  *channel dim* ``chan``, the field may differ: ``segments`` are compact runs of
+  channels that share one field, ``(units, rows, cols)`` each (a Fire module's
+  output: the 1x1 half, then the 3x3 half). A uniform field is one segment with
+  ``chan=None``. ``padding`` says how box pixels outside the image are filled;
 - :class:`Global`: every element sees one box of the image (after a global pool, a
   mean over the map, a norm with batch statistics);
 - :data:`UNKNOWN`: no exact answer.
 
-The functions here are pure; :mod:`convscope.network.rf_ops` applies them to the
-operators of a forward pass.
+The functions here are pure; :mod:`convscope.network.rf_channels` has the channel-dim
+rules and :mod:`convscope.network.rf_ops` applies both to the operators of a forward pass.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
+
+#: How pixels outside the image are filled: what a box past the border means.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -35,34 +45,90 @@ class Axis:
 
     def extent(self, positions: int, limit: int) -> tuple[int, int]:
         """``[start, end)`` seen by all ``positions``, clipped to ``[0, limit)``."""
-        end = self.offset + (positions - 1) * self.stride + self.size
-        return max(self.offset, 0), min(end, limit)
+        start, end = self.span(positions)
+        return max(start, 0), min(end, limit)
+
+    def span(self, positions: int) -> tuple[int, int]:
+        """``[start, end)`` seen by all ``positions``, not clipped."""
+        return self.offset, self.offset + (positions - 1) * self.stride + self.size
+
+
+#: ``(units, rows, cols)``: a run of ``units`` channels sharing one field.
+Segment = tuple[int, Axis, Axis]
 
 
 @dataclass(frozen=True)
 class Local:
-    """A map whose positions see affine boxes.
+    """A map whose positions see affine boxes, per run of channels.
 
     ``dims`` are the tensor dims of rows and cols; they are equal when both are
     merged into one dim (row-major, index ``row * cols + col``). ``hw`` is the map
-    height and width.
+    height and width. ``segments`` cover the ``chan`` dim in order; with one
+    segment ``chan`` is ``None`` and its ``units`` is 0 (build through :func:`make`).
     """
 
-    rows: Axis
-    cols: Axis
+    segments: tuple[Segment, ...]
     dims: tuple[int, int]
     hw: tuple[int, int]
+    chan: int | None = None
+    padding: str = "zeros"
 
     @property
     def merged(self) -> bool:
         return self.dims[0] == self.dims[1]
 
+    @property
+    def uniform(self) -> bool:
+        return len(self.segments) == 1
+
+    @property
+    def rows(self) -> Axis:
+        """The rows axis of a uniform field (ValueError when per channel)."""
+        if not self.uniform:
+            raise ValueError("the field differs per channel")
+        return self.segments[0][1]
+
+    @property
+    def cols(self) -> Axis:
+        """The cols axis of a uniform field (ValueError when per channel)."""
+        if not self.uniform:
+            raise ValueError("the field differs per channel")
+        return self.segments[0][2]
+
+
+def make(
+    segments: Sequence[Segment], dims: tuple[int, int], hw: tuple[int, int], chan: int | None, padding: str = "zeros"
+) -> Local:
+    """A :class:`Local` with neighbouring equal segments merged (one left: ``chan=None``)."""
+    merged: list[Segment] = []
+    for units, rows, cols in segments:
+        if units == 0 and len(segments) > 1:
+            continue
+        if merged and merged[-1][1:] == (rows, cols):
+            merged[-1] = (merged[-1][0] + units, rows, cols)
+        else:
+            merged.append((units, rows, cols))
+    if len(merged) <= 1:
+        if not merged:
+            raise ValueError("a field needs at least one segment")
+        return Local(((0, merged[0][1], merged[0][2]),), dims, hw, None, padding)
+    return Local(tuple(merged), dims, hw, chan, padding)
+
+
+def uniform(rows: Axis, cols: Axis, dims: tuple[int, int], hw: tuple[int, int], padding: str = "zeros") -> Local:
+    """A field shared by every channel."""
+    return Local(((0, rows, cols),), dims, hw, None, padding)
+
 
 @dataclass(frozen=True)
 class Global:
-    """Every element sees the box ``[top, left, bottom, right)`` (clipped to the image)."""
+    """Every element sees the box ``[top, left, bottom, right)`` (clipped to the image).
+
+    ``dims``: where rows and cols still live in the tensor (``None``: not known).
+    """
 
     box: tuple[int, int, int, int]
+    dims: tuple[int, int] | None = None
 
 
 class _Unknown:
@@ -76,60 +142,167 @@ Geometry = Local | Global | _Unknown
 
 def identity(height: int, width: int) -> Local:
     """The geometry of the model input ``(N, C, height, width)``."""
-    return Local(Axis(1, 1, 0), Axis(1, 1, 0), (2, 3), (height, width))
+    return uniform(Axis(1, 1, 0), Axis(1, 1, 0), (2, 3), (height, width))
+
+
+# --------------------------------------------------------------------- padding modes
+
+
+def fold(coords: np.ndarray, length: int, mode: str) -> np.ndarray:
+    """Image coordinates that padded coordinates ``coords`` show (``-1`` for zeros outside).
+
+    ``reflect`` folds at pixels 0 and ``length - 1`` as often as needed (torch's
+    reflect, numpy's 'reflect'); ``replicate`` clamps; ``circular`` wraps.
+
+    Example:
+        >>> fold(np.arange(-2, 3), 3, "reflect").tolist(), fold(np.arange(-2, 3), 3, "circular").tolist()
+        ([2, 1, 0, 1, 2], [1, 2, 0, 1, 2])
+    """
+    coords = np.asarray(coords)
+    if mode == "zeros":
+        return np.where((coords >= 0) & (coords < length), coords, -1)
+    if mode == "replicate":
+        return np.clip(coords, 0, length - 1)
+    if mode == "circular":
+        return np.mod(coords, length)
+    if mode == "reflect":
+        if length == 1:
+            return np.zeros_like(coords)
+        period = 2 * (length - 1)
+        m = np.mod(coords, period)
+        return np.where(m < length, m, period - m)
+    raise ValueError(f"unknown padding mode {mode!r}; one of {PADDING_MODES}")
+
+
+def _inside(g: Local, image: tuple[int, int]) -> bool:
+    """True when every box lies inside the image: the padding mode does not matter."""
+    for _, rows, cols in g.segments:
+        for axis, n, limit in ((rows, g.hw[0], image[0]), (cols, g.hw[1], image[1])):
+            start, end = axis.span(n)
+            if start < 0 or end > limit:
+                return False
+    return True
+
+
+def with_padding(g: Local, mode: str, image: tuple[int, int]) -> Local | None:
+    """``g`` read with padding ``mode``; ``None`` when its own mode differs and matters."""
+    if g.padding == mode:
+        return g
+    return replace(g, padding=mode) if _inside(g, image) else None
 
 
 # --------------------------------------------------------------------- combining
 
 
-def to_global(geom: Local | Global, image: tuple[int, int]) -> Global:
-    """The box seen by the whole map, clipped to the ``image`` (height, width)."""
+def segment_at(g: Local, unit: int) -> Segment:
+    """The segment holding channel ``unit`` of the ``chan`` dim."""
+    if g.uniform:
+        return g.segments[0]
+    start = 0
+    for seg in g.segments:
+        if unit < start + seg[0]:
+            return seg
+        start += seg[0]
+    raise IndexError(f"unit {unit} is past the {start} channels of the field")
+
+
+def boundaries(g: Local) -> list[int]:
+    """Cumulative channel counts at the ends of the segments (empty when uniform)."""
+    if g.uniform:
+        return []
+    return list(np.cumsum([s[0] for s in g.segments]))
+
+
+def unite_axes(axes: Sequence[Axis]) -> Axis | None:
+    """The smallest axis covering all ``axes`` (``None``: different strides)."""
+    if len({a.stride for a in axes}) != 1:
+        return None
+    start = min(a.offset for a in axes)
+    end = max(a.offset + a.size for a in axes)
+    return Axis(end - start, axes[0].stride, start)
+
+
+def to_global(geom: Local | Global, image: tuple[int, int]) -> Global | _Unknown:
+    """The box seen by the whole map (every segment), within the ``image`` (height, width).
+
+    With a padding mode other than zeros the box is where the folded pixels lie;
+    :data:`UNKNOWN` when they do not fill it (a wrap that leaves a gap).
+    """
     if isinstance(geom, Global):
         return geom
-    top, bottom = geom.rows.extent(geom.hw[0], image[0])
-    left, right = geom.cols.extent(geom.hw[1], image[1])
-    return Global((top, left, bottom, right))
+    box = []
+    for which, (n, limit) in enumerate(zip(geom.hw, image)):
+        spans = [seg[1 + which].span(n) for seg in geom.segments]
+        start, end = min(s[0] for s in spans), max(s[1] for s in spans)
+        if geom.padding == "zeros":
+            box.append((max(start, 0), min(end, limit)))
+            continue
+        seen = np.unique(fold(np.arange(start, end), limit, geom.padding))
+        if len(seen) != seen[-1] - seen[0] + 1:
+            return UNKNOWN
+        box.append((int(seen[0]), int(seen[-1]) + 1))
+    return Global((box[0][0], box[1][0], box[0][1], box[1][1]), None if geom.merged else geom.dims)
 
 
 def union(parts: Sequence[Geometry], image: tuple[int, int]) -> Geometry | None:
     """Geometry of an element that depends on all ``parts`` (already in output dims).
 
-    Locals need the same dims, map size and stride; any Global makes the result global.
-    ``None`` when there is no part (the result does not depend on the input).
+    Locals need the same dims and map size, the same stride per channel, and one
+    channel dim (or none); per channel the boxes are united (segments split at the
+    union of their boundaries). Any Global makes the result global. ``None`` when
+    there is no part (the result does not depend on the input).
     """
     if not parts:
         return None
     if any(p is UNKNOWN for p in parts):
         return UNKNOWN
-    locals_ = [p for p in parts if isinstance(p, Local)]
     if any(isinstance(p, Global) for p in parts):
-        boxes = [to_global(p, image).box for p in parts]  # type: ignore[arg-type]
-        return Global(
-            (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-        )
-    first = locals_[0]
-    if any(p.dims != first.dims or p.hw != first.hw for p in locals_):
-        return UNKNOWN
-    axes = []
-    for pick in (lambda g: g.rows, lambda g: g.cols):
-        items = [pick(p) for p in locals_]
-        if len({a.stride for a in items}) != 1:
+        boxes = [to_global(p, image) for p in parts]  # type: ignore[arg-type]
+        if any(not isinstance(b, Global) for b in boxes):
             return UNKNOWN
-        start = min(a.offset for a in items)
-        end = max(a.offset + a.size for a in items)
-        axes.append(Axis(end - start, items[0].stride, start))
-    return replace(first, rows=axes[0], cols=axes[1])
+        b = [x.box for x in boxes]  # type: ignore[union-attr]
+        known = {x.dims for x in boxes if x.dims is not None}  # type: ignore[union-attr]
+        dims = known.pop() if len(known) == 1 else None
+        return Global((min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b)), dims)
+    locals_: list[Local] = list(parts)  # type: ignore[arg-type]
+    if len(locals_) == 1:
+        return locals_[0]
+    first = locals_[0]
+    chans = {p.chan for p in locals_ if p.chan is not None}
+    if len(chans) > 1 or any(p.dims != first.dims or p.hw != first.hw for p in locals_):
+        return UNKNOWN
+    modes = {p.padding for p in locals_ if not _inside(p, image)}
+    if len(modes) > 1:
+        return UNKNOWN
+    mode = modes.pop() if modes else first.padding
+    ends = [boundaries(p) for p in locals_ if not p.uniform]
+    if ends and any(e[-1] != ends[0][-1] for e in ends):
+        return UNKNOWN
+    cuts = sorted({0, *(c for e in ends for c in e)}) if ends else [0, 0]
+    segments: list[Segment] = []
+    for lo, hi in zip(cuts, cuts[1:]):
+        pieces = [segment_at(p, lo) for p in locals_]
+        rows = unite_axes([s[1] for s in pieces])
+        cols = unite_axes([s[2] for s in pieces])
+        if rows is None or cols is None:
+            return UNKNOWN
+        segments.append((hi - lo, rows, cols))
+    return make(segments, first.dims, first.hw, chans.pop() if chans else None, mode)
 
 
 def broadcast(geom: Geometry, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
     """Map a geometry through numpy-style broadcasting (dims aligned on the right)."""
+    shift = len(out_shape) - len(in_shape)
+    if isinstance(geom, Global) and geom.dims is not None:
+        return replace(geom, dims=(geom.dims[0] + shift, geom.dims[1] + shift))
     if not isinstance(geom, Local):
         return geom
-    shift = len(out_shape) - len(in_shape)
     dims = (geom.dims[0] + shift, geom.dims[1] + shift)
-    if shift < 0 or any(in_shape[d] != out_shape[d + shift] for d in set(geom.dims)):
+    kept = set(geom.dims) | ({geom.chan} if geom.chan is not None else set())
+    if shift < 0 or any(in_shape[d] != out_shape[d + shift] for d in kept):
         return UNKNOWN  # a spatial dim was stretched from size 1: not affine
-    return replace(geom, dims=dims)
+    chan = geom.chan + shift if geom.chan is not None else None
+    return replace(geom, dims=dims, chan=chan)
 
 
 # --------------------------------------------------------------------- shape rules
@@ -140,11 +313,23 @@ def _row_major(shape: Sequence[int], dim: int) -> int:
 
 
 def reshape(geom: Local, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
-    """Follow rows and cols through a view/reshape/flatten/squeeze (row-major order).
+    """Follow rows, cols and the channel dim through a view/reshape/flatten/squeeze (row-major).
 
     A dim of the output carries the rows if it has the rows' size and the same
-    row-major stride: the row index is then the same digit of the flat index.
+    row-major stride: the row index is then the same digit of the flat index. A
+    per-channel field needs its channel dim kept the same way (else UNKNOWN).
     """
+    spatial = _reshape_spatial(geom, in_shape, out_shape)
+    if not isinstance(spatial, Local) or geom.chan is None:
+        return spatial
+    size, step = in_shape[geom.chan], _row_major(in_shape, geom.chan)
+    for j, n in enumerate(out_shape):
+        if n == size and _row_major(out_shape, j) == step and j not in spatial.dims:
+            return replace(spatial, chan=j)
+    return UNKNOWN
+
+
+def _reshape_spatial(geom: Local, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
     height, width = geom.hw
     col_step = _row_major(in_shape, geom.dims[1])
     row_step = col_step * width if geom.merged else _row_major(in_shape, geom.dims[0])
@@ -164,9 +349,10 @@ def reshape(geom: Local, in_shape: Sequence[int], out_shape: Sequence[int]) -> G
 def move_dims(geom: Local, mapping: Callable[[int], int | None]) -> Geometry:
     """Renumber dims with ``mapping(old) -> new`` (``None``: the dim is gone)."""
     new = (mapping(geom.dims[0]), mapping(geom.dims[1]))
-    if new[0] is None or new[1] is None:
+    chan = mapping(geom.chan) if geom.chan is not None else None
+    if new[0] is None or new[1] is None or (geom.chan is not None and chan is None):
         return UNKNOWN
-    return replace(geom, dims=(new[0], new[1]))
+    return replace(geom, dims=(new[0], new[1]), chan=chan)
 
 
 def shift_axis(geom: Local, dim: int, start: int, step: int, out_size: int) -> Geometry:
@@ -176,13 +362,14 @@ def shift_axis(geom: Local, dim: int, start: int, step: int, out_size: int) -> G
     if geom.merged:
         return geom if start == 0 and step == 1 and out_size == geom.hw[0] * geom.hw[1] else UNKNOWN
     which = geom.dims.index(dim)
-    axis = (geom.rows, geom.cols)[which]
-    axis = Axis(axis.size, axis.stride * step, axis.offset + start * axis.stride)
+    segments = []
+    for units, *axes in geom.segments:
+        a = axes[which]
+        axes[which] = Axis(a.size, a.stride * step, a.offset + start * a.stride)
+        segments.append((units, axes[0], axes[1]))
     hw = list(geom.hw)
     hw[which] = out_size
-    if which == 0:
-        return replace(geom, rows=axis, hw=(hw[0], hw[1]))
-    return replace(geom, cols=axis, hw=(hw[0], hw[1]))
+    return replace(geom, segments=tuple(segments), hw=(hw[0], hw[1]))
 
 
 def sliding_window(
@@ -193,29 +380,22 @@ def sliding_window(
     stride: Sequence[int],
     padding: Sequence[int],
     dilation: Sequence[int],
+    image: tuple[int, int],
 ) -> Geometry:
-    """A 2-d convolution or pooling over the last two dims of an ``ndim`` tensor."""
+    """A 2-d convolution or pooling over the last two dims of an ``ndim`` tensor (per segment).
+
+    Its padding is zeros (or ``-inf`` for a max-pool, which never wins): past a
+    reflect/replicate/circular pad that left boxes outside the image, UNKNOWN.
+    """
     if geom.dims != (ndim - 2, ndim - 1):
         return UNKNOWN
-    rows = geom.rows.window(kernel[0], stride[0], padding[0], dilation[0])
-    cols = geom.cols.window(kernel[1], stride[1], padding[1], dilation[1])
-    return Local(rows, cols, geom.dims, (out_hw[0], out_hw[1]))
-
-
-def pad(geom: Local, pads: Sequence[int], in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
-    """``F.pad`` semantics: ``pads`` come in (before, after) pairs from the last dim back.
-
-    Reflect and replicate pads get the same box as zero pads: the box is in the
-    coordinates of the padded image the network saw.
-    """
-    for i in range(len(pads) // 2):
-        dim = len(in_shape) - 1 - i
-        if dim in geom.dims:
-            before = pads[2 * i]
-            geom = shift_axis(geom, dim, -before, 1, out_shape[dim])
-            if not isinstance(geom, Local):
-                return geom
-    return geom
-
-
-# --------------------------------------------------------------------- the mode
+    if any(padding):
+        padded = with_padding(geom, "zeros", image)
+        if padded is None:
+            return UNKNOWN
+        geom = padded
+    segments = [
+        (units, r.window(kernel[0], stride[0], padding[0], dilation[0]), c.window(kernel[1], stride[1], padding[1], dilation[1]))
+        for units, r, c in geom.segments
+    ]
+    return make(segments, geom.dims, (out_hw[0], out_hw[1]), geom.chan, geom.padding)

@@ -6,11 +6,12 @@ as ``F.linear`` or ``padding='same'``) and gives each produced tensor a *geometr
 
 - :class:`Local`: an affine field per axis (:class:`Axis`), plus where the rows and
   cols live in the tensor (dims 2, 3 for NCHW; 1, 2 after a permute to NHWC; one
-  merged ``rows * cols`` dim after a flattening view);
+  merged ``rows * cols`` dim after a flattening view), per run of channels along
+  one channel dim (after a concatenation of branches);
 - :class:`Global`: every element sees one box of the image (after a global pool, a
   mean over the map, a norm with batch statistics);
 - :data:`UNKNOWN`: no exact answer (upsampling, a concat along rows, a softmax over
-  cols, any operator without a rule).
+  cols, a view that merges a per-channel dim, any operator without a rule).
 
 Tensors that do not depend on the input (weights, constants) have no geometry and
 are ignored by the rules. Rules never guess: an operator they do not know turns a
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from convscope.network import rf_channels as channels
 from convscope.network.rf_algebra import (
     Geometry,
     Global,
@@ -31,13 +33,13 @@ from convscope.network.rf_algebra import (
     UNKNOWN,
     broadcast,
     move_dims,
-    pad,
     reshape,
     shift_axis,
     sliding_window,
     to_global,
     union,
 )
+from convscope.network.rf_padding import pad
 
 aten = torch.ops.aten
 
@@ -66,7 +68,7 @@ ELEMENTWISE = frozenset(
     "hardswish hardswish_ hardsigmoid hardsigmoid_ _prelu_kernel prelu mish mish_ softplus elu elu_ "
     "celu celu_ selu selu_ rrelu rrelu_ _to_copy to detach alias lift_fresh lift_fresh_copy contiguous "
     "dropout dropout_ native_dropout feature_dropout feature_dropout_ alpha_dropout alpha_dropout_ "
-    "feature_alpha_dropout feature_alpha_dropout_ channel_shuffle native_channel_shuffle".split()
+    "feature_alpha_dropout feature_alpha_dropout_".split()
 )
 #: Operators whose result has the input's shape but not its values.
 SHAPE_ONLY = frozenset(
@@ -141,14 +143,20 @@ class GeometryMode(TorchDispatchMode):
 
     def _rule(self, func, args, kwargs, inputs, outputs) -> list[Geometry]:  # type: ignore[no-untyped-def]
         geoms = [self.geometry(t) for t in inputs]
+        name = func.overloadpacket.__name__
+        pointwise = torch.Tag.pointwise in func.tags or name in ELEMENTWISE or name == "copy_"
         if all(isinstance(g, Global) for g in geoms):
+            if pointwise:  # rows and cols stay where they are (broadcast to the output)
+                geoms = [broadcast(self.geometry(t), t.shape, outputs[0].shape) for t in inputs]
+            else:
+                geoms = [Global(g.box) for g in geoms]  # type: ignore[union-attr]
             return [union(geoms, self.image)] * len(outputs)  # type: ignore[arg-type, list-item]
         if any(g is UNKNOWN for g in geoms):
             return [UNKNOWN] * len(outputs)
-        name = func.overloadpacket.__name__
         a = _bind(func, args, kwargs)
+        a["__name__"] = name
         first = outputs[0]
-        if torch.Tag.pointwise in func.tags or name in ELEMENTWISE or name == "copy_":
+        if pointwise:
             sources = [a["src"]] if name == "copy_" else inputs
             parts = [broadcast(self.geometry(t), t.shape, first.shape) for t in sources if self.geometry(t) is not None]
             return [union(parts, self.image)] * len(outputs)  # type: ignore[list-item]
@@ -194,14 +202,19 @@ def _conv(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) ->
         padding = [0, 0]
     elif padding == "same":  # PyTorch puts the odd pixel of padding after
         padding = [d * (k - 1) // 2 for k, d in zip(kernel, dilation)]
-    return sliding_window(g, x.dim(), outs[0].shape[-2:], kernel, _pair(a["stride"], [1]), _pair(padding), dilation)
+    mixed = channels.mix(g, x.dim() - 3, x.shape[-3], int(a.get("groups") or 1), outs[0].shape[-3])
+    if not isinstance(mixed, Local):
+        return mixed
+    return sliding_window(
+        mixed, x.dim(), outs[0].shape[-2:], kernel, _pair(a["stride"], [1]), _pair(padding), dilation, mode.image
+    )
 
 
 def _pool(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
     kernel = _pair(a["kernel_size"])
     return sliding_window(
         g, x.dim(), outs[0].shape[-2:], kernel, _pair(a["stride"], kernel), _pair(a["padding"], [0]),
-        _pair(a.get("dilation"), [1]),
+        _pair(a.get("dilation"), [1]), mode.image,
     )
 
 
@@ -213,12 +226,22 @@ def _adaptive(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list
         return to_global(g, mode.image)
     if all(i % o == 0 for i, o in zip(in_hw, out_hw)):  # the same as a pool with kernel = stride
         kernel = [i // o for i, o in zip(in_hw, out_hw)]
-        return sliding_window(g, x.dim(), out_hw, kernel, kernel, [0, 0], [1, 1])
+        return sliding_window(g, x.dim(), out_hw, kernel, kernel, [0, 0], [1, 1], mode.image)
     return UNKNOWN
 
 
+#: Padding operators and the fill they use (``pad`` names its mode).
+PAD_MODES = {
+    "constant_pad_nd": "zeros", "reflection_pad1d": "reflect", "reflection_pad2d": "reflect",
+    "reflection_pad3d": "reflect", "replication_pad1d": "replicate", "replication_pad2d": "replicate",
+    "replication_pad3d": "replicate", "_pad_circular": "circular",
+}
+
+
 def _pad(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
-    return pad(g, list(a["pad"] if "pad" in a else a["padding"]), x.shape, outs[0].shape)
+    name = a["__name__"]
+    fill = PAD_MODES.get(name) or {"constant": "zeros"}.get(a.get("mode") or "constant", a.get("mode"))
+    return pad(g, list(a["pad"] if "pad" in a else a["padding"]), x.shape, outs[0].shape, fill, mode.image)
 
 
 def _slice(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
@@ -227,21 +250,28 @@ def _slice(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -
     if start < 0:
         start += x.shape[dim]
     start = min(max(start, 0), x.shape[dim])
-    return shift_axis(g, dim, start, a["step"] or 1, outs[0].shape[dim])
+    step = a["step"] or 1
+    if dim == g.chan:
+        return channels.take(g, dim, x.shape[dim], start, step, outs[0].shape[dim])
+    return shift_axis(g, dim, start, step, outs[0].shape[dim])
 
 
 def _split(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
     dim = a["dim"] % x.dim()
     geoms, start = [], 0
     for out in outs:
-        geoms.append(shift_axis(g, dim, start, 1, out.shape[dim]))
+        if dim == g.chan:
+            geoms.append(channels.take(g, dim, x.shape[dim], start, 1, out.shape[dim]))
+        else:
+            geoms.append(shift_axis(g, dim, start, 1, out.shape[dim]))
         start += out.shape[dim]
     return geoms
 
 
 def _select(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
     dim = a["dim"] % x.dim()
-    return move_dims(g, lambda d: None if d == dim else d - (d > dim))
+    index = a["index"] % x.shape[dim]
+    return channels.pick(g, dim, x.shape[dim], index)
 
 
 def _permute(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
@@ -263,20 +293,18 @@ def _expand(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) 
 
 
 def _join(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
-    """cat / stack: the union of the tracked inputs when they are joined along a channel-like dim."""
+    """cat / stack along a channel-like dim: the inputs' channel fields one after another."""
     stack = outs[0].dim() > a["tensors"][0].dim()
     dim = a["dim"] % outs[0].dim()
-    parts = []
+    parts: list[tuple[Geometry | None, int]] = []
     for t in a["tensors"]:
+        if not stack and t.dim() != outs[0].dim():
+            continue  # cat skips the legacy empty tensors of shape (0,)
         geom = mode.geometry(t)
-        if isinstance(geom, Local):
-            if stack:
-                geom = move_dims(geom, lambda d: d + (d >= dim))
-            elif dim in geom.dims:
-                return UNKNOWN
-        if geom is not None:
-            parts.append(geom)
-    return [union(parts, mode.image)] * len(outs)  # type: ignore[list-item]
+        if isinstance(geom, Local) and stack:
+            geom = move_dims(geom, lambda d: d + (d >= dim))
+        parts.append((geom, 1 if stack else t.shape[dim]))
+    return [channels.concat(parts, dim, mode.image)] * len(outs)
 
 
 def _reduce(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
@@ -287,9 +315,15 @@ def _reduce(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) 
     reduced = {d % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
     spatial = set(g.dims)
     if spatial <= reduced:
-        return to_global(g, mode.image)
+        result = to_global(g, mode.image)
+        return result if outs[0].dim() == x.dim() or not isinstance(result, Global) else Global(result.box)
     if spatial & reduced:
         return UNKNOWN
+    if g.chan in reduced:
+        united = channels.unite(g)
+        if not isinstance(united, Local):
+            return united
+        g = united
     if outs[0].dim() == x.dim():  # keepdim or softmax
         return g
     return move_dims(g, lambda d: d - sum(r < d for r in reduced))
@@ -321,17 +355,24 @@ def _matmul(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) 
     right = a.get("mat2", a.get("weight"))
     lg, rg = mode.geometry(left), mode.geometry(right)
     if isinstance(lg, Local) and not isinstance(rg, Local) and left.dim() - 1 not in lg.dims:
-        return lg
+        return channels.unite(lg) if lg.chan == left.dim() - 1 else lg
     if isinstance(rg, Local) and lg is None and "mat2" in a and rg.dims == (1, 1):
-        return rg
+        return channels.unite(rg) if rg.chan == 0 else rg
     return UNKNOWN
+
+
+def _shuffle(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    """channel_shuffle: an exact permutation of the channels (dim 1)."""
+    return channels.shuffle(g, 1, x.shape[1], int(a["groups"]))
 
 
 _RULES: dict[str, Rule] = {
     **{n: _conv for n in ("convolution", "conv2d", "_convolution", "convolution_overrideable")},
     **{n: _pool for n in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "mkldnn_max_pool2d")},
     **{n: _adaptive for n in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")},
-    **{n: _pad for n in ("constant_pad_nd", "reflection_pad2d", "replication_pad2d", "pad")},
+    **{n: _pad for n in (*PAD_MODES, "pad")},
+    "channel_shuffle": _shuffle,
+    "native_channel_shuffle": _shuffle,
     "slice": _slice,
     "narrow": _slice,
     **{n: _split for n in ("split", "split_with_sizes", "chunk")},
