@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from convscope.network import rf_channels as channels
@@ -105,6 +107,18 @@ class GeometryMode(TorchDispatchMode):
         self.image = image
         self._table: dict[int, tuple[torch.Tensor, Geometry]] = {}
 
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self._functions = _CircularPad(self)
+        entered = super().__enter__()
+        self._functions.__enter__()
+        return entered
+
+    def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+        try:
+            self._functions.__exit__(*exc)
+        finally:
+            return super().__exit__(*exc)
+
     def track(self, tensor: torch.Tensor, geom: Geometry) -> None:
         self._table[id(tensor)] = (tensor, geom)
 
@@ -174,6 +188,29 @@ class GeometryMode(TorchDispatchMode):
         if others:  # e.g. a kernel computed from the input: fine only when it is global
             result = UNKNOWN if any(isinstance(o, Local) for o in others) else union([result, *others], self.image)  # type: ignore[list-item]
         return [result] * len(outputs)  # type: ignore[list-item]
+
+
+class _CircularPad(TorchFunctionMode):
+    """``F.pad(mode='circular')`` decomposes into copies between slices of a new tensor,
+    which the dispatch rules cannot follow; its geometry is set here, from the call."""
+
+    def __init__(self, mode: GeometryMode) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func not in (F.pad, torch._C._nn.pad):
+            return out
+        names = ("input", "pad", "mode")
+        a = {**dict(zip(names, args)), **kwargs}
+        geom = self.mode.geometry(a["input"])
+        if a.get("mode") == "circular" and isinstance(out, torch.Tensor) and geom is not None:
+            if isinstance(geom, Local):
+                geom = pad(geom, list(a["pad"]), a["input"].shape, out.shape, "circular", self.mode.image)
+            self.mode.track(out, geom)
+        return out
 
 
 def _tensors(values: Sequence[object]) -> list[torch.Tensor]:
