@@ -22,6 +22,7 @@ from convscope.atlas.files import AtlasFiles
 from convscope.atlas.format import FORMAT, VERSION, image_file, layer_dir
 from convscope.atlas.writer import atomic_folder, now
 from convscope.data import ImageList
+from convscope.network.geometry import ReceptiveField
 from convscope.network.layers import LayerInfo
 from convscope.network.load import Network
 from convscope.render.figures import CELL_GAP, UNIT_GAP, layer_mosaic, mosaic_scale, overview, shrink, unit_figure, unit_grid
@@ -90,7 +91,7 @@ class UnitResult:
 
 def unit_results(info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], cache: PixelCache) -> Iterator[UnitResult]:
     """Every unit of a layer with its views' pictures, in unit order; memory bounded by a chunk."""
-    for chunk in chunks(scan, range(info.units), info.receptive_field, cache):
+    for chunk in chunks(scan, range(info.units), info.fields, cache):
         made = {view.name: view(info, chunk) for view in views}
         for i, (unit, hits) in enumerate(zip(chunk.units, chunk.hits)):
             pixels = {hit.image: chunk.pixels[hit.image] for hit in hits}
@@ -202,11 +203,19 @@ def _finite(value: float) -> float | None:
 
 
 def _rf_text(info: LayerInfo) -> str:
-    rf = info.receptive_field
-    if rf is None:
+    """``51 px``, ``whole image``, ``unknown``, or per run of units ``units 0-63: 19 px; 64-127: 27 px``."""
+    if info.fields is None:
         return "unknown"
-    size = f"{rf.size[0]}" if rf.size[0] == rf.size[1] else f"{rf.size[0]}x{rf.size[1]}"
-    return f"{size} px" if rf.stride != (0, 0) else "whole image"
+    texts = [(start, stop, _size_text(field)) for start, stop, field in info.fields.ranges]
+    if len(texts) == 1:
+        return texts[0][2]
+    return "units " + "; ".join(f"{start}-{stop - 1}: {text}" for start, stop, text in texts)
+
+
+def _size_text(rf: ReceptiveField) -> str:
+    if rf.stride == (0, 0):
+        return "whole image"
+    return f"{rf.size[0]} px" if rf.size[0] == rf.size[1] else f"{rf.size[0]}x{rf.size[1]} px"
 
 
 def _manifest(network: Network, images: ImageList, result: ScanResult, entries: list[dict], k: int, options: RenderOptions) -> dict[str, Any]:

@@ -17,17 +17,23 @@ from torch import nn
 from convscope.errors import ConvscopeError, GeometryError, LayerError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
+from convscope.network.layers import NCHW, to_nchw
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, get_module, run_until_captured
 
 
 @dataclass(frozen=True)
 class UnitTarget:
-    """One unit of a layer: its max over positions, or its value at ``position`` (row, col)."""
+    """One unit of a layer: its max over positions, or its value at ``position`` (row, col).
+
+    ``dims``: the tensor dims of the layer output's units, rows and cols (``LayerInfo.dims``;
+    ``(3, 1, 2)`` for a channels-last layer).
+    """
 
     layer: str
     unit: int
     position: tuple[int, int] | None = None
+    dims: tuple[int, int, int] = NCHW
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ def target_values(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Te
         with capture(model, [target.layer], seen.__setitem__, stop_after_last=True):
             run_until_captured(model, x)
     y = seen[target.layer]
+    if y.dim() == 4:
+        y = to_nchw(y, target.dims)
     if y.dim() != 4 or not 0 <= target.unit < y.shape[1]:
         raise LayerError(
             f"unit {target.unit} is not in layer {target.layer!r} of shape {tuple(y.shape[1:])}",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from convscope.data import ImageList, load_pixels
-from convscope.network.geometry import Box, ReceptiveField
+from convscope.network.geometry import Box, UnitFields
 from convscope.network.preprocess import Preprocess
 from convscope.scan.scan import LayerScan
 
@@ -40,18 +40,19 @@ class Hit:
     box: Box
 
 
-def unit_hits(layer: LayerScan, unit: int, receptive_field: ReceptiveField | None, input_size: tuple[int, int]) -> list[Hit]:
-    """The hits of ``unit``, strongest first; fewer than k when there were fewer images.
-
-    Where the receptive field is unknown, the box is the whole input.
+def unit_hits(layer: LayerScan, unit: int, fields: UnitFields | None, input_size: tuple[int, int]) -> list[Hit]:
+    """The hits of ``unit``, strongest first, each with the box of the unit's own receptive
+    field; fewer than k when there were fewer images. Where the fields are unknown, the box
+    is the whole input.
     """
+    field = fields.field(unit) if fields is not None else None
     hits = []
     for rank in range(layer.topk.values.shape[1]):
         image = int(layer.topk.images[unit, rank])
         if image < 0:
             break
         row, col = layer.row_col(unit, rank)
-        box = receptive_field.box(row, col) if receptive_field else Box(0, 0, *input_size)
+        box = field.box(row, col) if field is not None else Box(0, 0, *input_size)
         hits.append(Hit(unit, rank, float(layer.topk.values[unit, rank]), image, row, col, box))
     return hits
 
@@ -73,12 +74,11 @@ class Chunk:
     def flat(self) -> list[Hit]:
         return [hit for unit in self.hits for hit in unit]
 
-    def stacked(self) -> torch.Tensor:
-        """The pixels of every hit's image, in :meth:`flat` order: ``uint8 (N, 3, H, W)``."""
-        flat = self.flat()
-        if not flat:
+    def stacked(self, hits: Sequence[Hit]) -> torch.Tensor:
+        """The pixels of each of ``hits``' images, in order: ``uint8 (N, 3, H, W)``."""
+        if not hits:
             return torch.zeros(0, 3, 0, 0, dtype=torch.uint8)
-        return torch.from_numpy(np.stack([self.pixels[hit.image] for hit in flat])).permute(0, 3, 1, 2)
+        return torch.from_numpy(np.stack([self.pixels[hit.image] for hit in hits])).permute(0, 3, 1, 2)
 
 
 class PixelCache:
@@ -116,7 +116,7 @@ class PixelCache:
 def chunks(
     layer: LayerScan,
     units: Sequence[int],
-    receptive_field: ReceptiveField | None,
+    fields: UnitFields | None,
     cache: PixelCache,
     *,
     units_per_chunk: int = 64,
@@ -124,5 +124,5 @@ def chunks(
     """The hits of ``units`` with their images, ``units_per_chunk`` units at a time."""
     for start in range(0, len(units), units_per_chunk):
         some = list(units[start : start + units_per_chunk])
-        hits = [unit_hits(layer, u, receptive_field, cache.preprocess.input_size) for u in some]
+        hits = [unit_hits(layer, u, fields, cache.preprocess.input_size) for u in some]
         yield Chunk(some, hits, cache.get([hit.image for unit in hits for hit in unit]))

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from convscope.errors import LayerError
 from convscope.network.device import model_device, model_dtype
+from convscope.network.layers import to_nchw
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
@@ -193,6 +194,7 @@ def scan(
     k: int = 9,
     total: int | None = None,
     signature: torch.Tensor | None = None,
+    layouts: dict[str, tuple[int, int, int]] | None = None,
     progress: bool = True,
     state: ScanState | None = None,
     checkpoint: Callable[[ScanState], None] | None = None,
@@ -212,6 +214,8 @@ def scan(
         signature: ``(M,)`` sorted indices of the images that make up each unit's
             signature; default: :func:`signature_sample` of ``total`` images (of the
             first 256 when ``total`` is not given).
+        layouts: per layer whose output is not ``(N, units, rows, cols)``, the tensor dims
+            of its units, rows and cols (``LayerInfo.dims``, e.g. ``(3, 1, 2)`` for NHWC).
         state: a :class:`ScanState` to go on from (an interrupted scan's).
         checkpoint: called with the state at a batch boundary every
             ``checkpoint_every`` images, e.g. to save it for a resume.
@@ -233,6 +237,8 @@ def scan(
     last_checkpoint = state.seen
 
     def on_output(name: str, output: torch.Tensor) -> None:
+        if layouts and name in layouts and output.dim() == 4:
+            output = to_nchw(output, layouts[name])
         units = output.shape[1] if output.dim() > 1 else 0
         if units != stats[name].units:
             raise LayerError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convscope.network.layers import LayerInfo
+from convscope.network.layers import NCHW, LayerInfo
 from convscope.network.load import Network
 from convscope.project import UnitTarget, occlusion_map, render_occlusion
 from convscope.render.patch import crop
@@ -32,16 +32,16 @@ class OcclusionView:
         self.fill = fill
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
-        return [[self._picture(layer.name, hits[0], chunk.pixels[hits[0].image])] if hits else [] for hits in chunk.hits]
+        return [[self._picture(layer, hits[0], chunk.pixels[hits[0].image])] if hits else [] for hits in chunk.hits]
 
-    def _picture(self, layer: str, hit: Hit, pixels: np.ndarray) -> Picture:
+    def _picture(self, layer: LayerInfo, hit: Hit, pixels: np.ndarray) -> Picture:
         """``pixels`` ``uint8 (H, W, 3)``: the hit's model-input-frame image."""
         box = hit.box
         size = max(1, min(box.height, box.width) // 4)
         stride = max(1, size // 2)
         model = self.network.model
         x = self.network.model_input(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None])
-        target = UnitTarget(layer, hit.unit, (hit.row, hit.col))
+        target = UnitTarget(layer.name, hit.unit, (hit.row, hit.col), layer.dims or NCHW)
         heat = occlusion_map(model, x, target=target, size=size, stride=stride, region=box)
         patch, inside = crop(pixels, box, self.fill)
         return Picture(render_occlusion(patch, heat, size, stride, baseline=hit.activation), inside)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from convscope.network.device import model_device
-from convscope.network.layers import LayerInfo
+from convscope.network.geometry import Box, ReceptiveField
+from convscope.network.layers import NCHW, LayerInfo
 from convscope.network.load import Network
 from convscope.project import project_hits, projection_to_image
 from convscope.render.patch import crop
-from convscope.scan.gather import Chunk
+from convscope.scan.gather import Chunk, Hit
 from convscope.views.base import Picture
 
 
@@ -20,8 +23,10 @@ class ProjectionView:
         network: the model and its preprocessing.
         rule: ``"deconvnet"`` or ``"guided"``.
 
-    Each layer's crop classes are checked once against the full image and remembered
-    for the layer's later chunks.
+    Hits are projected together per receptive field (a layer whose units come from
+    branches with different fields has several), each on a crop of its image just holding
+    its box; the crop classes of each field are checked once against the full image and
+    remembered for the layer's later chunks.
     """
 
     name = "projection"
@@ -30,32 +35,44 @@ class ProjectionView:
     def __init__(self, network: Network, rule: str) -> None:
         self.network = network
         self.rule = rule
-        self._crop_checks: dict[str, dict] = {}
+        self._crop_checks: dict[tuple[str, ReceptiveField | None], dict] = {}
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
-        flat = chunk.flat()
-        if not flat:
-            return [[] for _ in chunk.units]
-        model = self.network.model
-        device = model_device(model)
-        long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
-        signals = project_hits(
-            model,
-            layer.name,
-            self.network.model_input(chunk.stacked()),
-            long([h.unit for h in flat]),
-            long([h.row for h in flat]),
-            long([h.col for h in flat]),
-            self.rule,
-            receptive_field=layer.receptive_field,
-            crop_checks=self._crop_checks.setdefault(layer.name, {}),
-            image_ids=[h.image for h in flat],
-        ).cpu()
-        pictures = iter(signals)
-        return [[self._picture(next(pictures), hit.box) for hit in hits] for hits in chunk.hits]
+        pictures: dict[tuple[int, int], Picture] = {}
+        for field, hits in _by_field(layer, chunk.flat()):
+            device = model_device(self.network.model)
+            long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+            signals = project_hits(
+                self.network.model,
+                layer.name,
+                self.network.model_input(chunk.stacked(hits)),
+                long([h.unit for h in hits]),
+                long([h.row for h in hits]),
+                long([h.col for h in hits]),
+                self.rule,
+                receptive_field=field,
+                crop_checks=self._crop_checks.setdefault((layer.name, field), {}),
+                image_ids=[h.image for h in hits],
+                dims=layer.dims or NCHW,
+            ).cpu()
+            for hit, signal in zip(hits, signals):
+                pictures[hit.unit, hit.rank] = _picture(signal, hit.box)
+        return [[pictures[hit.unit, hit.rank] for hit in hits] for hits in chunk.hits]
 
-    @staticmethod
-    def _picture(signal: torch.Tensor, box) -> Picture:  # noqa: ANN001
-        """``signal`` ``(3, H, W)`` on the whole input, cut to ``box`` and normalised for display."""
-        part, inside = crop(signal.permute(1, 2, 0).numpy(), box, 0.0)
-        return Picture(projection_to_image(torch.from_numpy(part).permute(2, 0, 1)), inside)
+
+def _by_field(layer: LayerInfo, hits: list[Hit]) -> Iterator[tuple[ReceptiveField | None, list[Hit]]]:
+    """``hits`` grouped by their unit's receptive field (one group with ``None`` when unknown)."""
+    if layer.fields is None:
+        if hits:
+            yield None, hits
+        return
+    for start, stop, field in layer.fields.ranges:
+        mine = [hit for hit in hits if start <= hit.unit < stop]
+        if mine:
+            yield field, mine
+
+
+def _picture(signal: torch.Tensor, box: Box) -> Picture:
+    """``signal`` ``(3, H, W)`` on the whole input, cut to ``box`` and normalised for display."""
+    part, inside = crop(signal.permute(1, 2, 0).numpy(), box, 0.0)
+    return Picture(projection_to_image(torch.from_numpy(part).permute(2, 0, 1)), inside)
