@@ -1,6 +1,7 @@
 """Patches, cells, grids and the choice of overview units."""
 
 import numpy as np
+import pytest
 import torch
 
 from convscope.network.geometry import Box
@@ -25,6 +26,20 @@ def test_crop_past_the_border_fills_and_marks():
     # rows -2, -1 and cols 4.. lie outside; only rows 0-1, col 3 are image
     assert inside.tolist() == [[False] * 4, [False] * 4, [True, False, False, False], [True, False, False, False]]
     assert patch[2, 0].tolist() == [200, 200, 200] and patch[0, 0].tolist() == fill.tolist()
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_crop_shows_what_torch_pads_with(mode):
+    image = np.arange(6 * 7 * 3, dtype=np.uint8).reshape(6, 7, 3)
+    padded = torch.nn.functional.pad(torch.from_numpy(image).permute(2, 0, 1)[None].float(), (3, 3, 3, 3), mode=mode)
+    padded = padded[0].permute(1, 2, 0).to(torch.uint8).numpy()  # row r, col c of the image at r + 3, c + 3
+    for box in [Box(-3, -2, 2, 4), Box(3, 4, 9, 10), Box(-3, -3, 9, 10), Box(1, 1, 4, 5), Box(-2, 6, 0, 10)]:
+        patch, inside = crop(image, box, fill=np.zeros(3, np.uint8), padding=mode)
+        expected = padded[box.top + 3 : box.bottom + 3, box.left + 3 : box.right + 3]
+        assert patch.dtype == image.dtype and np.array_equal(patch, expected), (mode, box)
+        plain_patch, plain_inside = crop(image, box, fill=np.zeros(3, np.uint8))
+        assert np.array_equal(inside, plain_inside)  # the stripes mark the same pixels
+        assert np.array_equal(patch[inside], plain_patch[inside])
 
 
 def test_box_entirely_outside_is_all_padding():
