@@ -96,7 +96,7 @@ def test_hits_sharing_an_image_share_a_forward_pass_and_get_their_own_pictures(r
     torch.manual_seed(0)
     model = torchvision.models.alexnet().eval()
     layer = "features.6"
-    rf = receptive_fields(model, [layer], (224, 224))[layer]
+    rf = receptive_fields(model, [layer], (224, 224))[layer].uniform  # every unit of a plain conv shares one field
     images = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     # Seven hits on three images; several on the same image and position (same crop), one at a border.
     ids = [0, 0, 0, 1, 1, 2, 0]
@@ -109,3 +109,73 @@ def test_hits_sharing_an_image_share_a_forward_pass_and_get_their_own_pictures(r
     scale = float(alone.abs().max())
     assert float((alone - shared).abs().max()) <= 1e-5 * scale
     assert float((shared[0] - shared[1]).abs().max()) > 1e-3 * scale  # same crop, other unit: other picture
+
+
+# --- A zero reference projection (dead unit, zero gradient) does not vouch for a crop class ---
+
+TRUE_RF = ReceptiveField((5, 5), (1, 1), (-2, -2))  # two 3x3 convs with padding 1
+WRONG_RF = ReceptiveField((3, 3), (1, 1), (-1, -1))  # too small: its crops cut the true box
+
+
+def _dead_unit_model() -> torch.nn.Module:
+    """Conv-ReLU-conv; unit 0 of the second conv has zero weights: its projections are all zeros."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, padding=1))
+    with torch.no_grad():
+        model[2].weight[0] = 0.0
+        model[2].bias[0] = 0.5
+    return model.eval()
+
+
+@pytest.fixture
+def wrong_planner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the crop planner wrong (it plans for a too small field) while the caller passes the true one."""
+    import convscope.project.projection as projection
+
+    monkeypatch.setattr(projection, "plan_crop", lambda rf, row, col, h, w: plan_crop(WRONG_RF, row, col, h, w))
+
+
+@pytest.mark.parametrize("rule", ["deconvnet", "guided"])
+def test_a_zero_first_reference_does_not_vouch_for_a_wrong_crop(rule: Rule, wrong_planner: None) -> None:
+    model = _dead_unit_model()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    units, rows, cols = torch.tensor([0, 1]), torch.tensor([8, 7]), torch.tensor([8, 9])  # one class, dead unit first
+    full = project_hits(model, "2", x, units, rows, cols, rule)
+    assert float(full[0].abs().max()) == 0.0 and float(full[1].abs().max()) > 0.0
+    crop = plan_crop(WRONG_RF, 7, 9, 16, 16)  # the control: the wrong crop does change hit 1's picture
+    alone = project_hits(model, "2", x[1:, :, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width],
+                         units[1:], torch.tensor([crop.row]), torch.tensor([crop.col]), rule)  # fmt: skip
+    pasted = torch.zeros_like(full[1])
+    pasted[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width] = alone[0]
+    assert float((pasted - full[1]).abs().max()) > 1e-2 * float(full[1].abs().max())
+    checks: dict[tuple, bool] = {}
+    fast = project_hits(model, "2", x, units, rows, cols, rule, receptive_field=TRUE_RF, crop_checks=checks)
+    assert float((fast - full).abs().max()) <= 1e-6 * float(full.abs().max())
+    assert list(checks.values()) == [False]  # decided by hit 1, whose reference is not zero
+
+
+def test_a_class_seen_only_on_a_dead_unit_stays_undecided_for_later_calls(wrong_planner: None, caplog) -> None:
+    model = _dead_unit_model()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    checks: dict[tuple, bool] = {}  # kept across calls, as the atlas does per layer
+    with caplog.at_level(logging.INFO, logger="convscope.project.projection"):
+        first = project_hits(model, "2", x[:2], torch.tensor([0, 0]), torch.tensor([8, 6]), torch.tensor([8, 9]),
+                             "deconvnet", receptive_field=TRUE_RF, crop_checks=checks)  # fmt: skip
+    assert float(first.abs().max()) == 0.0 and checks == {}  # every reference zero: full image, nothing vouched
+    assert "every reference projection" in caplog.text
+    units, rows, cols = torch.tensor([1]), torch.tensor([7]), torch.tensor([9])
+    later = project_hits(model, "2", x[2:], units, rows, cols, "deconvnet", receptive_field=TRUE_RF, crop_checks=checks)
+    full = project_hits(model, "2", x[2:], units, rows, cols, "deconvnet")
+    assert float((later - full).abs().max()) <= 1e-6 * float(full.abs().max())
+    assert list(checks.values()) == [False]
+
+
+def test_a_right_crop_is_still_trusted_after_a_zero_reference() -> None:
+    model = _dead_unit_model()
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    units, rows, cols = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([8, 7, 8, 6, 9]), torch.tensor([8, 8, 7, 9, 8])
+    checks: dict[tuple, bool] = {}
+    fast = project_hits(model, "2", x, units, rows, cols, "guided", receptive_field=TRUE_RF, crop_checks=checks)
+    full = project_hits(model, "2", x, units, rows, cols, "guided")
+    assert float((fast - full).abs().max()) <= 1e-6 * float(full.abs().max())
+    assert list(checks.values()) == [True]  # three zero references, then hit 3 decided it: the crop is right

@@ -16,7 +16,9 @@ layer fall into few crop shapes (batched together): an *inner* crop of
 ``size + (offset mod stride)`` pixels starting on the grid (clamped to 0 at the
 top/left edge), a *far-edge* crop shared by every box that reaches past the
 bottom/right edge, or the whole axis when a box is as large as the image. The
-caller still verifies each crop shape numerically against the full image.
+caller still verifies each crop shape numerically against the full image, with a
+hit whose full-image projection is not all zeros (a zero one would agree with any
+crop; see :func:`convscope.project.projection._verify_crops`).
 """
 
 from __future__ import annotations

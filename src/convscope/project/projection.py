@@ -11,7 +11,8 @@ Every hit is its own sample of a batch, so many hits share one backward pass.
 With a receptive field, each hit runs on a crop of its image (see
 :mod:`convscope.project.crop`); the worst case of every crop class is checked
 against the full image (value and picture), and a class that differs falls back
-to the full image.
+to the full image. A check counts only when the full image's projection is not all
+zeros (see :func:`_verify_crops`), so a dead unit cannot vouch for a class.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from convscope.errors import ConvscopeError, LayerError
 from convscope.network.device import model_device
 from convscope.network.geometry import ReceptiveField
+from convscope.network.layers import NCHW, to_nchw
 from convscope.network.modes import eval_mode, frozen
 from convscope.project.crop import Crop, plan_crop
 from convscope.project.rules import Rule, check_rule, modified_relus
@@ -40,9 +42,10 @@ CROP_TOLERANCE = 1e-4
 class _Projector:
     """Runs ``model`` to ``layer`` and back for a batch; lives inside the rule and capture contexts."""
 
-    def __init__(self, model: nn.Module, layer: str) -> None:
+    def __init__(self, model: nn.Module, layer: str, dims: tuple[int, int, int] = NCHW) -> None:
         self.model = model
         self.layer = layer
+        self.dims = dims
         self.output: torch.Tensor | None = None
 
     def store(self, name: str, output: torch.Tensor) -> None:
@@ -61,7 +64,7 @@ class _Projector:
                 f"layer {self.layer!r} gives a {self.output.dim()}-d output, not (N, C, H, W)",
                 hint="projections need a convolutional layer (units with rows and cols)",
             )
-        return self.output
+        return to_nchw(self.output, self.dims)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
@@ -137,6 +140,7 @@ def project_hits(
     batch_size: int = 64,
     crop_checks: dict[tuple, bool] | None = None,
     image_ids: Sequence[int] | None = None,
+    dims: tuple[int, int, int] = NCHW,
 ) -> torch.Tensor:
     """Deconvnet or guided-backprop projections of hits, one picture per hit.
 
@@ -151,10 +155,12 @@ def project_hits(
             (faster, same result); ``None`` runs every hit on the full input.
         batch_size: hits per forward/backward pass.
         crop_checks: a dict kept by the caller across calls for the same model,
-            layer and input size: each crop class is then checked against the
-            full image once, not once per call.
+            layer and input size: each crop class is then decided against the
+            full image once (by a check with a non-zero reference), not once per call.
         image_ids: ``(N,)`` which image each input is (equal ids: equal inputs);
             hits on the same image and crop then share one forward pass.
+        dims: the tensor dims of the layer output's units, rows and cols
+            (``LayerInfo.dims``; ``(3, 1, 2)`` for a channels-last layer).
 
     Returns:
         ``(N, 3, H, W)`` projections on ``inputs``' device, zero outside each hit's box.
@@ -184,7 +190,7 @@ def project_hits(
     if len(x_all) == 0:
         return out.to(inputs.device)
     height, width = x_all.shape[-2:]
-    projector = _Projector(model, layer)
+    projector = _Projector(model, layer, dims)
     with eval_mode(model), frozen(model), modified_relus(model, rule), capture(model, [layer], projector.store, stop_after_last=True):
         with torch.no_grad():
             shape = projector.layer_output(x_all[:1]).shape
@@ -246,53 +252,95 @@ def _verify_crops(
     A class is a crop shape together with which of its four sides are image
     edges. Inside a class, the crop's wrong padding can only reach a target from
     a cut side, so the target nearest a cut side is the worst case: one check of
-    that case (value and picture) clears the class. A class that differs by more
-    than :data:`CROP_TOLERANCE` of its magnitude runs on the full image instead.
-    The checks of all classes run batched; ``known`` remembers the verdicts of
-    classes checked before (True: the crop is trusted).
+    that position (value and picture) clears the class. A check counts only when
+    its reference, the projection on the full image, is not all zeros (a dead
+    unit or a zero gradient would agree with any crop): the position is then
+    checked with the next hit's image and unit of the class, in rounds of 1, 2,
+    4, ... hits, until a reference is non-zero. A class whose checks all have
+    non-zero references that agree within :data:`CROP_TOLERANCE` of their
+    magnitude is trusted; one that differs runs on the full image. A class whose
+    every reference is zero is not decided: its hits run on the full image (always
+    right) and it stays unchecked in ``known``, so later hits can decide it.
+    The checks run batched; ``known`` remembers the verdicts of classes decided
+    before (True: the crop is trusted).
     """
     known = {} if known is None else known
     height, width = x_all.shape[-2:]
-    device = x_all.device
     classes: dict[tuple, list[int]] = defaultdict(list)
     for i, c in enumerate(crops):
         if (c.height, c.width) != (height, width):
             classes[(c.height, c.width, *_edges(c, height, width))].append(i)
-    checks = []  # (image index, row, col, crop, class) per class
+    pending: dict[tuple, tuple[int, int, Crop, list[int]]] = {}  # class -> worst position, its crop, hits left
     for key, members in classes.items():
         if key in known:
             continue
         _, _, top_edge, left_edge, bottom_edge, right_edge = key
         row = int(rows[_worst(crops, members, True, top_edge, bottom_edge)])
         col = int(cols[_worst(crops, members, False, left_edge, right_edge)])
-        checks.append((members[0], row, col, plan_crop(rf, row, col, height, width), key))
+        pending[key] = (row, col, plan_crop(rf, row, col, height, width), list(members))
+    take = 1
+    while pending:
+        checks = []  # (class, hit whose image and unit are used, row, col, crop)
+        for key, (row, col, crop, left) in pending.items():
+            checks += [(key, i, row, col, crop) for i in left[:take]]
+            del left[:take]
+        verdicts: dict[tuple, list[bool]] = defaultdict(list)
+        for (key, *_), outcome in zip(checks, _run_checks(projector, x_all, units, checks, batch_size)):
+            if outcome is not None:
+                verdicts[key].append(outcome)
+        for key in list(pending):
+            if verdicts[key]:
+                known[key] = all(verdicts[key])
+                if not known[key]:
+                    logger.info("crop %s differs from the full image; using the full image for its class", pending[key][2])
+                del pending[key]
+            elif not pending[key][3]:
+                logger.info("every reference projection of crop %s is zero; its hits use the full image", pending[key][2])
+                del pending[key]
+        take *= 2
+    for key, members in classes.items():
+        if not known.get(key, False):
+            for j in members:
+                crops[j] = _full(height, width, int(rows[j]), int(cols[j]))
+
+
+def _run_checks(
+    projector: _Projector, x_all: torch.Tensor, units: torch.Tensor, checks: list[tuple], batch_size: int
+) -> list[bool | None]:
+    """Per check ``(class, hit, row, col, crop)``: True if the crop gives the full image's value and
+    picture, False if not, None if both pictures are all zeros (the check proves nothing)."""
+    device = x_all.device
+    outcomes: list[bool | None] = []
     for start in range(0, len(checks), batch_size):
         chunk = checks[start : start + batch_size]
-        idx = [i for i, *_ in chunk]
+        idx = [check[1] for check in chunk]
         full, full_value = projector.backprop(
             x_all[idx],
             units[idx],
-            torch.tensor([check[1] for check in chunk], device=device),
             torch.tensor([check[2] for check in chunk], device=device),
+            torch.tensor([check[3] for check in chunk], device=device),
         )
-        for k, (i, _, _, crop, key) in enumerate(chunk):
+        by_crop: dict[Crop, list[int]] = defaultdict(list)  # checks on one crop run as one batch
+        for k, check in enumerate(chunk):
+            by_crop[check[4]].append(k)
+        results: dict[int, bool | None] = {}
+        for crop, ks in by_crop.items():
             part, part_value = projector.backprop(
-                _cut(x_all, [i], [crop]),
-                units[i : i + 1],
-                torch.tensor([crop.row], device=device),
-                torch.tensor([crop.col], device=device),
+                _cut(x_all, [idx[k] for k in ks], [crop] * len(ks)),
+                units[[idx[k] for k in ks]],
+                torch.full((len(ks),), crop.row, device=device),
+                torch.full((len(ks),), crop.col, device=device),
             )
-            pasted = torch.zeros_like(full[k])
-            pasted[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width] = part[0]
-            picture_ok = float((pasted - full[k]).abs().max()) <= CROP_TOLERANCE * float(full[k].abs().max())
-            value_ok = float((part_value[0] - full_value[k]).abs()) <= CROP_TOLERANCE * float(full_value[k].abs())
-            known[key] = picture_ok and value_ok
-            if not (picture_ok and value_ok):
-                logger.info("crop %s differs from the full image; using the full image for its class", crop)
-    for key, members in classes.items():
-        if not known[key]:
-            for j in members:
-                crops[j] = _full(height, width, int(rows[j]), int(cols[j]))
+            for j, k in enumerate(ks):
+                pasted = torch.zeros_like(full[k])
+                pasted[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width] = part[j]
+                reference = float(full[k].abs().max())
+                picture_ok = float((pasted - full[k]).abs().max()) <= CROP_TOLERANCE * reference
+                value_ok = float((part_value[j] - full_value[k]).abs()) <= CROP_TOLERANCE * float(full_value[k].abs())
+                agree = picture_ok and value_ok
+                results[k] = None if agree and reference == 0.0 else agree
+        outcomes += [results[k] for k in range(len(chunk))]
+    return outcomes
 
 
 def _edges(c: Crop, height: int, width: int) -> tuple[bool, bool, bool, bool]:
