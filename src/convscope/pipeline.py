@@ -12,21 +12,20 @@ import torch
 from torch.utils.data import Subset
 
 from convscope.atlas.build import RenderOptions, write_atlas
+from convscope.atlas.writer import check_out
 from convscope.data import ImageDataset, failure_reason, find_images, make_loader, open_rgb
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
-from convscope.network.layers import select_layers
+from convscope.network.layers import NCHW, select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.project.occlusion import ClassTarget, UnitTarget, occlusion_map, render_occlusion, target_values
 from convscope.scan import resume as scan_resume
-from convscope.scan.scan import ScanState, scan
+from convscope.scan.scan import ScanState, scan, signature_sample
 
 #: Images between two saves of the scan state (a rerun resumes from the last one).
 CHECKPOINT_EVERY = 2000
-#: Images whose activations tell units apart (see render.selection).
-SIGNATURE_IMAGES = 256
 
 
 def make_atlas(
@@ -77,6 +76,7 @@ def make_atlas(
         raise ConvscopeError(f"batch size must be at least 1, got {batch_size}")
     if projection not in (None, "deconvnet", "guided"):
         raise ConvscopeError(f"unknown projection {projection!r}", hint="use 'deconvnet', 'guided' or None")
+    check_out(Path(out))  # before the scan: a folder that is not ours fails now, not an hour later
     network = model if isinstance(model, Network) else load_network(model, weights, preprocess=preprocess)
     if isinstance(model, Network) and preprocess is not None:
         network = replace(network, preprocess=preprocess)
@@ -85,7 +85,7 @@ def make_atlas(
     image_list = find_images(Path(images))
     infos = select_layers(network.model, layers, network.preprocess.input_size)
     pairs = [(info.name, info.units) for info in infos]
-    state = ScanState(pairs, k, SIGNATURE_IMAGES, model_device(network.model))
+    state = ScanState(pairs, k, signature_sample(len(image_list.paths)), model_device(network.model))
     saved, digest = scan_resume.state_file(Path(out)), scan_resume.fingerprint(network, infos, image_list, k)
     if scan_resume.start(saved, digest, state, resume=resume):
         warnings.warn(f"resuming an interrupted scan at image {state.seen} of {len(image_list)}", ConvscopeWarning, stacklevel=2)
@@ -102,6 +102,7 @@ def make_atlas(
         state=state,
         checkpoint=lambda s: scan_resume.save(saved, digest, s),
         checkpoint_every=CHECKPOINT_EVERY,
+        layouts={info.name: info.dims for info in infos if info.dims is not None and info.dims != NCHW},
     )
     if state.seen >= CHECKPOINT_EVERY:  # a long scan: keep it until the atlas is written
         scan_resume.save(saved, digest, state)
@@ -111,6 +112,15 @@ def make_atlas(
     skipped = len(image_list.skipped) + len(result.failed)
     if skipped:
         warnings.warn(f"{skipped} files were skipped (listed in the atlas manifest)", ConvscopeWarning, stacklevel=2)
+    nonfinite = {name: int(layer.nonfinite.sum()) for name, layer in result.layers.items() if layer.nonfinite.any()}
+    if nonfinite:
+        warnings.warn(
+            "NaN or infinite activations were left out of the hits and means ("
+            + ", ".join(f"{name}: {count}" for name, count in nonfinite.items())
+            + "; counted per layer in the manifest)",
+            ConvscopeWarning,
+            stacklevel=2,
+        )
     if result.image_count < k:
         warnings.warn(
             f"only {result.image_count} images were scanned, fewer than k={k}: units get {result.image_count} hits",
@@ -180,8 +190,7 @@ def occlude(
     pixels = np.array(frame, dtype=np.uint8)  # a writable copy for torch
     size = size or max(1, min(network.preprocess.input_size) // 7)
     stride = stride or max(1, size // 4)
-    device = model_device(network.model)
-    x = network.preprocess.normalize(torch.from_numpy(pixels).permute(2, 0, 1)[None].to(device))
+    x = network.model_input(torch.from_numpy(pixels).permute(2, 0, 1)[None])
     values = occlusion_map(network.model, x, target=target, size=size, stride=stride)
     baseline = float(target_values(network.model, x, target)[0])
     row, col = divmod(int(torch.argmin(values)), values.shape[1])

@@ -166,3 +166,16 @@ def test_demo_checks_its_out_folder_before_training(tmp_path: Path, monkeypatch:
     err = capsys.readouterr().err
     assert "not a convscope atlas" in err and "AssertionError" not in err
     assert tree_digest(out) == before and not (tmp_path / "cache").exists()
+
+
+def test_make_atlas_refuses_a_foreign_out_before_loading_or_scanning(tmp_path, monkeypatch):
+    import convscope.pipeline as pipeline
+
+    out = tmp_path / "app"
+    out.mkdir()
+    _web_app(out)
+    before = tree_digest(out)
+    monkeypatch.setattr(pipeline, "load_network", lambda *a, **k: pytest.fail("the model was loaded before --out was checked"))
+    with pytest.raises(AtlasError, match="not a convscope atlas"):
+        pipeline.make_atlas("torchvision:alexnet", tmp_path / "images", out)
+    assert tree_digest(out) == before
