@@ -34,6 +34,12 @@ LayerSpec = tuple[str, int, int, int]
 #: grid_png(layer_index, unit, projection) -> PNG bytes
 GridPng = Callable[[int, int, bool], bytes]
 
+#: The second layer's units come from two branches with different fields (a channel concatenation).
+PER_UNIT_FIELDS = [
+    {"units": [0, 2], "size": [3, 3], "stride": [2, 2], "offset": [-1, -1]},
+    {"units": [2, 5], "size": [7, 7], "stride": [2, 2], "offset": [-3, -3]},
+]
+
 
 def rank_colour(rank: int, projection: bool = False) -> tuple[int, int, int]:
     """A colour that differs for every rank below 16 and between patch and projection grids."""
@@ -116,6 +122,7 @@ def make_atlas(
             "type": "Conv2d",
             "shape": [units, rows, cols],
             "receptive_field": {"size": [11, 11], "stride": [4, 4], "offset": [-2, -2]} if index % 2 == 0 else None,
+            "receptive_fields": PER_UNIT_FIELDS if index == 1 else None,
             "units": units,
             "overview_units": list(range(min(units, 3))),
             "hits": hits_path,

@@ -269,3 +269,9 @@ def test_viewer_over_the_atlas_server(browser, atlas: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_per_unit_fields_are_listed_by_runs_of_units(watched: Watched) -> None:
+    page = watched.open()
+    row = page.locator("tr", has_text="features.3").first.inner_text()
+    assert "per unit: units 0–1: 3×3, stride 2×2, offset -1,-1; units 2–4: 7×7, stride 2×2, offset -3,-3" in row

@@ -128,10 +128,18 @@
     return Array.isArray(layer.shape) ? `${layer.shape[0]} × ${layer.shape[1]} × ${layer.shape[2]}` : "?";
   }
 
+  function fieldText(rf) {
+    const mode = rf.padding && rf.padding !== "zeros" ? `, ${rf.padding} padding` : "";
+    if (rf.stride[0] === 0 && rf.stride[1] === 0) return `whole image${mode}`;
+    return `${rf.size[0]}×${rf.size[1]}, stride ${rf.stride[0]}×${rf.stride[1]}, offset ${rf.offset[0]},${rf.offset[1]}${mode}`;
+  }
+
+  /* The layer's field; a layer whose units come from branches with different fields lists its runs. */
   function describeField(layer) {
-    const rf = layer.receptive_field;
-    if (!rf) return "whole input (not local)";
-    return `${rf.size[0]}×${rf.size[1]}, stride ${rf.stride[0]}×${rf.stride[1]}, offset ${rf.offset[0]},${rf.offset[1]}`;
+    if (layer.receptive_field) return fieldText(layer.receptive_field);
+    const runs = layer.receptive_fields;
+    if (!Array.isArray(runs) || !runs.length) return "whole input (not local)";
+    return "per unit: " + runs.map((r) => `units ${r.units[0]}–${r.units[1] - 1}: ${fieldText(r)}`).join("; ");
   }
 
   function renderHeader() {
