@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from convscope.errors import GeometryError, LayerError
-from convscope.network.geometry import Box, ReceptiveField, UnitFields, receptive_fields, unit_geometry
+from convscope.network.geometry import Box, ReceptiveField, receptive_fields, unit_geometry
 
 RF = ReceptiveField
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convscope.network.geometry import ReceptiveField, UnitFields, receptive_fields
+from convscope.network.geometry import ReceptiveField, UnitFields
 from convscope.network.rf_algebra import fold
 from network.test_geometry import assert_matches_gradient, uniform_fields
 

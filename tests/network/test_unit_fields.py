@@ -107,6 +107,70 @@ def test_depthwise_grouped_shuffled_sliced_and_added_channels():
     assert_matches_gradient(model, ["cat", "dw", "added", "pair"], (12, 12), units=[7])
 
 
+class Mixers(nn.Module):
+    """A two-field tensor through operators that keep or unite its channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.linear = nn.Linear(8, 5)
+        self.norm = nn.LayerNorm(8)
+        self.taps = nn.ModuleDict({k: nn.Identity() for k in ("bn", "softmax", "mean", "nhwc", "linear", "norm", "flat")})
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], 1)
+        t = self.taps
+        nhwc = t["nhwc"](y.permute(0, 2, 3, 1))
+        n, c, h, w = y.shape
+        flat = y.reshape(n, c * h, w).reshape(n, c, h, w)
+        outs = [t["bn"](self.bn(y)), t["softmax"](torch.softmax(y, 1)), t["mean"](y.mean(1, keepdim=True)),
+                t["linear"](self.linear(nhwc)), t["norm"](self.norm(nhwc)), t["flat"](flat)]
+        return sum(o.sum() for o in outs)
+
+
+def test_channel_mixing_ops_unite_and_channel_wise_ops_keep():
+    model = Mixers()
+    geometry = unit_geometry(model, ["taps.bn", "taps.softmax", "taps.mean", "taps.nhwc", "taps.linear", "taps.norm", "taps.flat"], (9, 9))
+    two = fields_of([(0, 4, ONE), (4, 8, THREE)])
+    assert geometry["taps.bn"] == (two, (1, 2, 3))  # eval batch norm: per channel
+    assert geometry["taps.nhwc"] == (two, (3, 1, 2))
+    for name in ("taps.softmax", "taps.mean"):
+        assert geometry[name][0].uniform == THREE, name
+    assert geometry["taps.linear"] == (UnitFields.of(THREE, 5), (3, 1, 2))
+    assert geometry["taps.norm"] == (UnitFields.of(THREE, 8), (3, 1, 2))
+    assert geometry["taps.flat"] == (None, None)  # a view merging per-channel fields with rows
+    assert_matches_gradient(model, ["taps.bn", "taps.softmax", "taps.mean"], (9, 9), units=[0])
+    assert_matches_gradient(model, ["taps.linear", "taps.norm", "taps.nhwc"], (9, 9), units=[0, 4], dims=(3, 1, 2))
+
+
+class Shuffled(nn.Module):
+    """A ShuffleNet-V2 unit: half the channels kept, half through a branch, then shuffled by views."""
+
+    def __init__(self, functional: bool) -> None:
+        super().__init__()
+        self.functional = functional
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.branch = nn.Conv2d(4, 4, 3, padding=1)
+        self.out = nn.Identity()
+
+    def forward(self, x):
+        x1, x2 = self.stem(x).chunk(2, dim=1)
+        y = torch.cat([x1, self.branch(x2)], 1)
+        if self.functional:
+            return self.out(nn.functional.channel_shuffle(y, 2))
+        n, c, h, w = y.shape  # torchvision's shufflenetv2.channel_shuffle
+        return self.out(y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w))
+
+
+def test_channel_shuffle_by_views_is_exact():
+    by_op = receptive_fields(Shuffled(True), ["out"], (10, 10))["out"]
+    by_views = receptive_fields(Shuffled(False), ["out"], (10, 10))["out"]
+    assert by_op == by_views and [by_views.field(i) for i in range(8)] == [ONE, THREE] * 4
+    assert_matches_gradient(Shuffled(False), ["out"], (10, 10), units=[0, 1, 6, 7])
+    assert by_views.text() == "8 unit ranges: 1 s1 o0 | 3 s1 o-1"
+
+
 # ----------------------------------------------------------------- real networks
 
 
@@ -117,6 +181,17 @@ def test_squeezenet_fire_halves():
     fields = receptive_fields(model, ["features.3"], (65, 65))["features.3"]
     assert fields == fields_of([(0, 64, RF((11, 11), (4, 4), (0, 0))), (64, 128, RF((19, 19), (4, 4), (-4, -4)))])
     assert_matches_gradient(model.features, ["3"], (65, 65), units=[5, 100])  # 65: conv1 reaches the last row
+
+
+@pytest.mark.slow
+def test_shufflenet_units_alternate_after_the_shuffle():
+    # stage2.0: conv1 k3 s2 p1 (3, 2, -1); pool k3 s2 p1 (7, 4, -3); both branches end (15, 8, -7).
+    # stage2.1: the kept half (15, 8, -7); the branch (1x1, dw k3 p1, 1x1) (31, 8, -15); shuffled: alternate.
+    model = torchvision.models.shufflenet_v2_x0_5()
+    fields = receptive_fields(model, ["stage2.1"], (64, 64))["stage2.1"]
+    kept, branch = RF((15, 15), (8, 8), (-7, -7)), RF((31, 31), (8, 8), (-15, -15))
+    assert [fields.field(u) for u in range(48)] == [kept, branch] * 24
+    assert_matches_gradient(model, ["stage2.1"], (64, 64), units=[0, 1, 46, 47])
 
 
 @pytest.mark.slow
@@ -194,6 +269,17 @@ def test_tokens_and_unknown_layouts_are_refused_clearly():
     with pytest.raises(LayerError, match="layout is not known"):
         select_layers(model, ["lost"], (16, 16))
     assert [i.name for i in select_layers(model, ["up"], (16, 16))] == ["up"]
+
+
+def test_squeeze_excitation_layers_keep_their_layout():
+    # global fields: the layout survives the pool, the 1x1 convs on (N, C, 1, 1) and the gate.
+    model = torchvision.models.mobilenet_v3_small()
+    names = ["features.1.block.1.avgpool", "features.1.block.1.fc2", "features.1.block.1.scale_activation", "features.1"]
+    geometry = unit_geometry(model, names, (64, 64))
+    assert all(dims == (1, 2, 3) for _, dims in geometry.values()), geometry
+    assert all(fields.uniform == RF((64, 64), (0, 0), (0, 0)) for fields, _ in geometry.values())
+    infos = {i.name: i for i in select_layers(model, names, (64, 64))}
+    assert infos["features.1.block.1.scale_activation"].shape == (16, 1, 1)
 
 
 def test_default_layers_skip_convs_that_never_run():

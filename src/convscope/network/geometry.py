@@ -169,11 +169,16 @@ class UnitFields:
     def from_list(cls, items: Sequence[dict[str, Any]]) -> "UnitFields":
         return cls(tuple((int(d["units"][0]), int(d["units"][1]), ReceptiveField.from_dict(d)) for d in items))
 
-    def text(self) -> str:
-        """Short display: the one field, or ``units 0-63: 1 s2 o0; 64-127: 3 s2 o-1``."""
+    def text(self, limit: int = 4) -> str:
+        """Short display: the one field; ``units 0-63: 11 s4 o0; 64-127: 19 s4 o-4``; past
+        ``limit`` ranges only the distinct fields: ``48 unit ranges: 15 s8 o-7 | 31 s8 o-15``."""
         if self.uniform is not None:
             return self.uniform.text()
-        return "units " + "; ".join(f"{start}-{stop - 1}: {field.text()}" for start, stop, field in self.ranges)
+        if len(self.ranges) > limit:
+            distinct = list(dict.fromkeys(field.text() for _, _, field in self.ranges))
+            return f"{len(self.ranges)} unit ranges: " + " | ".join(distinct)
+        span = lambda a, b: str(a) if b == a + 1 else f"{a}-{b - 1}"  # noqa: E731
+        return "units " + "; ".join(f"{span(start, stop)}: {field.text()}" for start, stop, field in self.ranges)
 
 
 def receptive_fields(
@@ -250,7 +255,7 @@ def _unit_fields(
         if dims is None:  # the same box for all units; their count assumes NCHW
             return (UnitFields.of(field, output.shape[1]) if output.dim() == 4 else None), None
         return UnitFields.of(field, output.shape[dims[0]]), dims
-    if not isinstance(geom, Local) or output.dim() != 4 or geom.merged:
+    if not isinstance(geom, Local) or output.dim() != 4 or geom.merged or geom.inner is not None:
         return None, None
     dims = _unit_dims(geom.dims, 4)
     if dims is None or geom.chan not in (None, dims[0]):

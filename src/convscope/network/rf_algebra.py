@@ -12,12 +12,12 @@
 - :data:`UNKNOWN`: no exact answer.
 
 The functions here are pure; :mod:`convscope.network.rf_channels` has the channel-dim
-rules and :mod:`convscope.network.rf_ops` applies both to the operators of a forward pass.
+rules, :mod:`convscope.network.rf_views` the reshapes, :mod:`convscope.network.rf_padding`
+the pads; :mod:`convscope.network.rf_ops` applies them to the operators of a forward pass.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -65,6 +65,9 @@ class Local:
     merged into one dim (row-major, index ``row * cols + col``). ``hw`` is the map
     height and width. ``segments`` cover the ``chan`` dim in order; with one
     segment ``chan`` is ``None`` and its ``units`` is 0 (build through :func:`make`).
+    While a view splits the channel dim in two (a channel shuffle written as
+    view-transpose-view), ``inner`` is the dim of the inner index; only views,
+    permutes and single-input elementwise operators accept such a field.
     """
 
     segments: tuple[Segment, ...]
@@ -72,6 +75,7 @@ class Local:
     hw: tuple[int, int]
     chan: int | None = None
     padding: str = "zeros"
+    inner: int | None = None  # the channel index split over two dims: chan * size(inner) + inner
 
     @property
     def merged(self) -> bool:
@@ -302,57 +306,25 @@ def broadcast(geom: Geometry, in_shape: Sequence[int], out_shape: Sequence[int])
     if shift < 0 or any(in_shape[d] != out_shape[d + shift] for d in kept):
         return UNKNOWN  # a spatial dim was stretched from size 1: not affine
     chan = geom.chan + shift if geom.chan is not None else None
-    return replace(geom, dims=dims, chan=chan)
+    inner = geom.inner + shift if geom.inner is not None else None
+    if inner is not None and in_shape[geom.inner] != out_shape[inner]:  # type: ignore[index]
+        return UNKNOWN
+    return replace(geom, dims=dims, chan=chan, inner=inner)
 
 
 # --------------------------------------------------------------------- shape rules
-
-
-def _row_major(shape: Sequence[int], dim: int) -> int:
-    return math.prod(shape[dim + 1 :])
-
-
-def reshape(geom: Local, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
-    """Follow rows, cols and the channel dim through a view/reshape/flatten/squeeze (row-major).
-
-    A dim of the output carries the rows if it has the rows' size and the same
-    row-major stride: the row index is then the same digit of the flat index. A
-    per-channel field needs its channel dim kept the same way (else UNKNOWN).
-    """
-    spatial = _reshape_spatial(geom, in_shape, out_shape)
-    if not isinstance(spatial, Local) or geom.chan is None:
-        return spatial
-    size, step = in_shape[geom.chan], _row_major(in_shape, geom.chan)
-    for j, n in enumerate(out_shape):
-        if n == size and _row_major(out_shape, j) == step and j not in spatial.dims:
-            return replace(spatial, chan=j)
-    return UNKNOWN
-
-
-def _reshape_spatial(geom: Local, in_shape: Sequence[int], out_shape: Sequence[int]) -> Geometry:
-    height, width = geom.hw
-    col_step = _row_major(in_shape, geom.dims[1])
-    row_step = col_step * width if geom.merged else _row_major(in_shape, geom.dims[0])
-    rows = [j for j, n in enumerate(out_shape) if n == height and _row_major(out_shape, j) == row_step]
-    cols = [j for j, n in enumerate(out_shape) if n == width and _row_major(out_shape, j) == col_step]
-    for r in rows:
-        for c in cols:
-            if r != c:
-                return replace(geom, dims=(r, c))
-    if row_step == col_step * width:
-        for j, n in enumerate(out_shape):
-            if n == height * width and _row_major(out_shape, j) == col_step:
-                return replace(geom, dims=(j, j))
-    return UNKNOWN
 
 
 def move_dims(geom: Local, mapping: Callable[[int], int | None]) -> Geometry:
     """Renumber dims with ``mapping(old) -> new`` (``None``: the dim is gone)."""
     new = (mapping(geom.dims[0]), mapping(geom.dims[1]))
     chan = mapping(geom.chan) if geom.chan is not None else None
+    inner = mapping(geom.inner) if geom.inner is not None else None
     if new[0] is None or new[1] is None or (geom.chan is not None and chan is None):
         return UNKNOWN
-    return replace(geom, dims=(new[0], new[1]), chan=chan)
+    if geom.inner is not None and inner is None:
+        return UNKNOWN
+    return replace(geom, dims=(new[0], new[1]), chan=chan, inner=inner)
 
 
 def shift_axis(geom: Local, dim: int, start: int, step: int, out_size: int) -> Geometry:

@@ -10,7 +10,6 @@ reduction over channels).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from convscope.network.rf_algebra import (
     UNKNOWN,
@@ -21,7 +20,6 @@ from convscope.network.rf_algebra import (
     Segment,
     make,
     move_dims,
-    segment_at,
     unite_axes,
     union,
 )

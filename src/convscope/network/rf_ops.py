@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from convscope.network import rf_channels as channels
@@ -35,13 +33,13 @@ from convscope.network.rf_algebra import (
     UNKNOWN,
     broadcast,
     move_dims,
-    reshape,
     shift_axis,
     sliding_window,
     to_global,
     union,
 )
-from convscope.network.rf_padding import pad
+from convscope.network.rf_padding import PAD_MODES, CircularPad, pad_rule
+from convscope.network.rf_views import reshape
 
 aten = torch.ops.aten
 
@@ -82,7 +80,9 @@ REDUCTIONS = frozenset(
     "mean sum amax amin max min var std var_mean std_mean logsumexp linalg_vector_norm norm prod "
     "argmax argmin any all _softmax _log_softmax softmax log_softmax".split()
 )
+#: Operators that follow a channel dim split in two by a view (the rest give UNKNOWN).
 RESHAPES = frozenset("view _unsafe_view reshape view_copy flatten unflatten squeeze unsqueeze _reshape_alias".split())
+SPLIT_SAFE = frozenset("permute transpose t expand".split()) | RESHAPES
 
 
 class GeometryMode(TorchDispatchMode):
@@ -108,7 +108,7 @@ class GeometryMode(TorchDispatchMode):
         self._table: dict[int, tuple[torch.Tensor, Geometry]] = {}
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        self._functions = _CircularPad(self)
+        self._functions = CircularPad(self)
         entered = super().__enter__()
         self._functions.__enter__()
         return entered
@@ -162,11 +162,16 @@ class GeometryMode(TorchDispatchMode):
         if all(isinstance(g, Global) for g in geoms):
             if pointwise:  # rows and cols stay where they are (broadcast to the output)
                 geoms = [broadcast(self.geometry(t), t.shape, outputs[0].shape) for t in inputs]
-            else:
-                geoms = [Global(g.box) for g in geoms]  # type: ignore[union-attr]
+            else:  # rows and cols are the last two dims after a conv, pool or norm, else not known
+                nchw = _RULES.get(name) in (_conv, _pool, _adaptive, _batch_norm, _group_norm)
+                last = (outputs[0].dim() - 2, outputs[0].dim() - 1) if nchw and outputs[0].dim() >= 3 else None
+                geoms = [Global(g.box, last) for g in geoms]  # type: ignore[union-attr]
             return [union(geoms, self.image)] * len(outputs)  # type: ignore[arg-type, list-item]
         if any(g is UNKNOWN for g in geoms):
             return [UNKNOWN] * len(outputs)
+        if any(isinstance(g, Local) and g.inner is not None for g in geoms):  # a channel dim split in two
+            if not (name in SPLIT_SAFE or (pointwise and len(inputs) == 1)):
+                return [UNKNOWN] * len(outputs)
         a = _bind(func, args, kwargs)
         a["__name__"] = name
         first = outputs[0]
@@ -188,29 +193,6 @@ class GeometryMode(TorchDispatchMode):
         if others:  # e.g. a kernel computed from the input: fine only when it is global
             result = UNKNOWN if any(isinstance(o, Local) for o in others) else union([result, *others], self.image)  # type: ignore[list-item]
         return [result] * len(outputs)  # type: ignore[list-item]
-
-
-class _CircularPad(TorchFunctionMode):
-    """``F.pad(mode='circular')`` decomposes into copies between slices of a new tensor,
-    which the dispatch rules cannot follow; its geometry is set here, from the call."""
-
-    def __init__(self, mode: GeometryMode) -> None:
-        super().__init__()
-        self.mode = mode
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        if func not in (F.pad, torch._C._nn.pad):
-            return out
-        names = ("input", "pad", "mode")
-        a = {**dict(zip(names, args)), **kwargs}
-        geom = self.mode.geometry(a["input"])
-        if a.get("mode") == "circular" and isinstance(out, torch.Tensor) and geom is not None:
-            if isinstance(geom, Local):
-                geom = pad(geom, list(a["pad"]), a["input"].shape, out.shape, "circular", self.mode.image)
-            self.mode.track(out, geom)
-        return out
 
 
 def _tensors(values: Sequence[object]) -> list[torch.Tensor]:
@@ -265,20 +247,6 @@ def _adaptive(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list
         kernel = [i // o for i, o in zip(in_hw, out_hw)]
         return sliding_window(g, x.dim(), out_hw, kernel, kernel, [0, 0], [1, 1], mode.image)
     return UNKNOWN
-
-
-#: Padding operators and the fill they use (``pad`` names its mode).
-PAD_MODES = {
-    "constant_pad_nd": "zeros", "reflection_pad1d": "reflect", "reflection_pad2d": "reflect",
-    "reflection_pad3d": "reflect", "replication_pad1d": "replicate", "replication_pad2d": "replicate",
-    "replication_pad3d": "replicate", "_pad_circular": "circular",
-}
-
-
-def _pad(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
-    name = a["__name__"]
-    fill = PAD_MODES.get(name) or {"constant": "zeros"}.get(a.get("mode") or "constant", a.get("mode"))
-    return pad(g, list(a["pad"] if "pad" in a else a["padding"]), x.shape, outs[0].shape, fill, mode.image)
 
 
 def _slice(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
@@ -407,7 +375,7 @@ _RULES: dict[str, Rule] = {
     **{n: _conv for n in ("convolution", "conv2d", "_convolution", "convolution_overrideable")},
     **{n: _pool for n in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "mkldnn_max_pool2d")},
     **{n: _adaptive for n in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")},
-    **{n: _pad for n in (*PAD_MODES, "pad")},
+    **{n: pad_rule for n in (*PAD_MODES, "pad")},
     "channel_shuffle": _shuffle,
     "native_channel_shuffle": _shuffle,
     "slice": _slice,

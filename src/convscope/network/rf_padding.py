@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from convscope.network.rf_algebra import UNKNOWN, Axis, Geometry, Local, shift_axis, with_padding
 
@@ -68,3 +73,41 @@ def pad(
                 return shifted
             geom = shifted
     return geom
+
+
+#: Padding operators and the fill they use (``pad`` names its mode).
+PAD_MODES = {
+    "constant_pad_nd": "zeros", "reflection_pad1d": "reflect", "reflection_pad2d": "reflect",
+    "reflection_pad3d": "reflect", "replication_pad1d": "replicate", "replication_pad2d": "replicate",
+    "replication_pad3d": "replicate", "_pad_circular": "circular",
+}
+
+
+def pad_rule(mode: Any, g: Local, x: torch.Tensor, a: dict, outs: list) -> Geometry:
+    """The dispatch rule of the padding operators (``mode``: the GeometryMode)."""
+    name = a["__name__"]
+    fill = PAD_MODES.get(name) or {"constant": "zeros"}.get(a.get("mode") or "constant", a.get("mode"))
+    return pad(g, list(a["pad"] if "pad" in a else a["padding"]), x.shape, outs[0].shape, fill, mode.image)
+
+
+class CircularPad(TorchFunctionMode):
+    """``F.pad(mode='circular')`` decomposes into copies between slices of a new tensor,
+    which the dispatch rules cannot follow; its geometry is set here, from the call."""
+
+    def __init__(self, mode: Any) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func not in (F.pad, torch._C._nn.pad):
+            return out
+        names = ("input", "pad", "mode")
+        a = {**dict(zip(names, args)), **kwargs}
+        geom = self.mode.geometry(a["input"])
+        if a.get("mode") == "circular" and isinstance(out, torch.Tensor) and geom is not None:
+            if isinstance(geom, Local):
+                geom = pad(geom, list(a["pad"]), a["input"].shape, out.shape, "circular", self.mode.image)
+            self.mode.track(out, geom)
+        return out
