@@ -70,6 +70,7 @@ class Branches(nn.Module):
         self.added = nn.Identity()
         self.sliced = nn.Identity()
         self.pair = nn.Identity()
+        self.twice = nn.Identity()
 
     def forward(self, x):
         y = self.cat(torch.cat([self.a(x), self.b(x)], 1))
@@ -77,8 +78,9 @@ class Branches(nn.Module):
         g = self.grouped(d)
         s = self.shuffle(y)
         p = torch.cat([self.a(x)[:, :2], self.b(x)[:, :2], self.b(x)], 1)  # 2 + 6 channels
+        t = self.twice(torch.cat([y, s[:, :3], d], 1))  # three per-channel parts of different lengths
         q = torch.cat([self.tall(x)[:, :5], self.a(x)[:, :3]], 1)  # 5 + 3 channels
-        return g.sum() + s.sum() + self.added(y + self.tall(x)).sum() + self.sliced(y[:, 3:6]).sum() + self.pair(p + q).sum()
+        return t.sum() + g.sum() + s.sum() + self.added(y + self.tall(x)).sum() + self.sliced(y[:, 3:6]).sum() + self.pair(p + q).sum()
 
 
 ONE, THREE = RF((1, 1), (1, 1), (0, 0)), RF((3, 3), (1, 1), (-1, -1))
@@ -86,7 +88,7 @@ ONE, THREE = RF((1, 1), (1, 1), (0, 0)), RF((3, 3), (1, 1), (-1, -1))
 
 def test_depthwise_grouped_shuffled_sliced_and_added_channels():
     model = Branches()
-    layers = ["cat", "dw", "grouped", "shuffle", "added", "sliced", "pair"]
+    layers = ["cat", "dw", "grouped", "shuffle", "added", "sliced", "pair", "twice"]
     fields = receptive_fields(model, layers, (12, 12))
     assert fields["cat"] == fields_of([(0, 4, ONE), (4, 8, THREE)])
     # depthwise k3 p1: each channel grows by 2 on its own.
@@ -102,6 +104,11 @@ def test_depthwise_grouped_shuffled_sliced_and_added_channels():
     assert fields["pair"] == fields_of(
         [(0, 2, RF((5, 1), (1, 1), (-2, 0))), (2, 5, RF((5, 3), (1, 1), (-2, -1))), (5, 8, THREE)]
     )
+    five = RF((5, 5), (1, 1), (-2, -2))
+    assert fields["twice"] == fields_of(
+        [(0, 4, ONE), (4, 8, THREE), (8, 9, ONE), (9, 10, THREE), (10, 11, ONE), (11, 15, THREE), (15, 19, five)]
+    )
+    assert_matches_gradient(model, ["twice"], (12, 12), units=[8, 9, 14, 15])
     assert_matches_gradient(model, layers, (12, 12), units=[0, 1, 2])
     assert_matches_gradient(model, ["cat", "dw", "grouped", "shuffle", "added", "pair"], (12, 12), units=[3, 4, 5])
     assert_matches_gradient(model, ["cat", "dw", "added", "pair"], (12, 12), units=[7])

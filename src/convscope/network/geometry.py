@@ -270,6 +270,8 @@ def _unit_fields(
         )
         ranges.append((start, stop, field))
         start = stop
+    if start != units:  # the channel runs do not cover the units: know nothing rather than guess
+        return None, None
     return UnitFields(tuple(ranges)), dims
 
 

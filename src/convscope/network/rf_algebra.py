@@ -188,6 +188,14 @@ def _inside(g: Local, image: tuple[int, int]) -> bool:
     return True
 
 
+def common_padding(parts: Sequence[Local], image: tuple[int, int]) -> str | None:
+    """The padding mode of fields seen together; ``None`` when two differ where it matters."""
+    modes = {p.padding for p in parts if not _inside(p, image)}
+    if len(modes) > 1:
+        return None
+    return modes.pop() if modes else parts[0].padding
+
+
 def with_padding(g: Local, mode: str, image: tuple[int, int]) -> Local | None:
     """``g`` read with padding ``mode``; ``None`` when its own mode differs and matters."""
     if g.padding == mode:
@@ -275,10 +283,9 @@ def union(parts: Sequence[Geometry], image: tuple[int, int]) -> Geometry | None:
     chans = {p.chan for p in locals_ if p.chan is not None}
     if len(chans) > 1 or any(p.dims != first.dims or p.hw != first.hw for p in locals_):
         return UNKNOWN
-    modes = {p.padding for p in locals_ if not _inside(p, image)}
-    if len(modes) > 1:
+    mode = common_padding(locals_, image)
+    if mode is None:
         return UNKNOWN
-    mode = modes.pop() if modes else first.padding
     ends = [boundaries(p) for p in locals_ if not p.uniform]
     if ends and any(e[-1] != ends[0][-1] for e in ends):
         return UNKNOWN

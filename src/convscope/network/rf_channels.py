@@ -18,6 +18,7 @@ from convscope.network.rf_algebra import (
     Global,
     Local,
     Segment,
+    common_padding,
     make,
     move_dims,
     unite_axes,
@@ -88,14 +89,14 @@ def concat(parts: Sequence[tuple[Geometry | None, int]], dim: int, image: tuple[
         return UNKNOWN
     if dim in first.dims:
         return UNKNOWN  # a concatenation along rows or cols
-    modes = union(locals_, image)  # the padding modes must agree where they matter
-    if not isinstance(modes, Local):
+    mode = common_padding(locals_, image)  # the padding modes must agree where they matter
+    if mode is None:
         return UNKNOWN
     pairs: list[Pair | None] = []
     for g, units in parts:
         pairs.extend(per_unit(g, units) if isinstance(g, Local) else [None] * units)  # type: ignore[list-item]
     filled = _fill_gaps(pairs)
-    return make([(1, r, c) for r, c in filled], first.dims, first.hw, dim, modes.padding)
+    return make([(1, r, c) for r, c in filled], first.dims, first.hw, dim, mode)
 
 
 def _fill_gaps(pairs: list[Pair | None]) -> list[Pair]:
