@@ -1,8 +1,10 @@
 """An image folder as a PyTorch dataset of model-frame pixels, and the loader over it.
 
-Every item is in the *model-input frame*: decoded to RGB (rules in
-:mod:`convscope.data.decode`), then resized and centre-cropped by
-:meth:`Preprocess.to_model_frame`, as ``uint8`` ``(3, H, W)``. A file that cannot
+Every item is in the *model-input frame*: decoded to RGB at full resolution
+(rules in :mod:`convscope.data.decode`; a JPEG at a reduced scale only with
+``Preprocess.fast_decode``), then resized and centre-cropped by
+:meth:`Preprocess.to_model_frame` exactly as torchvision's ``Resize`` +
+``CenterCrop``, as ``uint8`` ``(3, H, W)``. A file that cannot
 be read does not stop the scan: its item is all zeros with ``ok=False`` and a
 reason. Pass 2 (:func:`load_pixels`) reloads only the winning images, and there
 a failure is an error: the file changed during the run.
@@ -153,17 +155,18 @@ def load_pixels(images: ImageList, indices: Sequence[int], preprocess: Preproces
 
 def _model_frame_pixels(images: ImageList, index: int, preprocess: Preprocess) -> torch.Tensor:
     """Image ``index`` decoded, resized and cropped: ``uint8`` ``(3, H, W)``."""
-    frame = preprocess.to_model_frame(open_rgb(images.path(index), min_side=_draft_side(preprocess)))
+    min_side = _draft_side(preprocess) if preprocess.fast_decode else None
+    frame = preprocess.to_model_frame(open_rgb(images.path(index), min_side=min_side))
     # channels first in numpy: torch's uint8 permute-copy measured ~100x slower on our CPU runner
     return torch.from_numpy(np.ascontiguousarray(np.asarray(frame, dtype=np.uint8).transpose(2, 0, 1)))
 
 
 def _draft_side(preprocess: Preprocess) -> int:
-    """The smallest side a JPEG may be decoded at, for :func:`open_rgb`'s ``min_side``.
+    """The smallest side a JPEG may be decoded at with ``fast_decode``, for :func:`open_rgb`'s ``min_side``.
 
     ``to_model_frame`` scales the short side to ``resize`` (or each side to the
-    input size) and never below the input size, so a JPEG decoded with both
-    sides at least the largest of these is still only ever shrunk afterwards.
+    input size), so a JPEG decoded with both sides at least the largest of
+    these is still only ever shrunk afterwards (though not to the same pixels).
     """
     h, w = preprocess.input_size
     return max(h, w) if preprocess.resize is None else max(h, w, preprocess.resize)

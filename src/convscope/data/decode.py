@@ -37,7 +37,10 @@ def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
         path: the image file.
         min_side: if given, a JPEG may be decoded at a reduced scale (1/2, 1/4 or
             1/8, Pillow's ``draft``) as long as both sides stay at least this
-            many pixels; other formats are read at full size.
+            many pixels; other formats are read at full size. A reduced decode
+            is faster but its pixels differ from a full decode resized to the
+            same size; ``None`` (the default) always decodes at full resolution,
+            as ``Image.open(path).convert("RGB")`` does.
 
     Raises:
         Exception: whatever Pillow raises for an unreadable file

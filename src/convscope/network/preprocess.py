@@ -3,6 +3,18 @@
 Images are brought into the *model-input frame* (resized and cropped RGB pixels,
 ``uint8``); boxes and patches live in that frame. Normalisation happens on the
 device, on whole batches.
+
+The frame is exactly what torchvision's ``Resize(resize)`` + ``CenterCrop(input_size)``
+give on a PIL image (v1 ``transforms`` and v2 alike), and :meth:`Preprocess.normalize`
+what ``ToTensor()`` + ``Normalize(mean, std)`` give after them, so activations equal
+the ones a user computes with the standard eval transform:
+
+- the short side becomes ``resize``, the long side ``int(resize * long / short)``
+  (truncated, as torchvision does), with Pillow's ``Image.resize``; an image
+  whose size already is that is left alone;
+- the crop starts at ``int(round((size - crop) / 2))`` along each axis (Python's
+  round, halves to even); a side shorter than the crop is padded with black,
+  ``(crop - size) // 2`` pixels before it and the rest after.
 """
 
 from __future__ import annotations
@@ -33,6 +45,10 @@ class Preprocess:
             crop; ``None`` resizes the whole image straight to ``input_size``.
         mean, std: per-channel normalisation of ``[0, 1]`` RGB values.
         interpolation: ``nearest``, ``bilinear``, ``bicubic`` or ``lanczos``.
+        fast_decode: let a JPEG be decoded at a reduced scale (Pillow's ``draft``:
+            1/2, 1/4 or 1/8, never below what the resize needs) before the
+            resize. Faster on large photos, but the pixels are no longer exactly
+            torchvision's; ``False`` (the default) decodes at full resolution.
 
     Example:
         >>> p = Preprocess(input_size=(224, 224), resize=256)
@@ -45,6 +61,7 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    fast_decode: bool = False
 
     def __post_init__(self) -> None:
         from convscope.errors import GeometryError
@@ -57,20 +74,27 @@ class Preprocess:
             )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise GeometryError("mean and std need three values each, std above zero")
+        if self.resize is not None and self.resize < 1:
+            raise GeometryError(f"resize must be a positive integer or None, got {self.resize}")
+        if not isinstance(self.fast_decode, bool):
+            raise GeometryError(f"fast_decode must be True or False, got {self.fast_decode!r}")
 
     def to_model_frame(self, image: Image.Image) -> Image.Image:
-        """Resize and centre-crop an RGB image to ``input_size``; returns RGB."""
+        """Resize and centre-crop an RGB image to ``input_size``, as torchvision does; returns RGB.
+
+        With ``resize=None`` the whole image is resized straight to ``input_size``
+        (torchvision's ``Resize((h, w))``).
+        """
         h, w = self.input_size
         resample = _RESAMPLE[self.interpolation]
         if self.resize is None:
-            return image.resize((w, h), resample)
-        scale = self.resize / min(image.size)
-        new_w = max(w, round(image.width * scale))
-        new_h = max(h, round(image.height * scale))
+            return image if image.size == (w, h) else image.resize((w, h), resample)
+        new_h, new_w = resized_size(image.height, image.width, self.resize)
         if (new_w, new_h) != image.size:
             image = image.resize((new_w, new_h), resample)
-        left = (new_w - w) // 2
-        top = (new_h - h) // 2
+        top = crop_start(new_h, h)
+        left = crop_start(new_w, w)
+        # Pillow fills the part of a crop box outside the image with zeros: torchvision's black padding
         return image.crop((left, top, left + w, top + h))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -102,4 +126,36 @@ class Preprocess:
             mean=tuple(d["mean"]),  # type: ignore[arg-type]
             std=tuple(d["std"]),  # type: ignore[arg-type]
             interpolation=d.get("interpolation", "bilinear"),
+            fast_decode=bool(d.get("fast_decode", False)),
         )
+
+
+def resized_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """The ``(height, width)`` torchvision's ``Resize(short)`` gives an image of this size.
+
+    The short side (the width when both are equal) becomes ``short``; the long side
+    ``int(short * long / short_side)``, truncated.
+
+    Example:
+        >>> resized_size(375, 500, 256)
+        (256, 341)
+    """
+    if width <= height:
+        return int(short * height / width), short
+    return short, int(short * width / height)
+
+
+def crop_start(size: int, crop: int) -> int:
+    """Where torchvision's ``CenterCrop`` starts along an axis of ``size`` pixels.
+
+    ``int(round((size - crop) / 2))`` (halves round to even); negative when the
+    crop is longer than the axis: the image is then padded by ``(crop - size) // 2``
+    pixels before it.
+
+    Example:
+        >>> crop_start(341, 224), crop_start(343, 224), crop_start(200, 224)
+        (58, 60, -12)
+    """
+    if crop > size:
+        return -((crop - size) // 2)
+    return int(round((size - crop) / 2.0))
