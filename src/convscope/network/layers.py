@@ -26,7 +26,7 @@ NCHW_TYPES = frozenset(
     "Conv2d ConvTranspose2d LazyConv2d BatchNorm2d LazyBatchNorm2d SyncBatchNorm InstanceNorm2d MaxPool2d "
     "AvgPool2d AdaptiveAvgPool2d AdaptiveMaxPool2d LPPool2d FractionalMaxPool2d Upsample UpsamplingNearest2d "
     "UpsamplingBilinear2d PixelShuffle PixelUnshuffle Dropout2d ZeroPad2d ConstantPad2d ReflectionPad2d "
-    "ReplicationPad2d CircularPad2d LocalResponseNorm".split()
+    "ReplicationPad2d CircularPad2d LocalResponseNorm LayerNorm2d".split()  # LayerNorm2d: torchvision ConvNeXt
 )
 NCHW = (1, 2, 3)
 

@@ -27,6 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from convscope.network import rf_channels as channels
 from convscope.network.rf_algebra import (
+    Axis,
     Geometry,
     Global,
     Local,
@@ -162,10 +163,9 @@ class GeometryMode(TorchDispatchMode):
         if all(isinstance(g, Global) for g in geoms):
             if pointwise:  # rows and cols stay where they are (broadcast to the output)
                 geoms = [broadcast(self.geometry(t), t.shape, outputs[0].shape) for t in inputs]
-            else:  # rows and cols are the last two dims after a conv, pool or norm, else not known
-                nchw = _RULES.get(name) in (_conv, _pool, _adaptive, _batch_norm, _group_norm)
-                last = (outputs[0].dim() - 2, outputs[0].dim() - 1) if nchw and outputs[0].dim() >= 3 else None
-                geoms = [Global(g.box, last) for g in geoms]  # type: ignore[union-attr]
+            else:
+                dims = _global_dims(name, _bind(func, args, kwargs), geoms[0], inputs[0], outputs[0])  # type: ignore[arg-type]
+                geoms = [Global(g.box, dims) for g in geoms]  # type: ignore[union-attr]
             return [union(geoms, self.image)] * len(outputs)  # type: ignore[arg-type, list-item]
         if any(g is UNKNOWN for g in geoms):
             return [UNKNOWN] * len(outputs)
@@ -193,6 +193,21 @@ class GeometryMode(TorchDispatchMode):
         if others:  # e.g. a kernel computed from the input: fine only when it is global
             result = UNKNOWN if any(isinstance(o, Local) for o in others) else union([result, *others], self.image)  # type: ignore[list-item]
         return [result] * len(outputs)  # type: ignore[list-item]
+
+
+def _global_dims(name: str, a: dict, g: Global, x: torch.Tensor, out: torch.Tensor) -> tuple[int, int] | None:
+    """Where rows and cols are after a non-elementwise operator on a global tensor (``None``: not known)."""
+    rule = _RULES.get(name)
+    if rule in (_conv, _pool, _adaptive, _batch_norm, _group_norm) and out.dim() >= 3:
+        return out.dim() - 2, out.dim() - 1
+    if g.dims is None or out.dim() != x.dim():
+        return None
+    if rule is _layer_norm:
+        return g.dims
+    if rule in (_permute, _transpose):
+        moved = rule(None, Local(((0, Axis(1, 1, 0), Axis(1, 1, 0)),), g.dims, (1, 1)), x, a, [out])  # type: ignore[arg-type]
+        return moved.dims if isinstance(moved, Local) else None
+    return None
 
 
 def _tensors(values: Sequence[object]) -> list[torch.Tensor]:
