@@ -278,6 +278,7 @@ def test_tokens_and_unknown_layouts_are_refused_clearly():
     assert [i.name for i in select_layers(model, ["up"], (16, 16))] == ["up"]
 
 
+@pytest.mark.slow
 def test_squeeze_excitation_layers_keep_their_layout():
     # global fields: the layout survives the pool, the 1x1 convs on (N, C, 1, 1) and the gate.
     model = torchvision.models.mobilenet_v3_small()
@@ -289,6 +290,7 @@ def test_squeeze_excitation_layers_keep_their_layout():
     assert infos["features.1.block.1.scale_activation"].shape == (16, 1, 1)
 
 
+@pytest.mark.slow
 def test_default_layers_skip_convs_that_never_run():
     model = torchvision.models.googlenet(aux_logits=True, init_weights=False)
     with pytest.warns(ConvscopeWarning, match=r"2 Conv2d layer\(s\) do not run.*aux1\.conv\.conv, aux2\.conv\.conv"):

@@ -45,9 +45,9 @@ class LayerInfo:
         fields: the receptive field of every unit, ``None`` where unknown.
         calls: how often it runs in one forward pass (more than 1: cannot be scanned).
         dims: the output's tensor dims of ``(units, rows, cols)``, batch at 0:
-            ``(1, 2, 3)`` for NCHW, ``(3, 1, 2)`` for NHWC; ``None`` for a 4-d output
-            whose layout is not known (it cannot be scanned); ``(1, 1, 1)`` unused for
-            a flat layer.
+            ``(1, 2, 3)`` for NCHW, ``(3, 1, 2)`` for NHWC (see :func:`to_nchw`); ``None``
+            for a 4-d output whose layout is not known (it cannot be scanned). A flat
+            ``(N, units)`` layer has ``(1, 2, 3)``: viewed as ``(N, units, 1, 1)`` first.
     """
 
     name: str
