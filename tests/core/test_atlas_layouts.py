@@ -129,3 +129,30 @@ def test_projections_of_a_channels_last_layer_are_its_own_units(atlas):
     grid = np.asarray(Image.open(out / "layers/mix/units/0002-projection.png").convert("RGB")).astype(int)
     cell = fit_cell(expected, 64, inside).astype(int)
     assert np.abs(grid[:64, :64] - cell).max() <= 2
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_patches_past_the_border_show_what_a_padding_mode_gave_the_network(tmp_path, mode):
+    """Every cell of the unit grids equals the box cut from ``F.pad(image, mode)`` (striped
+    where it lies past the border), not the mean colour."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode)).eval()
+    write_images(tmp_path / "images", 8, 10, seed=4)
+    preprocess = Preprocess(input_size=(10, 10), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3)
+    out = make_atlas(Network(model, "pad", preprocess), tmp_path / "images", tmp_path / "atlas", layers=["0"], k=4, progress=False)
+    images = find_images(tmp_path / "images")
+    pixels = load_pixels(images, range(8), preprocess)  # uint8 (N, 3, 10, 10)
+    padded = nn.functional.pad(pixels.float(), (1, 1, 1, 1), mode=mode).byte().permute(0, 2, 3, 1).numpy()
+    border = 0
+    for record in json.loads((out / "layers/0/hits.json").read_text())["units"]:
+        grid = np.asarray(Image.open(out / f"layers/0/units/{record['unit']:04d}.png").convert("RGB"))
+        for rank, hit in enumerate(record["hits"]):
+            top, left, bottom, right = hit["box"]
+            expected = padded[images.paths.index(hit["image"]), top + 1 : bottom + 1, left + 1 : right + 1]
+            rows, cols = np.indices((3, 3))
+            inside = (rows + top >= 0) & (rows + top < 10) & (cols + left >= 0) & (cols + left < 10)
+            r, c = divmod(rank, 2)
+            cell = grid[r * 66 : r * 66 + 64, c * 66 : c * 66 + 64]
+            assert np.array_equal(cell, fit_cell(np.ascontiguousarray(expected), 64, inside))
+            border += not inside.all()
+    assert border > 0  # some hits do reach past the border

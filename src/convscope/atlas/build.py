@@ -34,8 +34,9 @@ from convscope.scan.scan import LayerScan, ScanResult
 from convscope.views import OcclusionView, PatchView, Picture, ProjectionView, UnitView
 
 PADDING_NOTE = (
-    "outside-image pixels are drawn in the mean colour (zeros after normalisation, what the "
-    "network saw) and covered by diagonal grey stripes"
+    "outside-image pixels are drawn as the network saw them (the mean colour, zeros after "
+    "normalisation, for zero padding; reflected, repeated or wrapped pixels for a field whose "
+    "padding is reflect, replicate or circular) and covered by diagonal grey stripes"
 )
 
 

@@ -14,8 +14,8 @@ class PatchView:
     """Crops every hit's box out of its model-input-frame image.
 
     Args:
-        fill: ``uint8 (3,)`` colour of pixels past the image border (the model's mean:
-            what zero padding shows the network).
+        fill: ``uint8 (3,)`` colour of pixels past the image border where the network pads
+            with zeros (the model's mean: what zero padding shows the network).
     """
 
     name = ""
@@ -25,4 +25,10 @@ class PatchView:
         self.fill = fill
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
-        return [[Picture(*crop(chunk.pixels[hit.image], hit.box, self.fill)) for hit in hits] for hits in chunk.hits]
+        pictures = []
+        for unit, hits in zip(chunk.units, chunk.hits):
+            # Past the border the patch shows what the network saw: the mean colour for zero
+            # padding, reflected, repeated or wrapped pixels for the other modes.
+            padding = layer.fields.field(unit).padding if layer.fields is not None else "zeros"
+            pictures.append([Picture(*crop(chunk.pixels[hit.image], hit.box, self.fill, padding)) for hit in hits])
+        return pictures
