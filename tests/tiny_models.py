@@ -41,6 +41,36 @@ class ColourNet(nn.Module):
         return self.conv(x)
 
 
+class Fire(nn.Module):
+    """SqueezeNet's Fire module: a 1x1 squeeze, then 1x1 and 3x3 expands concatenated (3 + 3 units)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squeeze, self.relu = nn.Conv2d(3, 4, 1), nn.ReLU()
+        self.expand1x1, self.expand1x1_relu = nn.Conv2d(4, 3, 1), nn.ReLU()
+        self.expand3x3, self.expand3x3_relu = nn.Conv2d(4, 3, 3, padding=1), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.relu(self.squeeze(x))
+        return torch.cat([self.expand1x1_relu(self.expand1x1(s)), self.expand3x3_relu(self.expand3x3(s))], 1)
+
+
+class FireNet(nn.Module):
+    """A Fire module named ``fire`` and a Conv2d named ``unused`` that the forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fire, self.unused = Fire(), nn.Conv2d(6, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fire(x)
+
+
+def fire_net() -> nn.Module:
+    return FireNet()
+
+
 def write_images(folder: Path, count: int, size: int = 16, *, classes: tuple[str, ...] = (), seed: int = 0) -> list[Path]:
     """Random RGB PNGs, in class sub-folders when ``classes`` is given."""
     rng = np.random.default_rng(seed)

@@ -154,22 +154,36 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     from convscope.network.layers import default_layers, discover_layers
 
     network = _network(args)
-    defaults = set(default_layers(network.model))
     h, w = network.preprocess.input_size
-    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (every Conv2d); '?' = receptive field unknown")
+    defaults = set(default_layers(network.model, (h, w)))
+    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (every Conv2d that runs); '?' = receptive field unknown")
     print(f"  {'layer':<32} {'type':<18} {'output':<16} {'rf size':>9} {'stride':>7} {'offset':>9}")
-    for info in discover_layers(network.model, network.preprocess.input_size):
+    for info in discover_layers(network.model, (h, w)):
         rf = info.receptive_field
         shape = "x".join(str(s) for s in info.shape)
-        if rf is None:
+        per_unit = info.fields is not None and rf is None
+        if per_unit:
+            geo = ("per unit", "", "")
+        elif rf is None:
             geo = ("?", "?", "?")
         elif rf.stride == (0, 0):
             geo = ("global", "-", "-")
         else:
             geo = (_pair(rf.size), _pair(rf.stride), _pair(rf.offset))
-        note = f"  (runs {info.calls}x per forward: not scannable)" if info.calls > 1 else ""
+        notes = []
+        if rf is not None and rf.padding != "zeros":
+            notes.append(f"{rf.padding} padding")
+        if info.calls > 1:
+            notes.append(f"runs {info.calls}x per forward: not scannable")
+        if info.dims is None:
+            notes.append("layout unknown: not scannable")
+        elif info.dims != (1, 2, 3) and info.shape[1:] != (1, 1):
+            notes.append("channels-last")
+        note = f"  ({'; '.join(notes)})" if notes else ""
         mark = "*" if info.name in defaults else " "
         print(f"{mark} {info.name:<32} {info.type:<18} {shape:<16} {geo[0]:>9} {geo[1]:>7} {geo[2]:>9}{note}")
+        if per_unit:
+            print(f"      {info.fields.text()}")
 
 
 def _pair(values: tuple[int, int]) -> str:

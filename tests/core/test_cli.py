@@ -141,6 +141,19 @@ def test_layers_command_lists_shapes_and_receptive_fields(capsys):
     assert not rows["features.2"].startswith("*") and rows["pool"].split()[-3:] == ["global", "-", "-"]
 
 
+def test_layers_command_lists_per_unit_fields_and_skips_unused_convs(capsys):
+    code, out, err = run(["layers", "tiny_models:fire_net", "--input-size", "12"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    fire = next(i for i, line in enumerate(lines) if line[2:].startswith("fire "))
+    assert "per unit" in lines[fire]
+    # expand1x1 after a 1x1 squeeze sees one pixel, expand3x3 its 3x3 neighbourhood (by hand)
+    assert lines[fire + 1].split() == ["units", "0-2:", "1", "s1", "o0;", "3-5:", "3", "s1", "o-1"]
+    rows = {line[2:].split()[0]: line for line in lines[2:] if line.startswith(("*", " ")) and not line.startswith("      ")}
+    assert rows["fire.expand3x3"].startswith("*") and "unused" not in rows  # it never runs: no output to list
+    assert "do not run" in err and "unused" in err  # named in the warning
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
