@@ -21,23 +21,9 @@ from convscope.project import projection_to_image
 from convscope.render.grid import fit_cell
 from convscope.render.patch import crop
 from oracles import need_module
-from tiny_models import write_images
+from tiny_models import Fire, write_images
 
 K = 3
-
-
-class Fire(nn.Module):
-    """SqueezeNet's Fire module: a 1x1 squeeze, then 1x1 and 3x3 expands concatenated."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.squeeze, self.relu = nn.Conv2d(3, 4, 1), nn.ReLU()
-        self.expand1x1, self.expand1x1_relu = nn.Conv2d(4, 3, 1), nn.ReLU()
-        self.expand3x3, self.expand3x3_relu = nn.Conv2d(4, 3, 3, padding=1), nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.relu(self.squeeze(x))
-        return torch.cat([self.expand1x1_relu(self.expand1x1(s)), self.expand3x3_relu(self.expand3x3(s))], 1)
 
 
 class Net(nn.Module):
