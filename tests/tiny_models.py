@@ -11,11 +11,11 @@ from torch import nn
 
 
 def tiny_alexnet(num_classes: int = 4) -> nn.Module:
-    """Two convs and a pool: features.0 (3x3, pad 1), features.3 after a 2x2 pool."""
+    """Two convs and a pool: features.0 (3x3, pad 1), features.3 after a 2x2 pool; the same weights every call."""
+    torch.manual_seed(0)
     features = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU()
     )
-    torch.manual_seed(0)
     model = nn.Sequential()
     model.add_module("features", features)
     model.add_module("pool", nn.AdaptiveAvgPool2d(1))
