@@ -39,8 +39,10 @@ class LayerScan:
             sample of ``M`` images spread over the whole data set (see
             :func:`signature_sample`), used to tell units apart (see render.selection);
             ``-inf`` where an image had no finite activation of the unit.
-        nonfinite: ``(units,)`` how many NaN or infinite activations each unit had;
-            they never become hits and are left out of ``mean``.
+        nonfinite: ``(units,)`` how many NaN or infinite activations each unit had
+            (counted in every image where one reached the unit's max: every NaN and
+            ``+inf``, and ``-inf`` where it is all a map holds); they never become hits
+            and are left out of ``mean``.
     """
 
     topk: TopK
@@ -106,11 +108,14 @@ class _LayerStats:
         n, units, _, cols = output.shape
         self.cols = cols
         flat = output.reshape(n, units, -1)
-        bad = ~torch.isfinite(flat)
-        if bad.any():  # NaN and infinities never win: they count, and are left out
-            self.nonfinite += bad.sum(dim=(0, 2)).cpu()
-            flat = flat.masked_fill(bad, float("-inf"))
         values, positions = flat.max(dim=2)
+        # A NaN wins a max (torch's max propagates it), and so does +inf: a finite max means
+        # the map is clean of both, and the full check (a pass as long as the max) runs only
+        # when it is not.
+        if not torch.isfinite(values).all():
+            bad = ~torch.isfinite(flat)  # NaN and infinities never win: they count, and are left out
+            self.nonfinite += bad.sum(dim=(0, 2)).cpu()
+            values, positions = flat.masked_fill(bad, float("-inf")).max(dim=2)
         self.topk.add(values, images, positions)
         values = values.float().cpu()
         finite = torch.isfinite(values)
