@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively; an ImageFolder layout (one folder per class) gives labels")
     p.add_argument("--out", "-o", required=True, metavar="ATLAS", help="atlas folder to write; a previous atlas there is replaced atomically")
-    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan by dotted name (default: every Conv2d); `convscope layers MODEL` lists them")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan: dotted names, shell globs ('layer*.conv2', quote them) or type:CLASS ('type:Conv2d': every conv) (default: every Conv2d that runs); `convscope layers MODEL` lists them")
     p.add_argument("-k", type=_positive, default=9, help="hits kept per unit (default 9: 3x3 grids)")
     p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")

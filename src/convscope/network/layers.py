@@ -7,6 +7,7 @@ finds each layer's per-unit receptive fields and where its units, rows and cols 
 
 from __future__ import annotations
 
+import fnmatch
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -191,6 +192,38 @@ def _type_name(module: nn.Module) -> str:
     return getattr(module, "original_name", None) or type(module).__name__
 
 
+def _expand(requested: Sequence[str], infos: dict[str, LayerInfo]) -> list[str]:
+    """Layer names with every pattern replaced by the scannable layers it matches, in forward order.
+
+    A pattern is a shell glob over dotted names (``layer*.conv2``, ``features.*``) or
+    ``type:CLASS`` (``type:Conv2d``: every layer of that class). Layers that cannot be
+    scanned (run twice per forward, or of unknown layout) are left out of a pattern's matches.
+
+    Example:
+        >>> infos = {n: LayerInfo(n, t, (1, 1, 1), None) for n, t in [("a.conv", "Conv2d"), ("a.relu", "ReLU"), ("b.conv", "Conv2d")]}
+        >>> _expand(["*.conv", "type:ReLU", "x"], infos)
+        ['a.conv', 'b.conv', 'a.relu', 'x']
+    """
+    names: list[str] = []
+    for item in requested:
+        if item.startswith("type:"):
+            matched = [n for n, info in infos.items() if info.type == item[5:]]
+        elif any(c in item for c in "*?["):
+            matched = [n for n in infos if fnmatch.fnmatchcase(n, item)]
+        else:
+            names.append(item)
+            continue
+        matched = [n for n in matched if infos[n].calls == 1 and infos[n].dims is not None]
+        if not matched:
+            raise LayerError(
+                f"no layer that can be scanned matches {item!r}",
+                hint="patterns are shell globs over dotted names (layer*.conv2) or type:CLASS (type:Conv2d); "
+                "run `convscope layers MODEL` to list the layers",
+            )
+        names.extend(matched)
+    return names
+
+
 def select_layers(
     model: nn.Module, requested: Sequence[str] | None, input_size: tuple[int, int]
 ) -> list[LayerInfo]:
@@ -203,7 +236,7 @@ def select_layers(
     """
     shapes, calls = output_shapes(model, input_size)
     infos = {info.name: info for info in _describe(model, shapes, calls, input_size)}
-    names = list(requested) if requested else _default_layers(model, calls)
+    names = _expand(requested, infos) if requested else _default_layers(model, calls)
     if not names:
         raise LayerError("the model has no Conv2d layer to scan", hint="name layers with --layers; `convscope layers MODEL` lists them")
     modules = dict(model.named_modules())

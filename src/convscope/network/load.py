@@ -3,14 +3,16 @@
 Model sources (the ``MODEL`` argument of the CLI):
 
 - ``torchvision:NAME``: a torchvision architecture (``torchvision:alexnet``).
+- ``timm:NAME``: a timm architecture (``timm:convnext_tiny``; the ``timm`` extra), with
+  timm's own eval preprocessing (see :mod:`convscope.network.timm_source`).
 - ``path/to/file.py:factory``: a Python file defining ``factory() -> nn.Module``.
 - ``package.module:factory``: the same, imported from an installed package.
 - ``path/to/model.pt``: a TorchScript file (``torch.jit.save``).
 
 Weights (``--weights``): a state-dict file, loaded with ``torch.load(weights_only=True)``
 (a ``state_dict`` key is unwrapped and a ``module.`` prefix stripped), or for torchvision
-models a weights name such as ``DEFAULT`` or ``IMAGENET1K_V1``, downloaded through
-torch's cache where a network exists.
+models a weights name such as ``DEFAULT`` or ``IMAGENET1K_V1``, for timm models
+``pretrained`` or a pretrained tag (``a1_in1k``), downloaded where a network exists.
 """
 
 from __future__ import annotations
@@ -94,14 +96,18 @@ def load_network(
     """
     if source.startswith("torchvision:"):
         network = _torchvision(source, weights)
+    elif source.startswith("timm:"):
+        from convscope.network.timm_source import timm_network
+
+        network = timm_network(source, weights)
     elif _is_factory(source):
         network = Network(model=_factory(source), source=source, preprocess=Preprocess())
         if weights is not None:
-            network = _with_weights_file(network, Path(weights))
+            network = with_weights_file(network, Path(weights))
     else:
         network = _torchscript(source)
         if weights is not None:
-            network = _with_weights_file(network, Path(weights))
+            network = with_weights_file(network, Path(weights))
     if preprocess is not None:
         network = replace(network, preprocess=preprocess)
     network.model.eval()
@@ -131,7 +137,7 @@ def _torchvision(source: str, weights: str | Path | None) -> Network:
     if weights is None:
         return replace(network, class_names=_categories(meta_weights))
     if Path(weights).is_file():
-        return replace(_with_weights_file(network, Path(weights)), class_names=_categories(meta_weights))
+        return replace(with_weights_file(network, Path(weights)), class_names=_categories(meta_weights))
     chosen = _weights_enum_member(enum, str(weights), name)
     try:
         state = chosen.get_state_dict(progress=True, check_hash=True)
@@ -270,7 +276,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _with_weights_file(network: Network, path: Path) -> Network:
+def with_weights_file(network: Network, path: Path) -> Network:
+    """``network`` with the state dict in ``path`` loaded (``weights_only=True``) and recorded."""
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist", hint="check the --weights path")
     try:
