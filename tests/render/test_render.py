@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from convscope.network.geometry import Box
-from convscope.render.figures import layer_mosaic, overview, unit_figure, unit_grid
+from convscope.render.figures import layer_mosaic, overview, overview_layers, unit_figure, unit_grid
 from convscope.render.grid import fit_cell, grid_shape, tile
 from convscope.render.patch import STRIPE_COLOUR, crop, mark_padding, mean_colour
 from convscope.render.selection import choose_units, clarity
@@ -109,3 +109,22 @@ def test_choose_units_prefers_different_units_over_near_copies():
     chosen = choose_units(top, sig, n=2)
     assert chosen == [0, 3]
     assert choose_units(top, sig, n=9) == [0, 3, 1, 2, 4]
+
+
+def test_overview_layers_are_spread_over_depth_first_and_last_included():
+    assert overview_layers(6) == list(range(6))
+    assert overview_layers(26) == [0, 5, 10, 15, 20, 25]
+    assert overview_layers(7, most=3) == [0, 3, 6]
+    chosen = overview_layers(53)
+    assert chosen[0] == 0 and chosen[-1] == 52 and len(chosen) == 6
+    gaps = [b - a for a, b in zip(chosen, chosen[1:])]
+    assert max(gaps) - min(gaps) <= 1
+
+
+def test_overview_wraps_layers_into_rows_instead_of_a_strip():
+    figure = np.full((100, 300, 3), 7, np.uint8)
+    blocks = [(f"layer {i}", [figure] * 9) for i in range(6)]  # each block about 950 px wide
+    fig = overview(blocks, max_width=3400)
+    block_width = 3 * 300 + 2 * 8
+    assert 3 * block_width <= fig.shape[1] <= 3400  # three layers per row
+    assert fig.shape[0] > 2 * (3 * 100)  # two rows, each three units high

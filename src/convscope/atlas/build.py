@@ -25,7 +25,17 @@ from convscope.data import ImageList
 from convscope.network.geometry import ReceptiveField
 from convscope.network.layers import LayerInfo
 from convscope.network.load import Network
-from convscope.render.figures import CELL_GAP, UNIT_GAP, layer_mosaic, mosaic_scale, overview, shrink, unit_figure, unit_grid
+from convscope.render.figures import (
+    CELL_GAP,
+    UNIT_GAP,
+    layer_mosaic,
+    mosaic_scale,
+    overview,
+    overview_layers,
+    shrink,
+    unit_figure,
+    unit_grid,
+)
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
@@ -51,6 +61,8 @@ class RenderOptions:
         cell: pixels of one patch in a unit grid.
         overview_cell: pixels of one patch in ``overview.png``.
         overview_units: units per layer in ``overview.png``.
+        overview_layers: the most layers ``overview.png`` shows (spread evenly over depth,
+            the first and the last among them; every layer is in the viewer and mosaics).
         mosaic_width: the widest a layer mosaic gets, in pixels.
     """
 
@@ -59,6 +71,7 @@ class RenderOptions:
     cell: int = 64
     overview_cell: int = 32
     overview_units: int = 9
+    overview_layers: int = 6
     mosaic_width: int = 2400
 
 
@@ -120,7 +133,9 @@ def write_atlas(
             entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress)
             entries.append(entry)
             blocks.append(block)
-        files.finish(overview(blocks), _manifest(network, images, result, entries, k, options))
+        shown = overview_layers(len(blocks), options.overview_layers)
+        manifest = _manifest(network, images, result, entries, k, options) | {"overview_layers": [layers[i].name for i in shown]}
+        files.finish(overview([blocks[i] for i in shown]), manifest)
     return Path(out)
 
 

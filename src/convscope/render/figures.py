@@ -51,11 +51,31 @@ def layer_mosaic(figures: Sequence[np.ndarray], title: str, max_width: int = 240
     return caption(tile(small, (math.ceil(len(small) / cols), cols), UNIT_GAP), title)
 
 
-def overview(blocks: Sequence[tuple[str, Sequence[np.ndarray]]]) -> np.ndarray:
-    """The lecture's figure: per layer, its chosen units' figures 3 x 3 under a title,
-    layers left to right (one below the other when they would be too wide)."""
+def overview_layers(count: int, most: int = 6) -> list[int]:
+    """Which of ``count`` layers (in forward order) the overview shows: all when there are at
+    most ``most``, else ``most`` spread evenly over depth, the first and the last among them.
+
+    Example:
+        >>> overview_layers(5), overview_layers(26)
+        ([0, 1, 2, 3, 4], [0, 5, 10, 15, 20, 25])
+    """
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
+
+
+def overview(blocks: Sequence[tuple[str, Sequence[np.ndarray]]], max_width: int = 3400) -> np.ndarray:
+    """The lecture's figure: per layer, its chosen units' figures 3 x 3 under a title, layers left
+    to right, wrapping onto a new row before the figure gets wider than ``max_width`` pixels."""
     rendered = []
     for title, figures in blocks:
         rendered.append(caption(tile(list(figures), grid_shape(len(figures)) if figures else (1, 1), UNIT_GAP), title))
-    vertical = sum(r.shape[1] for r in rendered) > 3400
-    return stack(rendered, 3 * UNIT_GAP, vertical=vertical)
+    rows: list[list[np.ndarray]] = [[]]
+    width = 0
+    for block in rendered:
+        if rows[-1] and width + 3 * UNIT_GAP + block.shape[1] > max_width:
+            rows.append([])
+            width = 0
+        width += (3 * UNIT_GAP if rows[-1] else 0) + block.shape[1]
+        rows[-1].append(block)
+    return stack([stack(row, 3 * UNIT_GAP) for row in rows], 3 * UNIT_GAP, vertical=True)
