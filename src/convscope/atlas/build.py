@@ -128,14 +128,14 @@ def write_atlas(
     cache = PixelCache(images, network.preprocess)
     with atomic_folder(Path(out)) as tmp:
         files = AtlasFiles(tmp)
+        shown = overview_layers(len(layers), options.overview_layers)
         entries, blocks = [], []
         for number, info in enumerate(layers, start=1):
-            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress)
+            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown)
             entries.append(entry)
-            blocks.append(block)
-        shown = overview_layers(len(blocks), options.overview_layers)
+            blocks += [block] if block is not None else []
         manifest = _manifest(network, images, result, entries, k, options) | {"overview_layers": [layers[i].name for i in shown]}
-        files.finish(overview([blocks[i] for i in shown]), manifest)
+        files.finish(overview(blocks), manifest)
     return Path(out)
 
 
@@ -150,8 +150,10 @@ def _layer(
     k: int,
     options: RenderOptions,
     progress: bool,
-) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]]]:
-    """Write one layer's unit pictures, hits and mosaic; return its manifest entry and overview block."""
+    in_overview: bool,
+) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]] | None]:
+    """Write one layer's unit pictures, hits and mosaic; return its manifest entry and, if
+    ``in_overview``, its overview block."""
     chosen = choose_units(scan.topk.values, scan.signature, options.overview_units)
     records: list[dict[str, Any]] = []
     thumbs: list[np.ndarray] = []
@@ -166,7 +168,7 @@ def _layer(
             files.image(index, pixels)
         records.append({"unit": unit.unit, "mean": _finite(scan.mean[unit.unit]), "hits": [_hit_record(images, h) for h in unit.hits]})
         thumbs.append(shrink(figure, scale) if scale < 1 else figure)
-        if unit.unit in chosen:  # re-fitted at the overview's cell size, so the padding stripes stay visible
+        if in_overview and unit.unit in chosen:  # re-fitted at the overview's cell size, so the padding stripes stay visible
             small[unit.unit] = _unit_figure(unit, [v for v in views if v.per_hit], k, options.overview_cell)[0]
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
     files.layer(info.name, {"layer": info.name, "k": k, "units": records}, layer_mosaic(thumbs, title, options.mosaic_width))
@@ -175,7 +177,8 @@ def _layer(
         "hits": f"{layer_dir(info.name)}/hits.json",
         "nonfinite": {"activations": int(scan.nonfinite.sum()), "units": int((scan.nonfinite > 0).sum())},
     }
-    return entry, (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in chosen])
+    block = (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in chosen]) if in_overview else None
+    return entry, block
 
 
 def _unit_figure(unit: UnitResult, views: Sequence[UnitView], k: int, cell: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
