@@ -128,3 +128,19 @@ def test_overview_wraps_layers_into_rows_instead_of_a_strip():
     block_width = 3 * 300 + 2 * 8
     assert 3 * block_width <= fig.shape[1] <= 3400  # three layers per row
     assert fig.shape[0] > 2 * (3 * 100)  # two rows, each three units high
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_a_huge_box_is_sampled_from_the_same_patch(mode):
+    """A deep layer's box thousands of pixels wide is cut at every ``step``-th pixel: exactly the
+    full patch (checked against ``F.pad``) sampled with that step, mask included."""
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    box = Box(-7, -13, 20 + 9, 30 + 4)
+    full, full_inside = crop(image, box, np.array([1, 2, 3], np.uint8), mode)
+    padded = torch.nn.functional.pad(torch.from_numpy(image).permute(2, 0, 1).float()[None], (13, 4, 7, 9), mode="constant" if mode == "zeros" else mode)
+    if mode != "zeros":
+        assert np.array_equal(full, padded[0].permute(1, 2, 0).byte().numpy())
+    small, small_inside = crop(image, box, np.array([1, 2, 3], np.uint8), mode, max_side=12)
+    step = -(-47 // 12)  # ceil(longest side / max_side)
+    assert max(small.shape[:2]) <= 12
+    assert np.array_equal(small, full[::step, ::step]) and np.array_equal(small_inside, full_inside[::step, ::step])

@@ -12,18 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from convscope.network.geometry import Box
+from convscope.network.rf_algebra import fold
 
 #: Stripe colour and period (pixels) of the padding mark, in patch pixels.
 STRIPE_COLOUR = (96, 96, 96)
 STRIPE_PERIOD = 4
 
 
-#: numpy.pad's name for each padding mode of a receptive field (torch's reflect is numpy's 'reflect').
-NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
-
 def crop(
-    image: np.ndarray, box: Box, fill: np.ndarray | float, padding: str = "zeros"
+    image: np.ndarray, box: Box, fill: np.ndarray | float, padding: str = "zeros", *, max_side: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut ``box`` out of ``image``, filling what lies past the border as the network did.
 
@@ -34,10 +31,13 @@ def crop(
         padding: the field's padding mode (:attr:`ReceptiveField.padding`):
             ``"zeros"`` fills with ``fill``; ``"reflect"``, ``"replicate"`` and
             ``"circular"`` show the image pixels the network saw there (``fill`` unused).
+        max_side: a box longer than this is sampled every ``ceil(side / max_side)``
+            pixels (a deep layer's box can be thousands of pixels, almost all padding,
+            while its picture is drawn in a 64-pixel cell); ``None`` keeps every pixel.
 
     Returns:
-        The patch ``(box.height, box.width, C)`` and the mask ``(box.height, box.width)``
-        that is True on image content.
+        The patch ``(box.height, box.width, C)`` (fewer pixels when sampled) and the mask
+        of the same height and width that is True on image content.
 
     Example:
         >>> patch, inside = crop(np.ones((4, 4, 1)), Box(-1, -1, 2, 2), fill=0.0)
@@ -46,25 +46,16 @@ def crop(
         >>> row = np.arange(4.0).reshape(1, 4, 1)
         >>> crop(row, Box(0, -2, 1, 2), 0.0, "reflect")[0][0, :, 0].tolist()
         [2.0, 1.0, 0.0, 1.0]
+        >>> crop(np.ones((4, 4, 1)), Box(-100, -100, 104, 104), 0.0, max_side=51)[0].shape
+        (51, 51, 1)
     """
     h, w = image.shape[:2]
-    inside = np.zeros((box.height, box.width), dtype=bool)
-    top, left = max(box.top, 0), max(box.left, 0)
-    bottom, right = min(box.bottom, h), min(box.right, w)
-    if top < bottom and left < right:
-        inside[top - box.top : bottom - box.top, left - box.left : right - box.left] = True
-    if padding != "zeros":
-        if padding not in NUMPY_MODES:
-            raise ValueError(f"unknown padding {padding!r}; one of zeros, {', '.join(NUMPY_MODES)}")
-        before = (max(-box.top, 0), max(-box.left, 0))
-        after = (max(box.bottom - h, 0), max(box.right - w, 0))
-        padded = np.pad(image, ((before[0], after[0]), (before[1], after[1]), (0, 0)), mode=NUMPY_MODES[padding])
-        r, c = box.top + before[0], box.left + before[1]
-        return padded[r : r + box.height, c : c + box.width].copy(), inside
-    out = np.empty((box.height, box.width, image.shape[2]), dtype=image.dtype)
-    out[...] = fill
-    if top < bottom and left < right:
-        out[top - box.top : bottom - box.top, left - box.left : right - box.left] = image[top:bottom, left:right]
+    step = 1 if max_side is None else max(1, -(-max(box.height, box.width) // max_side))
+    r, c = np.arange(box.top, box.bottom, step), np.arange(box.left, box.right, step)
+    out = image[np.clip(fold(r, h, padding), 0, None)[:, None], np.clip(fold(c, w, padding), 0, None)[None, :]]
+    inside = ((r >= 0) & (r < h))[:, None] & ((c >= 0) & (c < w))[None, :]
+    if padding == "zeros":
+        out[~inside] = fill
     return out, inside
 
 

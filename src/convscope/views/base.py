@@ -11,9 +11,15 @@ from convscope.network.layers import LayerInfo
 from convscope.scan.gather import Chunk
 
 
+#: The longest side of a picture, in pixels: a longer box (a deep layer's can be thousands of
+#: pixels, almost all padding) is sampled every few pixels; the atlas draws pictures in
+#: 64-pixel cells (128 for occlusion), so nothing visible is lost.
+PICTURE_SIDE = 512
+
+
 @dataclass(frozen=True)
 class Picture:
-    """One picture of a unit, at the model-input scale.
+    """One picture of a unit, at the model-input scale (sampled down to :data:`PICTURE_SIDE`).
 
     Attributes:
         pixels: ``uint8 (h, w, 3)``.
@@ -23,6 +29,11 @@ class Picture:
 
     pixels: np.ndarray
     inside: np.ndarray | None = None
+
+
+def padding_of(layer: LayerInfo, unit: int) -> str:
+    """How the network filled pixels past the image border for ``unit`` (``"zeros"`` where unknown)."""
+    return layer.fields.field(unit).padding if layer.fields is not None else "zeros"
 
 
 class UnitView(Protocol):

@@ -10,7 +10,7 @@ from convscope.network.load import Network
 from convscope.project import UnitTarget, occlusion_map, render_occlusion
 from convscope.render.patch import crop
 from convscope.scan.gather import Chunk, Hit
-from convscope.views.base import Picture
+from convscope.views.base import Picture, padding_of
 
 
 class OcclusionView:
@@ -43,5 +43,5 @@ class OcclusionView:
         x = self.network.model_input(torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None])
         target = UnitTarget(layer.name, hit.unit, (hit.row, hit.col), layer.dims or NCHW)
         heat = occlusion_map(model, x, target=target, size=size, stride=stride, region=box)
-        patch, inside = crop(pixels, box, self.fill)
+        patch, inside = crop(pixels, box, self.fill, padding_of(layer, hit.unit))  # full size: the squares are drawn on it
         return Picture(render_occlusion(patch, heat, size, stride, baseline=hit.activation), inside)

@@ -7,7 +7,7 @@ import numpy as np
 from convscope.network.layers import LayerInfo
 from convscope.render.patch import crop
 from convscope.scan.gather import Chunk
-from convscope.views.base import Picture
+from convscope.views.base import PICTURE_SIDE, Picture, padding_of
 
 
 class PatchView:
@@ -25,10 +25,9 @@ class PatchView:
         self.fill = fill
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
-        pictures = []
-        for unit, hits in zip(chunk.units, chunk.hits):
-            # Past the border the patch shows what the network saw: the mean colour for zero
-            # padding, reflected, repeated or wrapped pixels for the other modes.
-            padding = layer.fields.field(unit).padding if layer.fields is not None else "zeros"
-            pictures.append([Picture(*crop(chunk.pixels[hit.image], hit.box, self.fill, padding)) for hit in hits])
-        return pictures
+        # Past the border the patch shows what the network saw: the mean colour for zero
+        # padding, reflected, repeated or wrapped pixels for the other modes.
+        return [
+            [Picture(*crop(chunk.pixels[hit.image], hit.box, self.fill, padding_of(layer, unit), max_side=PICTURE_SIDE)) for hit in hits]
+            for unit, hits in zip(chunk.units, chunk.hits)
+        ]

@@ -13,7 +13,7 @@ from convscope.network.load import Network
 from convscope.project import project_hits, projection_to_image
 from convscope.render.patch import crop
 from convscope.scan.gather import Chunk, Hit
-from convscope.views.base import Picture
+from convscope.views.base import PICTURE_SIDE, Picture
 
 
 class ProjectionView:
@@ -74,5 +74,5 @@ def _by_field(layer: LayerInfo, hits: list[Hit]) -> Iterator[tuple[ReceptiveFiel
 
 def _picture(signal: torch.Tensor, box: Box) -> Picture:
     """``signal`` ``(3, H, W)`` on the whole input, cut to ``box`` and normalised for display."""
-    part, inside = crop(signal.permute(1, 2, 0).numpy(), box, 0.0)
+    part, inside = crop(signal.permute(1, 2, 0).numpy(), box, 0.0, max_side=PICTURE_SIDE)
     return Picture(projection_to_image(torch.from_numpy(part).permute(2, 0, 1)), inside)
