@@ -15,6 +15,9 @@ from types import ModuleType
 from typing import NoReturn
 
 import pytest
+import torch
+
+from convscope.network.geometry import Box
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -49,3 +52,12 @@ def need_shared(*paths: str) -> Path:
     if absent:
         missing(f"needs {SHARED} with {', '.join(absent)}")
     return SHARED
+
+
+def support_box(grad: torch.Tensor) -> Box | None:
+    """Bounding box of the non-zero pixels of an input gradient ``(3, H, W)``: the receptive-field
+    oracle (``None`` when the activation depends on no pixel)."""
+    rows, cols = torch.nonzero(grad.abs().sum(dim=0), as_tuple=True)
+    if len(rows) == 0:
+        return None
+    return Box(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)

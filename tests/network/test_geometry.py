@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from convscope.errors import GeometryError, LayerError
 from convscope.network.geometry import Box, ReceptiveField, receptive_fields, unit_geometry
+from oracles import support_box
 
 RF = ReceptiveField
 
@@ -56,14 +57,6 @@ def clip(box: Box, size: tuple[int, int]) -> Box | None:
     """The part of ``box`` inside the image; ``None`` when it lies in the padding alone."""
     clipped = Box(max(box.top, 0), max(box.left, 0), min(box.bottom, size[0]), min(box.right, size[1]))
     return clipped if clipped.height > 0 and clipped.width > 0 else None
-
-
-def support_box(grad: torch.Tensor) -> Box | None:
-    """Bounding box of the non-zero pixels of an input gradient ``(3, H, W)``."""
-    rows, cols = torch.nonzero(grad.abs().sum(dim=0), as_tuple=True)
-    if len(rows) == 0:
-        return None
-    return Box(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
 
 def assert_matches_gradient(

@@ -24,6 +24,7 @@ from convscope.network.layers import discover_layers, select_layers
 from convscope.network.load import load_network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
+from oracles import support_box
 from tiny_models import write_images
 
 pytestmark = pytest.mark.slow
@@ -72,13 +73,6 @@ def keep(store: dict, name: str, what):  # noqa: ANN001, ANN201
         store.setdefault(name, what(output))
 
     return hook
-
-
-def support_box(grad: torch.Tensor) -> Box | None:
-    rows, cols = torch.nonzero(grad.abs().sum(dim=0), as_tuple=True)
-    if len(rows) == 0:
-        return None
-    return Box(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
 
 def intersect(a: Box, b: Box) -> Box:
