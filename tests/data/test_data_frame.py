@@ -164,7 +164,7 @@ def test_other_modes_equal_torchvision_on_convert_rgb(tmp_path: Path, mode: str)
 def test_alpha_is_composited_over_white_then_framed_like_torchvision(tmp_path: Path) -> None:
     rgba = np.asarray(_noise(343, 301)).copy()
     alpha = np.random.default_rng(1).integers(0, 256, (301, 343), dtype=np.uint8)
-    path = _save(Image.fromarray(np.dstack([rgba, alpha]), "RGBA"), tmp_path / "a.png")
+    _save(Image.fromarray(np.dstack([rgba, alpha]), "RGBA"), tmp_path / "a.png")
     # independent compositing over white, in integers: Pillow's alpha_composite rounds
     # c * a / 255 + 255 * (255 - a) / 255 to the nearest
     a = alpha.astype(np.int64)[:, :, None]

@@ -109,11 +109,16 @@ def timm_preprocess(model: nn.Module) -> Preprocess:
             f"cannot reproduce timm's eval transform for this model ({', '.join(kinds)})",
             hint="set the preprocessing with --input-size, --resize, --mean and --std",
         )
-    height, width = config["input_size"][1:]
-    squash = not isinstance(resize.size, int) and len(resize.size) == 2
+    height, width = (int(v) for v in (crop.size if crop is not None else config["input_size"][1:]))
+    short = resize.size if isinstance(resize.size, int) else resize.size[0] if len(resize.size) == 1 else None
+    if short is None and tuple(resize.size) != (height, width):  # a resize to a shape, then a crop
+        raise ModelError(
+            f"cannot reproduce timm's eval transform for this model (resize to {tuple(resize.size)}, crop to {(height, width)})",
+            hint="set the preprocessing with --input-size, --resize, --mean and --std",
+        )
     return Preprocess(
-        input_size=(int(height), int(width)),
-        resize=None if squash else int(resize.size if isinstance(resize.size, int) else resize.size[0]),
+        input_size=(height, width),
+        resize=None if short is None else int(short),  # None: squashed straight to the input size
         mean=tuple(float(v) for v in config["mean"]),  # type: ignore[arg-type]  (Normalize holds float32 copies)
         std=tuple(float(v) for v in config["std"]),  # type: ignore[arg-type]
         interpolation=resize.interpolation.value,
