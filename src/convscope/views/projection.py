@@ -39,9 +39,9 @@ class ProjectionView:
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
         pictures: dict[tuple[int, int], Picture] = {}
+        device = model_device(self.network.model)
+        long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
         for field, hits in _by_field(layer, chunk.flat()):
-            device = model_device(self.network.model)
-            long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
             signals = project_hits(
                 self.network.model,
                 layer.name,
