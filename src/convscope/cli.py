@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("atlas", help="scan a folder of images and write the atlas of every unit", description="Scan IMAGES with MODEL; for every unit of the chosen layers keep the k image patches that activate it most, cropped to its receptive field, and write them as an atlas folder (grids, mosaics, overview.png, index.html, manifest.json).")
+    p = sub.add_parser("atlas", help="scan a folder of images and write the atlas of every unit", description="Scan IMAGES with MODEL; for every unit of the chosen layers keep the k image patches that activate it most, cropped to its receptive field, and write them as an atlas folder (the winning images, every unit's hits, overview.png, the viewer index.html, manifest.json; --grids adds a PNG grid per unit and a mosaic per layer).")
     _add_model_args(p)
     p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively; an ImageFolder layout (one folder per class) gives labels")
     p.add_argument("--out", "-o", required=True, metavar="ATLAS", help="atlas folder to write; a previous atlas there is replaced atomically")
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
     p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
+    p.add_argument("--grids", action="store_true", help="also write every unit's 3x3 patch grid as a PNG (layers/LAYER/units/) and every layer's mosaic.png, for papers and slides (default: the viewer draws the patches from the stored images; overview.png is always written)")
     p.add_argument("--fast-decode", action="store_true", help="decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8, Pillow's draft) before the resize: faster, but trades exactness for speed, as pixels (and so activations) no longer equal torchvision's Resize + CenterCrop of the full image (default: full-resolution decode)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
@@ -144,6 +145,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         workers=args.workers,
         projection=None if args.projection == "none" else args.projection,
         occlusion=args.occlusion,
+        grids=args.grids,
         progress=not args.quiet,
         resume=not args.no_resume,
     )

@@ -42,6 +42,7 @@ def make_atlas(
     device: str | torch.device | None = None,
     projection: str | None = None,
     occlusion: bool = False,
+    grids: bool = False,
     progress: bool = True,
     resume: bool = True,
 ) -> Path:
@@ -61,6 +62,8 @@ def make_atlas(
         projection: ``"deconvnet"``, ``"guided"`` or ``None``.
         occlusion: add an occlusion map of each unit's top hit (slow: ~50 forward
             passes per unit).
+        grids: also write every unit's patch grid PNG and every layer's mosaic (for
+            papers and slides); the viewer does not need them.
         resume: go on from the state an interrupted run of the same job saved
             beside ``out``; False starts afresh and removes that state.
 
@@ -136,7 +139,7 @@ def make_atlas(
             stacklevel=2,
         )
     atlas = write_atlas(
-        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion), progress=progress
+        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion, grids=grids), progress=progress
     )
     saved.unlink(missing_ok=True)
     return atlas

@@ -125,7 +125,7 @@ def test_patches_past_the_border_show_what_a_padding_mode_gave_the_network(tmp_p
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode)).eval()
     write_images(tmp_path / "images", 8, 10, seed=4)
     preprocess = Preprocess(input_size=(10, 10), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3)
-    out = make_atlas(Network(model, "pad", preprocess), tmp_path / "images", tmp_path / "atlas", layers=["0"], k=4, progress=False)
+    out = make_atlas(Network(model, "pad", preprocess), tmp_path / "images", tmp_path / "atlas", layers=["0"], k=4, progress=False, grids=True)
     images = find_images(tmp_path / "images")
     pixels = load_pixels(images, range(8), preprocess)  # uint8 (N, 3, 10, 10)
     padded = nn.functional.pad(pixels.float(), (1, 1, 1, 1), mode=mode).byte().permute(0, 2, 3, 1).numpy()

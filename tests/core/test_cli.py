@@ -41,11 +41,11 @@ def run(args, capsys):
 
 def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, capsys):
     out = tmp_path / "atlas"
-    code, stdout, err = run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-k", "4", "-q", "--occlusion"], capsys)
+    code, stdout, err = run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-k", "4", "-q", "--occlusion", "--grids"], capsys)
     assert code == 0, err
     assert "overview.png" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 1
+    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 2
     assert manifest["dataset"]["image_count"] == 12 and manifest["dataset"]["labels"] == ["cats", "dogs"]
     assert manifest["preprocess"]["input_size"] == [16, 16]
     (layer,) = manifest["layers"]
@@ -75,6 +75,19 @@ def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, 
     assert occlusion.size == (2 * cell, 2 * cell) and manifest["occlusion"] is True
     r, g, b = occlusion.getpixel((cell, cell))
     assert r > 150 and b < 100
+
+
+def test_atlas_without_grids_writes_no_unit_pngs_but_what_the_viewer_needs(tmp_path, colour_images, capsys):
+    out = tmp_path / "atlas"
+    code, _, err = run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-k", "4", "-q"], capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["render"]["grids"] is False
+    assert not (out / "layers/conv/units").exists() and not (out / "layers/conv/mosaic.png").exists()
+    hits = json.loads((out / "layers/conv/hits.json").read_text())
+    stored = {hit["image_file"] for unit in hits["units"] for hit in unit["hits"]}
+    assert stored and {f"images/{p.name}" for p in (out / "images").iterdir()} == stored
+    assert (out / "overview.png").is_file() and (out / "index.html").is_file()
 
 
 def test_same_inputs_give_the_same_hits(tmp_path, colour_images, capsys):

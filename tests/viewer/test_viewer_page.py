@@ -106,20 +106,20 @@ def test_click_layer_then_unit_shows_its_hits(watched: Watched, atlas: Path) -> 
     watched.shot("unit")
 
 
-def test_patch_is_cut_from_the_right_grid_cell(watched: Watched) -> None:
+def test_projection_is_cut_from_the_right_grid_cell(watched: Watched) -> None:
     page = watched.open("#features.0/2", view="unit")
-    # Both grids (patches and projections) fetched, then two frames to paint them.
-    wait_until(page, lambda: sum(u.endswith(("/units/0002.png", "/units/0002-projection.png")) for u in watched.finished) >= 2)
+    # The projection grid fetched, then two frames to paint it (patches: test_viewer_patches.py).
+    wait_until(page, lambda: any(u.endswith("/units/0002-projection.png") for u in watched.finished))
     page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     for rank in (0, 4, 8):
-        patch, projection = page.locator(f'.hit[data-rank="{rank}"] .patch').all()
-        for node, is_projection in ((patch, False), (projection, True)):
-            image = Image.open(io.BytesIO(node.screenshot())).convert("RGB")
-            width, height = image.size
-            for row, col in ((height // 2, width // 2), (3, 3), (height - 4, width - 4)):  # inside sub-pixel edges
-                pixel = image.getpixel((col, row))
-                assert max(abs(a - b) for a, b in zip(pixel, rank_colour(rank, is_projection))) <= 8, (rank, pixel)
-                assert pixel != GAP_COLOUR
+        node = page.locator(f'.hit[data-rank="{rank}"] div.patch')
+        image = Image.open(io.BytesIO(node.screenshot())).convert("RGB")
+        width, height = image.size
+        for row, col in ((height // 2, width // 2), (3, 3), (height - 4, width - 4)):  # inside sub-pixel edges
+            pixel = image.getpixel((col, row))
+            assert max(abs(a - b) for a, b in zip(pixel, rank_colour(rank, True))) <= 8, (rank, pixel)
+            assert pixel != GAP_COLOUR
+    assert not any("/units/0002.png" in u for u in watched.requests)  # patches come from the images
 
 
 def test_deep_links_and_keys(watched: Watched) -> None:
@@ -240,7 +240,8 @@ def test_no_labels_no_projection_atlas(browser, tmp_path: Path) -> None:
     watched = Watched(browser, root.as_uri() + "/index.html")
     page = watched.open("#conv1", view="layer")
     assert page.locator("#sort option").all_inner_texts() == ["unit index", "strongest activation"]
-    assert page.locator(".card").first.locator("img").count() == 1
+    assert page.locator(".card").first.locator("img").count() == 0  # no projections: only the patches
+    assert page.locator(".card").first.locator("canvas.grid").count() == 1
     page.goto(watched.base_url + "#conv1/2")
     page.wait_for_selector('main[data-view="unit"]')
     assert page.locator(".hit").count() == 5 and page.locator(".histogram").count() == 0

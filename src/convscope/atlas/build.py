@@ -9,7 +9,7 @@ and one line in :func:`views_for`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from convscope.render.figures import (
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
-from convscope.scan.gather import Hit, PixelCache, chunks
+from convscope.scan.gather import Chunk, Hit, PixelCache, chunks
 from convscope.scan.scan import LayerScan, ScanResult
 from convscope.views import OcclusionView, PatchView, Picture, ProjectionView, UnitView
 
@@ -64,6 +64,10 @@ class RenderOptions:
         overview_layers: the most layers ``overview.png`` shows (spread evenly over depth,
             the first and the last among them; every layer is in the viewer and mosaics).
         mosaic_width: the widest a layer mosaic gets, in pixels.
+        grids: also write every unit's patch grid as a PNG and every layer's mosaic (for
+            papers and slides); without them the viewer draws the patches from the stored
+            images, and only the overview and the per-unit projections and occlusion maps
+            that were asked for are rendered.
     """
 
     projection: str | None = None
@@ -73,6 +77,7 @@ class RenderOptions:
     overview_units: int = 9
     overview_layers: int = 6
     mosaic_width: int = 2400
+    grids: bool = False
 
 
 def views_for(network: Network, options: RenderOptions) -> list[UnitView]:
@@ -93,7 +98,8 @@ class UnitResult:
     Attributes:
         unit: the unit.
         hits: its hits, strongest first.
-        pictures: view name -> its pictures (one per hit, or one per unit).
+        pictures: view name -> its pictures (one per hit, or one per unit); empty for a unit
+            that was not pictured.
         pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels of each hit's image.
     """
 
@@ -103,13 +109,18 @@ class UnitResult:
     pixels: dict[int, np.ndarray]
 
 
-def unit_results(info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], cache: PixelCache) -> Iterator[UnitResult]:
-    """Every unit of a layer with its views' pictures, in unit order; memory bounded by a chunk."""
+def unit_results(
+    info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], cache: PixelCache, pictured: Container[int] | None = None
+) -> Iterator[UnitResult]:
+    """Every unit of a layer in unit order, with its views' pictures if it is in ``pictured``
+    (default: every unit); memory bounded by a chunk."""
     for chunk in chunks(scan, range(info.units), info.fields, cache):
-        made = {view.name: view(info, chunk) for view in views}
+        chosen = [i for i, unit in enumerate(chunk.units) if pictured is None or unit in pictured]
+        part = Chunk([chunk.units[i] for i in chosen], [chunk.hits[i] for i in chosen], chunk.pixels)
+        made = {view.name: dict(zip(chosen, view(info, part))) for view in views} if chosen else {}
         for i, (unit, hits) in enumerate(zip(chunk.units, chunk.hits)):
             pixels = {hit.image: chunk.pixels[hit.image] for hit in hits}
-            yield UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items()}, pixels)
+            yield UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels)
 
 
 def write_atlas(
@@ -152,26 +163,37 @@ def _layer(
     progress: bool,
     in_overview: bool,
 ) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]] | None]:
-    """Write one layer's unit pictures, hits and mosaic; return its manifest entry and, if
-    ``in_overview``, its overview block."""
+    """Write one layer's images, hits and asked-for unit pictures; return its manifest entry
+    and, if ``in_overview``, its overview block.
+
+    Only the units that need a picture go through the views: every unit when grids,
+    projections or occlusion maps are asked for, else the overview's units alone.
+    """
     chosen = choose_units(scan.topk.values, scan.signature, options.overview_units)
+    every = options.grids or any(view.name for view in views)
+    pictured = None if every else (set(chosen) if in_overview else set())
     records: list[dict[str, Any]] = []
     thumbs: list[np.ndarray] = []
     small: dict[int, np.ndarray] = {}
     scale = mosaic_scale(info.units, _figure_width(views, k, options.cell), options.mosaic_width)
-    results = unit_results(info, scan, views, cache)
-    for unit in tqdm(results, total=info.units, unit="unit", desc=f"render {info.name}", disable=not progress, dynamic_ncols=True):
-        figure, singles = _unit_figure(unit, views, k, options.cell)
-        for name, picture in singles.items():
-            files.unit_picture(info.name, unit.unit, name, picture)
+    results = unit_results(info, scan, views, cache, pictured)
+    for unit in tqdm(results, total=info.units, unit="unit", desc=f"atlas {info.name}", disable=not progress, dynamic_ncols=True):
         for index, pixels in unit.pixels.items():
             files.image(index, pixels)
         records.append({"unit": unit.unit, "mean": _finite(scan.mean[unit.unit]), "hits": [_hit_record(images, h) for h in unit.hits]})
-        thumbs.append(shrink(figure, scale) if scale < 1 else figure)
-        if in_overview and unit.unit in chosen:  # re-fitted at the overview's cell size, so the padding stripes stay visible
+        if not unit.pictures:
+            continue
+        if every:
+            figure, singles = _unit_figure(unit, views, k, options.cell)
+            for name, picture in singles.items():
+                if name or options.grids:
+                    files.unit_picture(info.name, unit.unit, name, picture)
+            if options.grids:
+                thumbs.append(shrink(figure, scale) if scale < 1 else figure)
+        if in_overview and unit.unit in chosen:  # fitted at the overview's cell size, so the padding stripes stay visible
             small[unit.unit] = _unit_figure(unit, [v for v in views if v.per_hit], k, options.overview_cell)[0]
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
-    files.layer(info.name, {"layer": info.name, "k": k, "units": records}, layer_mosaic(thumbs, title, options.mosaic_width))
+    files.layer(info.name, {"layer": info.name, "k": k, "units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
     entry = info.to_dict() | {
         "overview_units": chosen,
         "hits": f"{layer_dir(info.name)}/hits.json",
@@ -258,6 +280,6 @@ def _manifest(network: Network, images: ImageList, result: ScanResult, entries: 
         "projection": options.projection,
         "occlusion": options.occlusion,
         "padding": PADDING_NOTE,
-        "render": {"cell": options.cell, "gap": CELL_GAP, "grid": [rows, cols]},
+        "render": {"cell": options.cell, "gap": CELL_GAP, "grid": [rows, cols], "grids": options.grids},
         "layers": entries,
     }

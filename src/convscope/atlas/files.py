@@ -36,11 +36,12 @@ class AtlasFiles:
             write_jpeg(self.root / image_file(index), pixels)
             self._stored.add(index)
 
-    def layer(self, layer: str, hits: dict[str, Any], mosaic: np.ndarray) -> None:
-        """A layer's ``hits.json`` and ``mosaic.png``."""
+    def layer(self, layer: str, hits: dict[str, Any], mosaic: np.ndarray | None) -> None:
+        """A layer's ``hits.json`` and, if there is one, its ``mosaic.png``."""
         folder = self.root / layer_dir(layer)
         write_json(folder / "hits.json", hits)
-        write_png(folder / "mosaic.png", mosaic)
+        if mosaic is not None:
+            write_png(folder / "mosaic.png", mosaic)
 
     def finish(self, overview: np.ndarray, manifest: dict[str, Any]) -> None:
         """The overview figure, the manifest and the viewer."""

@@ -1,4 +1,4 @@
-"""The atlas on disk, version 1: names, paths and reading (see docs/atlas-format.md)."""
+"""The atlas on disk, version 2: names, paths and reading (see docs/atlas-format.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 from convscope.errors import AtlasError
 
 FORMAT = "convscope-atlas"
-VERSION = 1
+VERSION = 2
+#: Versions this convscope reads: version 1 is version 2 with every unit grid and mosaic written.
+READABLE = (1, 2)
 
 
 def layer_dir(layer: str) -> str:
@@ -32,7 +34,8 @@ def read_manifest(atlas_dir: Path) -> dict[str, Any]:
     """The parsed ``manifest.json`` of an atlas, checked for format and version.
 
     Raises:
-        AtlasError: the folder or its manifest is missing, unreadable or not version 1.
+        AtlasError: the folder or its manifest is missing, unreadable or of a version not in
+            :data:`READABLE`.
     """
     atlas_dir = Path(atlas_dir)
     path = atlas_dir / "manifest.json"
@@ -52,9 +55,10 @@ def read_manifest(atlas_dir: Path) -> dict[str, Any]:
             f"{path} is not a convscope atlas manifest",
             hint="pass the folder that `convscope atlas` wrote",
         )
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE:
         raise AtlasError(
-            f"{path} has atlas format version {manifest.get('version')!r}; this convscope reads version {VERSION}",
+            f"{path} has atlas format version {manifest.get('version')!r}; this convscope reads versions "
+            + " and ".join(map(str, READABLE)),
             hint="rebuild the atlas with this convscope version, or upgrade convscope",
         )
     if not isinstance(manifest.get("layers"), list):

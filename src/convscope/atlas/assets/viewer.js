@@ -122,6 +122,152 @@
     return promise;
   }
 
+  /* ---------- patches, drawn from the stored images ---------- */
+
+  // Each patch is cut out of its winning image (images/*.jpg, the model-input frame) by the
+  // hit's box, as render/patch.py cuts the grids: past the border the pixels the network saw
+  // (the mean colour for zero padding; reflected, repeated or wrapped pixels for the other
+  // modes), covered by grey diagonal stripes where (row + col) % 4 == 0.
+  const STRIPE = "rgb(96, 96, 96)";
+  const PICTURE_SIDE = 512;   // a longer box is drawn scaled down (views/base.py samples it too)
+  const pictures = new Map(); // image url -> Promise<HTMLImageElement>
+
+  function loadImage(url) {
+    if (!pictures.has(url)) {
+      const img = new Image();
+      img.src = url;
+      pictures.set(url, img.decode().then(() => img, () => { pictures.delete(url); throw new Error(`cannot load ${url}`); }));
+    }
+    return pictures.get(url);
+  }
+
+  /* The image pixel that padded coordinate i shows along an axis `size` long (-1: zero padding). */
+  function foldIndex(i, size, mode) {
+    if (i >= 0 && i < size) return i;
+    if (mode === "replicate") return Math.min(size - 1, Math.max(0, i));
+    if (mode === "circular") return ((i % size) + size) % size;
+    if (mode === "reflect") {
+      if (size === 1) return 0;
+      const period = 2 * (size - 1), m = ((i % period) + period) % period;
+      return m < size ? m : period - m;
+    }
+    return -1;
+  }
+
+  /* One axis of a box [start, stop) as runs {at, len, src, dir, inside}: pixels at..at+len-1 of the
+     patch show image pixels src, src+dir, ... (dir 1, -1 or 0; src -1: fill); runs never mix
+     image content with padding. */
+  function axisRuns(start, stop, size, mode) {
+    const runs = [];
+    for (let i = start; i < stop; i++) {
+      const src = foldIndex(i, size, mode), inside = i >= 0 && i < size, last = runs[runs.length - 1];
+      if (last && last.inside === inside && (src < 0) === (last.src < 0)) {
+        const next = last.src + last.dir * last.len;
+        if (src < 0) { last.len++; continue; }
+        if (last.len === 1 && Math.abs(src - last.src) <= 1) { last.dir = src - last.src; last.len++; continue; }
+        if (src === next || (last.dir === 0 && src === last.src)) { last.len++; continue; }
+      }
+      runs.push({ at: i - start, len: 1, src, dir: 1, inside });
+    }
+    return runs;
+  }
+
+  /* Draw the patch of `box` [top, left, bottom, right) of `img` into ctx with its top left at
+     (x, y), `scale` canvas pixels per image pixel. */
+  function drawPatch(ctx, img, box, mode, fill, x, y, scale) {
+    const [top, left, bottom, right] = box;
+    const rows = axisRuns(top, bottom, img.naturalHeight, mode), cols = axisRuns(left, right, img.naturalWidth, mode);
+    ctx.imageSmoothingEnabled = scale < 1;
+    const outside = [];
+    for (const r of rows) {
+      for (const c of cols) {
+        const dx = x + c.at * scale, dy = y + r.at * scale, dw = c.len * scale, dh = r.len * scale;
+        if (!r.inside || !c.inside) outside.push([dx, dy, dw, dh]);
+        if (r.src < 0 || c.src < 0) {
+          ctx.fillStyle = fill;
+          ctx.fillRect(dx, dy, dw, dh);
+          continue;
+        }
+        ctx.save();
+        ctx.translate(dx + (c.dir < 0 ? dw : 0), dy + (r.dir < 0 ? dh : 0));
+        ctx.scale(c.dir < 0 ? -1 : 1, r.dir < 0 ? -1 : 1);
+        const sx = c.dir < 0 ? c.src - c.len + 1 : c.src, sy = r.dir < 0 ? r.src - r.len + 1 : r.src;
+        ctx.drawImage(img, sx, sy, c.dir === 0 ? 1 : c.len, r.dir === 0 ? 1 : r.len, 0, 0, dw, dh);
+        ctx.restore();
+      }
+    }
+    if (outside.length) {
+      ctx.save();
+      ctx.fillStyle = stripes(ctx);
+      ctx.translate(x, y);  // stripes counted from the patch's top left, in canvas pixels
+      for (const [dx, dy, dw, dh] of outside) ctx.fillRect(Math.round(dx - x), Math.round(dy - y), Math.round(dw), Math.round(dh));
+      ctx.restore();
+    }
+  }
+
+  function stripes(ctx) {
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = 4;
+    const t = tile.getContext("2d");
+    t.fillStyle = STRIPE;
+    for (let i = 0; i < 4; i++) t.fillRect(i, (4 - i) % 4, 1, 1);  // (row + col) % 4 == 0
+    return ctx.createPattern(tile, "repeat");
+  }
+
+  /* The colour of a zero model input (the mean): what zero padding shows the network. */
+  function fillColour() {
+    const mean = (state.manifest.preprocess && state.manifest.preprocess.mean) || [0, 0, 0];
+    return `rgb(${mean.map((m) => Math.round(255 * m)).join(", ")})`;
+  }
+
+  /* How the network padded the image for `unit` of `layer` ("zeros" unless its field says). */
+  function paddingOf(layer, unit) {
+    const runs = Array.isArray(layer.receptive_fields) ? layer.receptive_fields : [];
+    const run = runs.find((r) => Array.isArray(r.units) && unit >= r.units[0] && unit < r.units[1]);
+    return (run && run.padding) || (layer.receptive_field && layer.receptive_field.padding) || "zeros";
+  }
+
+  /* A hit's patch fitted into a `side` x `side` cell of ctx at (x, y), centred, as fit_cell does. */
+  function drawCell(ctx, img, hit, mode, x, y, side) {
+    const [top, left, bottom, right] = hit.box;
+    const scale = side / Math.max(bottom - top, right - left);
+    const w = Math.max(1, Math.round((right - left) * scale)), h = Math.max(1, Math.round((bottom - top) * scale));
+    drawPatch(ctx, img, hit.box, mode, fillColour(), x + ((side - w) >> 1), y + ((side - h) >> 1), scale);
+  }
+
+  /* A unit's hits as a grid (rank 0 top left) on `canvas`, sized like the atlas's grid PNGs. */
+  async function drawGrid(canvas, layer, unit) {
+    const { cell, gap, grid } = state.manifest.render;
+    const urls = unit.hits.map((hit) => atlasUrl(hit.image_file));
+    const imgs = await Promise.all(urls.map((url) => (url ? loadImage(url) : Promise.reject(new Error("bad image path")))));
+    const ctx = canvas.getContext("2d");
+    const mode = paddingOf(layer, unit.unit);
+    unit.hits.forEach((hit, rank) => {
+      const row = Math.floor(rank / grid[1]), col = rank % grid[1];
+      drawCell(ctx, imgs[rank], hit, mode, col * (cell + gap), row * (cell + gap), cell);
+    });
+    canvas.dataset.drawn = "1";
+  }
+
+  /* One hit's patch at one canvas pixel per image pixel (up to PICTURE_SIDE), shown `display` wide. */
+  function patchCanvas(layer, unit, hit, display) {
+    const [top, left, bottom, right] = hit.box;
+    const scale = Math.min(1, PICTURE_SIDE / Math.max(bottom - top, right - left));
+    const canvas = el("canvas", { class: "patch", width: Math.max(1, Math.round((right - left) * scale)), height: Math.max(1, Math.round((bottom - top) * scale)) });
+    const fit = display / Math.max(canvas.width, canvas.height);
+    canvas.style.width = `${canvas.width * fit}px`;
+    canvas.style.height = `${canvas.height * fit}px`;
+    canvas.dataset.box = hit.box.join(",");
+    const url = atlasUrl(hit.image_file);
+    if (url) {
+      loadImage(url).then((img) => {
+        drawPatch(canvas.getContext("2d"), img, hit.box, paddingOf(layer, unit), fillColour(), 0, 0, scale);
+        canvas.dataset.drawn = "1";
+      }, () => canvas.classList.add("broken"));
+    }
+    return canvas;
+  }
+
   /* ---------- header and layer list ---------- */
 
   function describeShape(layer) {
@@ -223,14 +369,13 @@
       el("div", { class: "card-head" }, el("span", { class: "unit-no", text: `#${unit.unit}` }), el("span", { class: "act", text: top })));
     const images = el("div", { class: "card-images" });
     const { width, height } = gridSize();
-    const addImage = (projection) => {
-      const img = el("img", { class: "grid", alt: projection ? "projections" : "patches", width, height, loading: "lazy", decoding: "async" });
-      img.dataset.src = gridUrl(layer.name, unit.unit, projection);
-      images.append(img);
-    };
     if (unit.hits.length) {
-      addImage(false);
-      if (state.manifest.projection) addImage(true);
+      if (state.manifest.projection) {
+        const img = el("img", { class: "grid", alt: "projections", width, height, decoding: "async" });
+        img.dataset.src = gridUrl(layer.name, unit.unit, true);
+        images.append(img);
+      }
+      images.append(el("canvas", { class: "grid", width, height, role: "img", "aria-label": "patches" }));
     }
     card.append(images);
     if (labels && unit.hits.length) {
@@ -246,7 +391,9 @@
     return { width: grid[1] * cell + (grid[1] - 1) * gap, height: grid[0] * cell + (grid[0] - 1) * gap };
   }
 
-  function observeImages(container) {
+  /* Pictures of the cards near the viewport, drawn when they come near. */
+  function observeImages(container, layer, units) {
+    const byNumber = new Map(units.map((u) => [u.unit, u]));
     state.observer = new IntersectionObserver((entries, observer) => {
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;
@@ -254,6 +401,9 @@
           img.src = img.dataset.src;
           img.removeAttribute("data-src");
         }
+        const canvas = entry.target.querySelector("canvas.grid");
+        const unit = byNumber.get(Number(entry.target.getAttribute("data-unit")));
+        if (canvas && unit) drawGrid(canvas, layer, unit).catch(() => canvas.classList.add("broken"));
         observer.unobserve(entry.target);
       }
     }, { rootMargin: "100px 0px" });
@@ -284,7 +434,7 @@
         el("span", { class: "layer-facts", text: `${layer.type || ""} · ${describeShape(layer)} · RF ${describeField(layer)} · ${layerData.units.length} units` }),
         el("label", { class: "sort" }, "sort by ", select)),
       cards);
-    observeImages(cards);
+    observeImages(cards, layer, units);
     state.cursor = focusUnit === undefined ? -1 : state.order.indexOf(focusUnit);
     if (state.cursor >= 0) highlightCard(true);
     else window.scrollTo(0, 0);
@@ -362,12 +512,11 @@
     const prev = state.order[position - 1], next = state.order[position + 1];
     const projection = Boolean(state.manifest.projection);
     const scale = Math.max(1, Math.round(128 / state.manifest.render.cell));
-    const patchesUrl = gridUrl(layer.name, unitNo, false);
     const projectionsUrl = gridUrl(layer.name, unitNo, true);
 
     const hits = unit.hits.map((hit) => {
       const pictures = el("div", { class: "hit-pictures" },
-        el("figure", null, patchNode(patchesUrl, hit.rank, scale, "patch"), el("figcaption", { text: "patch" })),
+        el("figure", null, patchCanvas(layer, unitNo, hit, state.manifest.render.cell * scale), el("figcaption", { text: "patch" })),
         projection ? el("figure", null, patchNode(projectionsUrl, hit.rank, scale, "patch"), el("figcaption", { text: state.manifest.projection })) : null,
         el("figure", null, ...sourceNode(hit)));
       const label = hit.label === null || hit.label === undefined ? null : el("div", { class: "hit-label" }, "label ", el("b", { text: hit.label }));
