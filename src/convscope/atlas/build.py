@@ -137,8 +137,7 @@ def write_atlas(
     """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas)."""
     views = views_for(network, options)
     cache = PixelCache(images, network.preprocess)
-    with atomic_folder(Path(out)) as tmp:
-        files = AtlasFiles(tmp)
+    with atomic_folder(Path(out)) as tmp, AtlasFiles(tmp) as files:
         shown = overview_layers(len(layers), options.overview_layers)
         entries, blocks = [], []
         for number, info in enumerate(layers, start=1):

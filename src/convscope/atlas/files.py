@@ -6,7 +6,10 @@ knows where each piece goes (see :mod:`convscope.atlas.format`) and writes it.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -19,12 +22,28 @@ from convscope.atlas.writer import write_jpeg, write_json, write_png
 class AtlasFiles:
     """Writes into ``root`` (the temporary folder of :func:`~convscope.atlas.writer.atomic_folder`).
 
-    Each winning image is stored once, however many hits it has.
+    Each winning image is stored once, however many hits it has; images are encoded on
+    ``threads`` threads (Pillow releases the GIL while it encodes). Use it as a context
+    manager: leaving it waits for every write and re-raises the first failure.
     """
 
-    def __init__(self, root: Path) -> None:
+    #: Image writes queued at most before the next one waits for the oldest.
+    QUEUE = 64
+
+    def __init__(self, root: Path, threads: int = 2) -> None:
         self.root = Path(root)
         self._stored: set[int] = set()
+        self._pool = ThreadPoolExecutor(threads)
+        self._pending: deque[Future] = deque()
+
+    def __enter__(self) -> AtlasFiles:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=error is not None)
+        if error is None:
+            while self._pending:
+                self._pending.popleft().result()
 
     def unit_picture(self, layer: str, unit: int, view: str, picture: np.ndarray) -> None:
         """A unit's ``uint8 (H, W, 3)`` picture of one view (``""``: the patch grid)."""
@@ -33,13 +52,15 @@ class AtlasFiles:
     def image(self, index: int, pixels: np.ndarray) -> None:
         """A winning image ``uint8 (H, W, 3)`` in the model-input frame, written the first time only."""
         if index not in self._stored:
-            write_jpeg(self.root / image_file(index), pixels)
             self._stored.add(index)
+            if len(self._pending) >= self.QUEUE:
+                self._pending.popleft().result()
+            self._pending.append(self._pool.submit(write_jpeg, self.root / image_file(index), pixels))
 
     def layer(self, layer: str, hits: dict[str, Any], mosaic: np.ndarray | None) -> None:
         """A layer's ``hits.json`` and, if there is one, its ``mosaic.png``."""
         folder = self.root / layer_dir(layer)
-        write_json(folder / "hits.json", hits)
+        write_json(folder / "hits.json", hits, compact=True)
         if mosaic is not None:
             write_png(folder / "mosaic.png", mosaic)
 

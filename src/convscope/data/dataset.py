@@ -13,6 +13,7 @@ a failure is an error: the file changed during the run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -69,7 +70,8 @@ class ImageDataset(Dataset):
         if not 0 <= index < len(self.images):
             raise IndexError(f"image index {index} out of range for {len(self.images)} images")
         try:
-            pixels = _model_frame_pixels(self.images, index, self.preprocess)
+            # channels first in numpy: torch's uint8 permute-copy measured ~100x slower on our CPU runner
+            pixels = torch.from_numpy(np.ascontiguousarray(_decode(self.images, index, self.preprocess).transpose(2, 0, 1)))
         except Exception as error:  # any decoding failure is reported per image, never raised
             h, w = self.preprocess.input_size
             return Item(torch.zeros(3, h, w, dtype=torch.uint8), index, False, failure_reason(error))
@@ -131,34 +133,50 @@ def load_pixels(images: ImageList, indices: Sequence[int], preprocess: Preproces
     """Reload chosen images (pass 2) as ``uint8`` ``(n, 3, H, W)``, in the order of ``indices``.
 
     Raises:
-        DataError: an image cannot be read now; it was read in pass 1, so the
-            file changed (or vanished) during the run.
+        DataError: as :func:`load_frames`.
 
     Example:
         >>> load_pixels(images, [12, 3], Preprocess((224, 224), 256)).shape  # doctest: +SKIP
         torch.Size([2, 3, 224, 224])
     """
     h, w = preprocess.input_size
-    out = torch.empty(len(indices), 3, h, w, dtype=torch.uint8)
-    for slot, index in enumerate(indices):
-        try:
-            out[slot] = _model_frame_pixels(images, index, preprocess)
-        except Exception as error:  # turned into a user error that names the file
-            raise DataError(
-                f"image {images.paths[index]!r} was read in the first pass but cannot be read now: "
-                f"{failure_reason(error)}",
-                hint=f"the file {images.path(index)} changed during the run; "
-                "leave the folder alone and scan again",
-            ) from error
-    return out
-
-
-def _model_frame_pixels(images: ImageList, index: int, preprocess: Preprocess) -> torch.Tensor:
-    """Image ``index`` decoded, resized and cropped: ``uint8`` ``(3, H, W)``."""
-    min_side = _draft_side(preprocess) if preprocess.fast_decode else None
-    frame = preprocess.to_model_frame(open_rgb(images.path(index), min_side=min_side))
+    frames = load_frames(images, indices, preprocess)
     # channels first in numpy: torch's uint8 permute-copy measured ~100x slower on our CPU runner
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(frame, dtype=np.uint8).transpose(2, 0, 1)))
+    stacked = np.stack(frames).transpose(0, 3, 1, 2) if frames else np.zeros((0, 3, h, w), dtype=np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(stacked))
+
+
+def load_frames(images: ImageList, indices: Sequence[int], preprocess: Preprocess, threads: int = 2) -> list[np.ndarray]:
+    """Reload chosen images (pass 2) as ``uint8`` ``(H, W, 3)`` arrays, in the order of ``indices``,
+    decoding on ``threads`` threads (Pillow releases the GIL while it decodes and resizes).
+
+    Raises:
+        DataError: an image cannot be read now; it was read in pass 1, so the
+            file changed (or vanished) during the run.
+    """
+    if threads > 1 and len(indices) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda index: _frame(images, index, preprocess), indices))
+    return [_frame(images, index, preprocess) for index in indices]
+
+
+def _decode(images: ImageList, index: int, preprocess: Preprocess) -> np.ndarray:
+    """Image ``index`` decoded, resized and cropped: ``uint8`` ``(H, W, 3)``."""
+    min_side = _draft_side(preprocess) if preprocess.fast_decode else None
+    return np.asarray(preprocess.to_model_frame(open_rgb(images.path(index), min_side=min_side)), dtype=np.uint8)
+
+
+def _frame(images: ImageList, index: int, preprocess: Preprocess) -> np.ndarray:
+    """:func:`_decode`, a failure turned into a :class:`DataError` that names the file."""
+    try:
+        return _decode(images, index, preprocess)
+    except Exception as error:  # turned into a user error that names the file
+        raise DataError(
+            f"image {images.paths[index]!r} was read in the first pass but cannot be read now: "
+            f"{failure_reason(error)}",
+            hint=f"the file {images.path(index)} changed during the run; "
+            "leave the folder alone and scan again",
+        ) from error
 
 
 def _draft_side(preprocess: Preprocess) -> int:

@@ -15,8 +15,8 @@ The rule (documented in the README):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-
 
 
 def clarity(values: torch.Tensor, signature: torch.Tensor) -> torch.Tensor:
@@ -49,27 +49,26 @@ def choose_units(values: torch.Tensor, signature: torch.Tensor, n: int = 9) -> l
         >>> choose_units(torch.tensor([[3.], [3.], [5.]]), sig, n=2)
         [2, 0]
     """
-    score = clarity(values, signature)
-    units = score.numel()
-    n = min(n, units)
-    order = sorted(range(units), key=lambda u: (-score[u].item(), u))
-    candidates = order[: max(2 * n, (units + 1) // 2)]
-    corr = _correlation(signature)
-    chosen = [candidates[0]]
-    while len(chosen) < n:
-        rest = [u for u in candidates if u not in chosen]
+    score = clarity(values, signature).double()
+    n = min(n, score.numel())
+    if n == 0:
+        return []
+    order = torch.sort(-score, stable=True).indices  # clearest first, the lower unit on ties
+    candidates = order[: max(2 * n, (score.numel() + 1) // 2)]
+    corr = _correlation(signature[:, candidates]).numpy()
+    unit, clear = candidates.numpy(), score[candidates].numpy()
+    dead = ~np.isfinite(clear)
+    nearest = np.full(len(unit), -np.inf)  # each candidate's correlation with its most similar chosen unit
+    free = np.ones(len(unit), dtype=bool)
+    chosen = [0]
+    while True:
+        free[chosen[-1]] = False
+        nearest = np.maximum(nearest, corr[:, chosen[-1]])
+        if len(chosen) == n:
+            return [int(unit[i]) for i in chosen]
         # Live units first; then the least similar to its nearest chosen unit; clearer first on ties.
-        best = min(
-            rest,
-            key=lambda u: (
-                not torch.isfinite(score[u]).item(),
-                round(max(corr[u, c].item() for c in chosen), 6),
-                -score[u].item(),
-                u,
-            ),
-        )
-        chosen.append(best)
-    return chosen
+        rest = np.flatnonzero(free)
+        chosen.append(int(rest[np.lexsort((unit[rest], -clear[rest], np.round(nearest[rest], 6), dead[rest]))[0]]))
 
 
 def _centred(signature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

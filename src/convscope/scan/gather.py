@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from convscope.data import ImageList, load_pixels
+from convscope.data.dataset import load_frames
+from convscope.data.folder import ImageList
 from convscope.network.geometry import Box, UnitFields
 from convscope.network.preprocess import Preprocess
 from convscope.scan.scan import LayerScan
@@ -99,10 +100,9 @@ class PixelCache:
         """Image index -> ``uint8 (H, W, 3)`` for every index asked."""
         missing = sorted({i for i in indices if i not in self._store})
         if missing:
-            loaded = load_pixels(self.images, missing, self.preprocess).permute(0, 2, 3, 1).numpy()
-            for i, index in enumerate(missing):
-                self._store[index] = loaded[i]
-                self._bytes += loaded[i].nbytes
+            for index, frame in zip(missing, load_frames(self.images, missing, self.preprocess)):
+                self._store[index] = frame
+                self._bytes += frame.nbytes
         out = {}
         for index in indices:
             self._store.move_to_end(index)
