@@ -1,8 +1,10 @@
 """Which layers a model has, what they output, and which ones convscope scans by default.
 
 Discovery is a dry run: one forward pass of a zero image with a hook on every
-sub-module, recording the shape of what each returns, then one geometry pass that
-finds each layer's per-unit receptive fields and where its units, rows and cols live.
+sub-module, recording the shape of what each returns (and, for the default layers,
+where the network's data flow narrows: :mod:`convscope.network.blocks`), then one
+geometry pass that finds each layer's per-unit receptive fields and where its units,
+rows and cols live.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from convscope.errors import ConvscopeWarning, LayerError
+from convscope.network.blocks import find_blocks, trace
 from convscope.network.device import model_device
 from convscope.network.geometry import ReceptiveField, UnitFields, unit_geometry
 from convscope.network.modes import dry_run
@@ -96,6 +99,14 @@ def output_shapes(model: nn.Module, input_size: tuple[int, int]) -> tuple[dict[s
 
     Returns the shapes and how many times each module ran.
     """
+    shapes, calls, _ = _dry_forward(model, input_size)
+    return shapes, calls
+
+
+def _dry_forward(
+    model: nn.Module, input_size: tuple[int, int], blocks: bool = False
+) -> tuple[dict[str, tuple[int, ...]], Counter, list[str] | None]:
+    """:func:`output_shapes` and, with ``blocks``, the same forward's :func:`~convscope.network.blocks.find_blocks`."""
     names = [name for name, _ in model.named_modules() if name]
     shapes: dict[str, tuple[int, ...]] = {}
     calls: Counter = Counter()
@@ -105,9 +116,14 @@ def output_shapes(model: nn.Module, input_size: tuple[int, int]) -> tuple[dict[s
         if isinstance(output, torch.Tensor):
             shapes[name] = tuple(output.shape[1:])
 
+    x = torch.zeros(1, 3, *input_size, device=model_device(model))
     with dry_run(model, input_size), capture(model, names, record, strict=False):
-        model(torch.zeros(1, 3, *input_size, device=model_device(model)))
-    return shapes, calls
+        if not blocks:
+            model(x)
+            return shapes, calls, None
+        with trace(model, x) as traced:
+            model(x)
+    return shapes, calls, find_blocks(model, traced)
 
 
 def discover_layers(model: nn.Module, input_size: tuple[int, int]) -> list[LayerInfo]:
@@ -124,9 +140,12 @@ def discover_layers(model: nn.Module, input_size: tuple[int, int]) -> list[Layer
     return _describe(model, shapes, calls, input_size)
 
 
-def _describe(model: nn.Module, shapes: dict, calls: Counter, input_size: tuple[int, int]) -> list[LayerInfo]:
+def _describe(
+    model: nn.Module, shapes: dict, calls: Counter, input_size: tuple[int, int], only: Collection[str] | None = None
+) -> list[LayerInfo]:
+    """:class:`LayerInfo` of every layer with a map or ``(N, C)`` output (of those in ``only`` if given)."""
     modules = dict(model.named_modules())
-    names = [n for n in shapes if len(shapes[n]) in (1, 3)]
+    names = [n for n in shapes if len(shapes[n]) in (1, 3) and (only is None or n in only)]
     geometry = unit_geometry(model, [n for n in names if len(shapes[n]) == 3 and calls[n] == 1], input_size)
     infos = []
     for name in names:
@@ -157,12 +176,42 @@ def _is_conv(module: nn.Module) -> bool:
 
 
 def default_layers(model: nn.Module, input_size: tuple[int, int] | None = None) -> list[str]:
-    """Every ``nn.Conv2d`` that runs in an eval forward pass on an ``input_size`` image, in definition order.
+    """The stem and every block: the layers convscope scans by default, in forward order.
 
-    For AlexNet: the lecture's layers 1 to 5. Convolutions that do not run (the
-    auxiliary heads of GoogLeNet and Inception-v3 in eval mode) are skipped with a
-    :class:`~convscope.errors.ConvscopeWarning` naming them. Without ``input_size``
-    (deprecated) nothing runs and every Conv2d is listed, used or not.
+    The rule, from one dry forward (eval mode, no gradients, a zero image of ``input_size``):
+
+    - A *cut* is a tensor through which alone everything after it depends on the input
+      (no later operation reads an input-dependent tensor made before it).
+    - A module call is a *cut module* when it runs once and returns one tensor that is
+      a cut; it *has a conv* when a convolution runs inside it.
+    - Walking from the root: the root is split into its children; so is a cut module
+      with a conv that is a *pure container* (an ``nn.Sequential``, or a subclass that
+      does not override ``forward``) holding at least two cut children with a conv. A
+      pure container holding exactly one, which returns the container's own output
+      (nothing, not even an in-place ReLU, runs after it), is named by that child
+      (``features.1`` holding one MBConv -> ``features.1.0``). Every other cut module
+      with a conv is a *block*: one default layer. Everything else is left out
+      (activations, norms, pools, heads, the parts of a block, modules that do not
+      run). A module that is never called itself (an ``nn.ModuleList`` or
+      ``nn.ModuleDict``) is looked through: its children stand in for it. When the
+      root has exactly one cut child with a conv (a wrapper such as
+      ``Sequential(normalise, net)``), that child is split like a root if that gives
+      two or more layers.
+    - Blocks that cannot be scanned (no ``(N, C, H, W)``-like map of known layout, nor
+      ``(N, C)``) are left out; if no block is left, every ``nn.Conv2d`` that runs
+      once is the default (:func:`conv_layers`).
+
+    So a chain of convolutions keeps every conv: AlexNet's ``features.0, 3, 6, 8, 10``,
+    VGG's convs. A ResNet gives ``conv1`` and every BasicBlock or Bottleneck
+    (``layer1.0`` ...); EfficientNet and MobileNet their stem, every MBConv or
+    InvertedResidual and their last conv block; DenseNet ``features.conv0``, the dense
+    blocks and the transitions; GoogLeNet and Inception-v3 their stem convs and every
+    Inception module; SqueezeNet ``features.0``, the Fire modules and ``classifier``
+    (the last conv with its ReLU and global pool, ``(N, classes, 1, 1)``); ConvNeXt
+    its stem, every CNBlock and the downsampling convs. ``--layers convs`` asks for
+    every conv instead.
+
+    Without ``input_size`` (deprecated) nothing runs and every Conv2d is listed, used or not.
 
     Example:
         >>> default_layers(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)), (16, 16))
@@ -170,14 +219,30 @@ def default_layers(model: nn.Module, input_size: tuple[int, int] | None = None) 
     """
     if input_size is None:
         return [name for name, m in model.named_modules() if name and _is_conv(m)]
+    shapes, calls, blocks = _dry_forward(model, input_size, blocks=True)
+    infos = {info.name: info for info in _describe(model, shapes, calls, input_size, only=set(blocks or ()))}
+    return _scannable(blocks or [], infos) or [n for n in _conv_layers(model, calls, warn=True) if calls[n] == 1]
+
+
+def conv_layers(model: nn.Module, input_size: tuple[int, int]) -> list[str]:
+    """Every ``nn.Conv2d`` that runs in an eval forward pass on an ``input_size`` image, in definition order.
+
+    For AlexNet: the lecture's layers 1 to 5; for ResNet-50 all 53 convs. Convolutions
+    that do not run (the auxiliary heads of GoogLeNet and Inception-v3 in eval mode)
+    are skipped with a :class:`~convscope.errors.ConvscopeWarning` naming them.
+
+    Example:
+        >>> conv_layers(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)), (16, 16))
+        ['0', '2']
+    """
     _, calls = output_shapes(model, input_size)
-    return _default_layers(model, calls)
+    return _conv_layers(model, calls, warn=True)
 
 
-def _default_layers(model: nn.Module, calls: Counter) -> list[str]:
+def _conv_layers(model: nn.Module, calls: Counter, warn: bool) -> list[str]:
     convs = [name for name, m in model.named_modules() if name and _is_conv(m)]
     unused = [name for name in convs if calls[name] == 0]
-    if unused:
+    if unused and warn:
         shown = ", ".join(unused[:6]) + (f", ... ({len(unused) - 6} more)" if len(unused) > 6 else "")
         warnings.warn(
             f"{len(unused)} Conv2d layer(s) do not run in an eval forward pass and are not scanned: {shown}",
@@ -187,37 +252,58 @@ def _default_layers(model: nn.Module, calls: Counter) -> list[str]:
     return [name for name in convs if calls[name] > 0]
 
 
+def _scannable(names: Sequence[str], infos: Mapping[str, LayerInfo]) -> list[str]:
+    """The names whose layer runs once and has a known layout."""
+    return [n for n in names if n in infos and infos[n].calls == 1 and infos[n].dims is not None]
+
+
 def _type_name(module: nn.Module) -> str:
     """The class name; for a converted TorchScript module, the class it was scripted from."""
     return getattr(module, "original_name", None) or type(module).__name__
 
 
-def _expand(requested: Sequence[str], infos: dict[str, LayerInfo]) -> list[str]:
-    """Layer names with every pattern replaced by the scannable layers it matches, in forward order.
+#: What ``--layers`` keywords mean (see :func:`_expand`).
+KEYWORDS = {
+    "blocks": "the stem and every block (the default; see default_layers)",
+    "convs": "every Conv2d that runs",
+}
 
-    A pattern is a shell glob over dotted names (``layer*.conv2``, ``features.*``) or
-    ``type:CLASS`` (``type:Conv2d``: every layer of that class). Layers that cannot be
-    scanned (run twice per forward, or of unknown layout) are left out of a pattern's matches.
+
+def _expand(requested: Sequence[str], infos: dict[str, LayerInfo], keywords: Mapping[str, Sequence[str]]) -> list[str]:
+    """Layer names with every keyword and pattern replaced by the scannable layers it stands for.
+
+    A keyword is ``blocks`` (the stem and every block: the default layers) or ``convs``
+    (every Conv2d that runs); ``keywords`` gives their layers. It wins over a module of
+    that name: name such a module with a glob (``block[s]``). A pattern is a shell glob
+    over dotted names (``layer*.conv2``, ``features.*``) or ``type:CLASS``
+    (``type:Conv2d``: every layer of that class), expanded in forward order. Layers that
+    cannot be scanned (run twice per forward, or of unknown layout) are left out of a
+    keyword's or pattern's matches; other names pass through as they are.
 
     Example:
         >>> infos = {n: LayerInfo(n, t, (1, 1, 1), None) for n, t in [("a.conv", "Conv2d"), ("a.relu", "ReLU"), ("b.conv", "Conv2d")]}
-        >>> _expand(["*.conv", "type:ReLU", "x"], infos)
+        >>> _expand(["*.conv", "type:ReLU", "x"], infos, {})
         ['a.conv', 'b.conv', 'a.relu', 'x']
+        >>> _expand(["blocks", "a.relu"], infos, {"blocks": ["a", "b.conv"]})
+        ['b.conv', 'a.relu']
     """
     names: list[str] = []
     for item in requested:
-        if item.startswith("type:"):
+        if item in KEYWORDS:
+            matched = list(keywords.get(item, ()))
+        elif item.startswith("type:"):
             matched = [n for n, info in infos.items() if info.type == item[5:]]
         elif any(c in item for c in "*?["):
             matched = [n for n in infos if fnmatch.fnmatchcase(n, item)]
         else:
             names.append(item)
             continue
-        matched = [n for n in matched if infos[n].calls == 1 and infos[n].dims is not None]
+        matched = _scannable(matched, infos)
         if not matched:
             raise LayerError(
                 f"no layer that can be scanned matches {item!r}",
-                hint="patterns are shell globs over dotted names (layer*.conv2) or type:CLASS (type:Conv2d); "
+                hint="name layers, the keywords blocks (the stem and every block) or convs (every Conv2d that runs), "
+                "shell globs over dotted names (layer*.conv2) or type:CLASS (type:Conv2d); "
                 "run `convscope layers MODEL` to list the layers",
             )
         names.extend(matched)
@@ -227,16 +313,22 @@ def _expand(requested: Sequence[str], infos: dict[str, LayerInfo]) -> list[str]:
 def select_layers(
     model: nn.Module, requested: Sequence[str] | None, input_size: tuple[int, int]
 ) -> list[LayerInfo]:
-    """Validate the requested layer names (default: every Conv2d that runs) and describe them.
+    """Validate the requested layers (default: the stem and every block, :func:`default_layers`) and describe them.
+
+    ``requested`` holds names, keywords and patterns (see :func:`_expand`).
 
     Raises:
         LayerError: a name is unknown, returns no feature map (tokens ``(N, L, C)``
             included), runs twice per forward, or outputs a 4-d tensor whose layout
             (which dims are units, rows, cols) is not known.
     """
-    shapes, calls = output_shapes(model, input_size)
+    shapes, calls, blocks = _dry_forward(model, input_size, blocks=True)
     infos = {info.name: info for info in _describe(model, shapes, calls, input_size)}
-    names = _expand(requested, infos) if requested else _default_layers(model, calls)
+    used = set(requested) if requested else {"blocks"}
+    kept = _scannable(blocks or [], infos)
+    convs = _scannable(_conv_layers(model, calls, warn="convs" in used or (not kept and "blocks" in used)), infos)
+    keywords = {"blocks": kept or convs, "convs": convs}
+    names = _expand(requested, infos, keywords) if requested else keywords["blocks"]
     if not names:
         raise LayerError("the model has no Conv2d layer to scan", hint="name layers with --layers; `convscope layers MODEL` lists them")
     modules = dict(model.named_modules())
