@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from convscope.atlas.format import image_file, layer_dir, unit_file
-from convscope.atlas.viewer import write_viewer
+from convscope.atlas.viewer import to_json, write_viewer
 from convscope.atlas.writer import write_jpeg, write_json, write_png
 
 
@@ -35,6 +35,7 @@ class AtlasFiles:
         self._stored: set[int] = set()
         self._pool = ThreadPoolExecutor(threads)
         self._pending: deque[Future] = deque()
+        self._hits: list[str] = []  # each layer's hits.json text, for the viewer's data scripts
 
     def __enter__(self) -> AtlasFiles:
         return self
@@ -60,7 +61,9 @@ class AtlasFiles:
     def layer(self, layer: str, hits: dict[str, Any], mosaic: np.ndarray | None) -> None:
         """A layer's ``hits.json`` and, if there is one, its ``mosaic.png``."""
         folder = self.root / layer_dir(layer)
-        write_json(folder / "hits.json", hits, compact=True)
+        self._hits.append(to_json(hits))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hits.json").write_text(self._hits[-1] + "\n", encoding="ascii")
         if mosaic is not None:
             write_png(folder / "mosaic.png", mosaic)
 
@@ -68,4 +71,4 @@ class AtlasFiles:
         """The overview figure, the manifest and the viewer."""
         write_png(self.root / "overview.png", overview)
         write_json(self.root / "manifest.json", manifest)
-        write_viewer(self.root)
+        write_viewer(self.root, self._hits)

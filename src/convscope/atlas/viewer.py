@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,25 +49,38 @@ def js_register_call(kind: str, index: int | None, payload: Any) -> str:
         >>> print(js_register_call("layer", 0, {"name": "</script>"}), end="")
         window.convscopeRegister("layer", 0, JSON.parse('{"name":"\\x3c/script\\x3e"}'));
     """
-    text = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    return _register(kind, index, to_json(payload))
+
+
+def to_json(payload: Any) -> str:
+    """``payload`` as compact JSON with every non-ASCII character escaped (what the data
+    scripts embed, and valid UTF-8 JSON for a data file too)."""
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def _register(kind: str, index: int | None, text: str) -> str:
+    """:func:`js_register_call` of a payload already serialised by :func:`to_json`."""
     literal = text.translate(_JS_STRING_ESCAPES)
     kind_js = json.dumps(kind, ensure_ascii=True)
     index_js = "null" if index is None else str(int(index))
     return f"window.convscopeRegister({kind_js}, {index_js}, JSON.parse('{literal}'));\n"
 
 
-def write_viewer(atlas_dir: Path) -> None:
+def write_viewer(atlas_dir: Path, layer_texts: Sequence[str] | None = None) -> None:
     """Write ``index.html`` and ``viewer/`` (assets and data scripts) into an atlas.
 
-    Reads only ``manifest.json`` and each layer's ``hits.json``; replaces any
-    earlier ``viewer/`` folder so no stale layer data is left behind.
+    Reads ``manifest.json`` and, unless ``layer_texts`` (each layer's hits as
+    :func:`to_json` text, in the manifest's order: what its ``hits.json`` holds) is
+    given, each layer's ``hits.json``; replaces any earlier ``viewer/`` folder so no
+    stale layer data is left behind.
 
     Example:
         >>> write_viewer(Path("atlas"))  # doctest: +SKIP
     """
     atlas_dir = Path(atlas_dir)
     manifest = read_manifest(atlas_dir)
-    layer_hits = [read_layer_hits(atlas_dir, layer) for layer in manifest["layers"]]
+    if layer_texts is None:
+        layer_texts = [to_json(read_layer_hits(atlas_dir, layer)) for layer in manifest["layers"]]
 
     viewer_dir = atlas_dir / "viewer"
     if viewer_dir.exists():
@@ -80,7 +94,5 @@ def write_viewer(atlas_dir: Path) -> None:
         target.write_bytes(assets.joinpath(name).read_bytes())
 
     (data_dir / "manifest.js").write_text(js_register_call("manifest", None, manifest), encoding="ascii")
-    for index, hits in enumerate(layer_hits):
-        (data_dir / f"layer-{index}.js").write_text(
-            js_register_call("layer", index, hits), encoding="ascii"
-        )
+    for index, text in enumerate(layer_texts):
+        (data_dir / f"layer-{index}.js").write_text(_register("layer", index, text), encoding="ascii")

@@ -92,11 +92,9 @@ def atomic_folder(out: Path) -> Iterator[Path]:
         raise
 
 
-def write_json(path: Path, data: Any, *, compact: bool = False) -> None:
-    """``data`` as UTF-8 JSON; ``compact``: on one line (a large data file, written by the C encoder)."""
+def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 1}
-    path.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False, **layout) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

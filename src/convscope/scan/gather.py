@@ -46,16 +46,25 @@ def unit_hits(layer: LayerScan, unit: int, fields: UnitFields | None, input_size
     field; fewer than k when there were fewer images. Where the fields are unknown, the box
     is the whole input.
     """
-    field = fields.field(unit) if fields is not None else None
-    hits = []
-    for rank in range(layer.topk.values.shape[1]):
-        image = int(layer.topk.images[unit, rank])
-        if image < 0:
-            break
-        row, col = layer.row_col(unit, rank)
-        box = field.box(row, col) if field is not None else Box(0, 0, *input_size)
-        hits.append(Hit(unit, rank, float(layer.topk.values[unit, rank]), image, row, col, box))
-    return hits
+    return units_hits(layer, [unit], fields, input_size)[0]
+
+
+def units_hits(layer: LayerScan, units: Sequence[int], fields: UnitFields | None, input_size: tuple[int, int]) -> list[list[Hit]]:
+    """:func:`unit_hits` of each of ``units``, the scan's tensors read once for all of them."""
+    index = torch.as_tensor(list(units), dtype=torch.long)
+    values, images, positions = (t[index].tolist() for t in layer.topk)
+    out = []
+    for i, unit in enumerate(units):
+        field = fields.field(unit) if fields is not None else None
+        hits = []
+        for rank, image in enumerate(images[i]):
+            if image < 0:
+                break
+            row, col = divmod(positions[i][rank], layer.cols)
+            box = field.box(row, col) if field is not None else Box(0, 0, *input_size)
+            hits.append(Hit(unit, rank, float(values[i][rank]), image, row, col, box))
+        out.append(hits)
+    return out
 
 
 @dataclass(frozen=True)
@@ -124,5 +133,5 @@ def chunks(
     """The hits of ``units`` with their images, ``units_per_chunk`` units at a time."""
     for start in range(0, len(units), units_per_chunk):
         some = list(units[start : start + units_per_chunk])
-        hits = [unit_hits(layer, u, fields, cache.preprocess.input_size) for u in some]
+        hits = units_hits(layer, some, fields, cache.preprocess.input_size)
         yield Chunk(some, hits, cache.get([hit.image for unit in hits for hit in unit]))

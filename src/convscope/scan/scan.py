@@ -51,10 +51,6 @@ class LayerScan:
     signature: torch.Tensor
     nonfinite: torch.Tensor
 
-    def row_col(self, unit: int, rank: int) -> tuple[int, int]:
-        position = int(self.topk.positions[unit, rank])
-        return divmod(position, self.cols)
-
 
 @dataclass(frozen=True)
 class ScanResult:
