@@ -11,7 +11,7 @@ from convscope.atlas.format import read_hits, read_manifest
 from convscope.data import ImageDataset, ImageList, find_images, load_pixels, make_loader
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.geometry import Box, ReceptiveField, receptive_fields
-from convscope.network.layers import LayerInfo, default_layers, discover_layers, select_layers
+from convscope.network.layers import LayerInfo, conv_layers, default_layers, discover_layers, select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
@@ -38,6 +38,7 @@ __all__ = [
     "TopK",
     "capture",
     "choose_units",
+    "conv_layers",
     "default_layers",
     "discover_layers",
     "find_images",

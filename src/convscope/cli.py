@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively; an ImageFolder layout (one folder per class) gives labels")
     p.add_argument("--out", "-o", required=True, metavar="ATLAS", help="atlas folder to write; a previous atlas there is replaced atomically")
-    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan: dotted names, shell globs ('layer*.conv2', quote them) or type:CLASS ('type:Conv2d': every conv) (default: every Conv2d that runs); `convscope layers MODEL` lists them")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan: dotted names, shell globs ('layer*.conv2', quote them) or type:CLASS ('type:Conv2d': every conv) or the keywords 'blocks' and 'convs' (default: blocks, the stem and every block; 'convs': every Conv2d that runs); `convscope layers MODEL` lists them")
     p.add_argument("-k", type=_positive, default=9, help="hits kept per unit (default 9: 3x3 grids)")
     p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
 
-    p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (every Conv2d).")
+    p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
     _add_model_args(p)
 
     p = sub.add_parser("demo", help="train a small AlexNet-like net offline and build its atlas", description="Train a small AlexNet-like ConvNet on photos that ship with scikit-image (or on --data), cache its weights, build the atlas of its five conv layers and print where it is. Works with no network.")
@@ -158,7 +158,7 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     network = _network(args)
     h, w = network.preprocess.input_size
     defaults = set(default_layers(network.model, (h, w)))
-    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (every Conv2d that runs); '?' = receptive field unknown")
+    print(f"{network.source}: input 3x{h}x{w}; '*' = default layer (the stem and every block; --layers convs: every Conv2d); '?' = receptive field unknown")
     print(f"  {'layer':<32} {'type':<18} {'output':<16} {'rf size':>9} {'stride':>7} {'offset':>9}")
     for info in discover_layers(network.model, (h, w)):
         rf = info.receptive_field

@@ -134,7 +134,7 @@ def test_interrupt_while_writing_leaves_the_previous_atlas(tmp_path, colour_imag
     assert run(["atlas", *COLOUR_NET, colour_images, "--out", out, "-q"], capsys)[0] == 0
     before = (out / "manifest.json").read_text()
 
-    def interrupted(folder):
+    def interrupted(folder, layer_texts=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("convscope.atlas.files.write_viewer", interrupted)
@@ -154,7 +154,7 @@ def test_layers_command_lists_shapes_and_receptive_fields(capsys):
     assert not rows["features.2"].startswith("*") and rows["pool"].split()[-3:] == ["global", "-", "-"]
 
 
-def test_layers_command_lists_per_unit_fields_and_skips_unused_convs(capsys):
+def test_layers_command_lists_per_unit_fields_and_marks_the_blocks(capsys):
     code, out, err = run(["layers", "tiny_models:fire_net", "--input-size", "12"], capsys)
     assert code == 0
     lines = out.splitlines()
@@ -163,8 +163,8 @@ def test_layers_command_lists_per_unit_fields_and_skips_unused_convs(capsys):
     # expand1x1 after a 1x1 squeeze sees one pixel, expand3x3 its 3x3 neighbourhood (by hand)
     assert lines[fire + 1].split() == ["units", "0-2:", "1", "s1", "o0;", "3-5:", "3", "s1", "o-1"]
     rows = {line[2:].split()[0]: line for line in lines[2:] if line.startswith(("*", " ")) and not line.startswith("      ")}
-    assert rows["fire.expand3x3"].startswith("*") and "unused" not in rows  # it never runs: no output to list
-    assert "do not run" in err and "unused" in err  # named in the warning
+    # the default is the stem and every block: the Fire module, not its branches; "unused" never runs: no output to list
+    assert rows["fire"].startswith("*") and not rows["fire.expand3x3"].startswith("*") and "unused" not in rows
 
 
 @pytest.mark.parametrize(

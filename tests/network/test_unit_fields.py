@@ -16,7 +16,7 @@ from torch import nn
 
 from convscope.errors import ConvscopeWarning, LayerError
 from convscope.network.geometry import ReceptiveField, UnitFields, receptive_fields, unit_geometry
-from convscope.network.layers import LayerInfo, default_layers, discover_layers, select_layers, to_nchw
+from convscope.network.layers import LayerInfo, conv_layers, discover_layers, select_layers, to_nchw
 from network.test_geometry import assert_matches_gradient
 
 RF = ReceptiveField
@@ -291,14 +291,14 @@ def test_squeeze_excitation_layers_keep_their_layout():
 
 
 @pytest.mark.slow
-def test_default_layers_skip_convs_that_never_run():
+def test_every_conv_request_skips_convs_that_never_run():
     model = torchvision.models.googlenet(aux_logits=True, init_weights=False)
     with pytest.warns(ConvscopeWarning, match=r"2 Conv2d layer\(s\) do not run.*aux1\.conv\.conv, aux2\.conv\.conv"):
-        names = default_layers(model, (64, 64))
+        names = conv_layers(model, (64, 64))
     assert "aux1.conv.conv" not in names and names[0] == "conv1.conv" and len(names) == 57
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert default_layers(torchvision.models.alexnet(), (64, 64)) == [f"features.{i}" for i in (0, 3, 6, 8, 10)]
+        assert conv_layers(torchvision.models.alexnet(), (64, 64)) == [f"features.{i}" for i in (0, 3, 6, 8, 10)]
 
 
 def test_unit_fields_json_and_layer_info():
