@@ -9,6 +9,7 @@ from convscope.render.figures import layer_mosaic, overview, overview_layers, un
 from convscope.render.grid import fit_cell, grid_shape, tile
 from convscope.render.patch import STRIPE_COLOUR, crop, mark_padding, mean_colour
 from convscope.render.selection import choose_units, clarity
+from convscope.views.base import Picture
 
 
 def test_crop_inside_is_a_plain_slice():
@@ -144,3 +145,15 @@ def test_a_huge_box_is_sampled_from_the_same_patch(mode):
     step = -(-47 // 12)  # ceil(longest side / max_side)
     assert max(small.shape[:2]) <= 12
     assert np.array_equal(small, full[::step, ::step]) and np.array_equal(small_inside, full_inside[::step, ::step])
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_the_overview_keeps_the_part_of_a_box_on_the_image(padding):
+    """``Picture.on_image`` of a box reaching past two borders is the image's own pixels under
+    the box clipped by hand, whatever the padding drew outside."""
+    image = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    picture = Picture(*crop(image, Box(-3, 8, 5, 16), fill=np.array([1, 2, 3], dtype=np.uint8), padding=padding))
+    clipped = picture.on_image()
+    assert clipped.inside is None and np.array_equal(clipped.pixels, image[0:5, 8:12])
+    inside = Picture(*crop(image, Box(2, 2, 6, 6), fill=0))
+    assert np.array_equal(inside.on_image().pixels, image[2:6, 2:6])

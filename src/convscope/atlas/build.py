@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ from convscope.views import OcclusionView, PatchView, Picture, ProjectionView, U
 PADDING_NOTE = (
     "outside-image pixels are drawn as the network saw them (the mean colour, zeros after "
     "normalisation, for zero padding; reflected, repeated or wrapped pixels for a field whose "
-    "padding is reflect, replicate or circular) and covered by diagonal grey stripes"
+    "padding is reflect, replicate or circular) and covered by diagonal grey stripes; overview.png "
+    "shows only the part of each box that lies on the image"
 )
 
 
@@ -59,7 +60,9 @@ class RenderOptions:
         occlusion: also draw, for each unit's top hit, how much the activation drops
             as a grey square (a quarter of the box) slides over its box.
         cell: pixels of one patch in a unit grid.
-        overview_cell: pixels of one patch in ``overview.png``.
+        overview_cell: pixels of one patch in ``overview.png``, which shows the part of each
+            box that lies on the image (a deep layer's box can be twice the image, mostly
+            padding); the viewer and the grids show the whole box.
         overview_units: units per layer in ``overview.png``.
         overview_layers: the most layers ``overview.png`` shows (spread evenly over depth,
             the first and the last among them; every layer is in the viewer and mosaics).
@@ -189,8 +192,9 @@ def _layer(
                     files.unit_picture(info.name, unit.unit, name, picture)
             if options.grids:
                 thumbs.append(shrink(figure, scale) if scale < 1 else figure)
-        if in_overview and unit.unit in chosen:  # fitted at the overview's cell size, so the padding stripes stay visible
-            small[unit.unit] = _unit_figure(unit, [v for v in views if v.per_hit], k, options.overview_cell)[0]
+        if in_overview and unit.unit in chosen:  # the part on the image, so deep layers' patches stay readable
+            on_image = replace(unit, pictures={name: [p.on_image() for p in pictures] for name, pictures in unit.pictures.items()})
+            small[unit.unit] = _unit_figure(on_image, [v for v in views if v.per_hit], k, options.overview_cell)[0]
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
     files.layer(info.name, {"layer": info.name, "k": k, "units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
     entry = info.to_dict() | {

@@ -30,6 +30,15 @@ class Picture:
     pixels: np.ndarray
     inside: np.ndarray | None = None
 
+    def on_image(self) -> "Picture":
+        """The part of the picture that shows image content (a box reaching past the border
+        cut back to the image; the inside of a box is a rectangle)."""
+        if self.inside is None or self.inside.all() or not self.inside.any():
+            return self
+        rows, cols = np.flatnonzero(self.inside.any(1)), np.flatnonzero(self.inside.any(0))
+        window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        return Picture(self.pixels[window], None)
+
 
 def padding_of(layer: LayerInfo, unit: int) -> str:
     """How the network filled pixels past the image border for ``unit`` (``"zeros"`` where unknown)."""
