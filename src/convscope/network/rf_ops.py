@@ -21,6 +21,7 @@ local input into :data:`UNKNOWN`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -164,7 +165,7 @@ class GeometryMode(TorchDispatchMode):
             if pointwise:  # rows and cols stay where they are (broadcast to the output)
                 geoms = [broadcast(self.geometry(t), t.shape, outputs[0].shape) for t in inputs]
             else:
-                dims = _global_dims(name, _bind(func, args, kwargs), geoms[0], inputs[0], outputs[0])  # type: ignore[arg-type]
+                dims = _global_dims(name, _bind(func, args, kwargs), geoms, inputs[0], outputs[0])  # type: ignore[arg-type]
                 geoms = [Global(g.box, dims) for g in geoms]  # type: ignore[union-attr]
             return [union(geoms, self.image)] * len(outputs)  # type: ignore[arg-type, list-item]
         if any(g is UNKNOWN for g in geoms):
@@ -195,12 +196,33 @@ class GeometryMode(TorchDispatchMode):
         return [result] * len(outputs)  # type: ignore[list-item]
 
 
-def _global_dims(name: str, a: dict, g: Global, x: torch.Tensor, out: torch.Tensor) -> tuple[int, int] | None:
-    """Where rows and cols are after a non-elementwise operator on a global tensor (``None``: not known)."""
+def _global_dims(name: str, a: dict, geoms: list[Global], x: torch.Tensor, out: torch.Tensor) -> tuple[int, int] | None:
+    """Where rows and cols are after a non-elementwise operator on global tensors (``None``: not known).
+
+    Channel splits, slices, concatenations, views and reductions move them as they
+    would move a local field's (after a squeeze-excite gate, MixNet's MixedConv2d and
+    GhostNet's Ghost module split and concatenate global maps along channels).
+    """
+    g = geoms[0]
     rule = _RULES.get(name)
     if rule in (_conv, _pool, _adaptive, _batch_norm, _group_norm) and out.dim() >= 3:
         return out.dim() - 2, out.dim() - 1
-    if g.dims is None or out.dim() != x.dim():
+    if g.dims is None:
+        return None
+    if rule is _join:  # a cat along another dim, every input with its rows and cols at the same dims
+        stacked = out.dim() != x.dim()
+        return None if stacked or a["dim"] % out.dim() in g.dims or any(o.dims != g.dims for o in geoms) else g.dims
+    if rule in (_slice, _split, _select, _reshape, _reduce, _expand):
+        hw = (x.shape[g.dims[0]], x.shape[g.dims[1]])
+        probe = Local(((0, Axis(1, 1, 0), Axis(1, 1, 0)),), g.dims, hw)
+        try:  # a reduction over the map with keepdim leaves rows and cols of size 1 (a Global probe)
+            moved = rule(SimpleNamespace(image=hw), probe, x, a, [out])  # type: ignore[arg-type]
+        except Exception:  # a call the rule cannot read: not known
+            return None
+        moved = moved[0] if isinstance(moved, list) else moved
+        dims = moved.dims if isinstance(moved, (Local, Global)) else None
+        return dims if dims is not None and dims[0] != dims[1] else None  # merged rows * cols: not kept
+    if out.dim() != x.dim():
         return None
     if rule is _layer_norm:
         return g.dims
