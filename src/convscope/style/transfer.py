@@ -1,0 +1,413 @@
+"""Neural style transfer (Gatys, Ecker & Bethge 2016) on convscope's hooks.
+
+One call, :func:`stylise`, optimises the pixels of an image so that its features at
+the content layers match the content image's and its Gram matrices at the style
+layers match the style images'. The network is read through :func:`convscope.hooks.capture`
+on the named layers only; each forward stops after the deepest of them. The
+network's weights are frozen for the run (``requires_grad`` False, eval mode) and
+restored afterwards; hooks are removed in ``finally``. Nothing is written: the result
+holds the image and a record of the losses, and the caller saves them.
+
+Losses (see :mod:`convscope.style.losses`), with ``normalize`` (the default) each layer's
+loss is divided by the mean square of its target (features for content, Gram matrix
+for style), so every layer counts alike whatever the scale of its activations (this
+matters most for random-weight networks):
+
+    total = content_weight * mean_l content_l + style_weight * mean_l style_l + tv_weight * tv
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from convscope.data import failure_reason, open_rgb
+from convscope.errors import ConvscopeError, DataError, GeometryError, LayerError
+from convscope.hooks import capture, run_until_captured
+from convscope.network.device import model_device
+from convscope.network.layers import NCHW, select_layers, to_nchw
+from convscope.network.load import Network
+from convscope.style.layers import default_style_layers, resolve
+from convscope.style.losses import blend_grams, content_loss, gram, style_loss, tv_loss
+
+#: An image: a file, a PIL image, or ``uint8 (H, W, 3)`` pixels.
+ImageLike = str | Path | Image.Image | np.ndarray
+#: Called after every step as ``progress(step, losses)`` (``losses`` as in :class:`Losses`).
+ProgressFn = Callable[[int, "Losses"], object]
+
+MIN_SIZE = 8
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+
+
+@dataclass(frozen=True)
+class Losses:
+    """The losses of one image, unweighted and not normalised (plain MSEs).
+
+    Attributes:
+        content: per content layer, the MSE of its features ``(1, C, H, W)``.
+        style: per style layer, the MSE of its Gram matrix ``(1, C, C)``.
+        tv: total variation of the image.
+        total: the weighted, normalised objective that is minimised.
+    """
+
+    content: dict[str, float]
+    style: dict[str, float]
+    tv: float
+    total: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"content": self.content, "style": self.style, "tv": self.tv, "total": self.total}
+
+
+@dataclass(frozen=True)
+class StyleResult:
+    """What :func:`stylise` returns.
+
+    Attributes:
+        image: the stylised image, ``uint8 (H, W, 3)``.
+        start, end: the losses of the initial and of the final image (the first and last level of a pyramid).
+        history: the objective after every step, all levels in a row.
+        content_layers, style_layers: the dotted names used.
+        settings: the arguments of the run (weights, size, init, optimizer, steps, seed...).
+        seconds: wall time of the optimisation.
+    """
+
+    image: np.ndarray
+    start: Losses
+    end: Losses
+    history: list[float]
+    content_layers: list[str]
+    style_layers: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def style_ratios(self) -> dict[str, float]:
+        """Per style layer, the Gram loss at the end divided by the one at the start."""
+        return {k: (self.end.style[k] / v if v > 0 else 0.0) for k, v in self.start.style.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record written next to the picture."""
+        return {
+            "content_layers": self.content_layers,
+            "style_layers": self.style_layers,
+            "settings": self.settings,
+            "start": self.start.to_dict(),
+            "end": self.end.to_dict(),
+            "style_ratio_end_over_start": self.style_ratios(),
+            "history": self.history,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def stylise(
+    network: Network,
+    content: ImageLike | None,
+    styles: ImageLike | Sequence[ImageLike],
+    *,
+    content_layers: Sequence[str] | None = None,
+    style_layers: Sequence[str] | None = None,
+    content_weight: float = 1.0,
+    style_weight: float = 100.0,
+    style_image_weights: Sequence[float] | None = None,
+    tv_weight: float = 0.0,
+    size: int = 256,
+    init: str = "content",
+    optimizer: str = "lbfgs",
+    steps: int = 100,
+    lr: float | None = None,
+    seed: int = 0,
+    normalize: bool = True,
+    pyramid: int = 1,
+    progress: ProgressFn | None = None,
+) -> StyleResult:
+    """Paint ``content`` in the style of ``styles`` by optimising pixels (Gatys et al.).
+
+    Args:
+        network: a loaded network; its ``preprocess`` mean and std normalise the pixels.
+        content: the content image; ``None`` synthesises a texture (needs ``init="noise"``;
+            the result is ``size`` x ``size``).
+        styles: one style image or several; their Gram matrices are averaged with
+            ``style_image_weights`` (default: equal).
+        content_layers, style_layers: dotted names (or VGG's ``conv4_2``); default: see
+            :mod:`convscope.style.layers`.
+        content_weight, style_weight, tv_weight: weights of the three terms.
+        size: the long side of the result in pixels (style images are resized likewise).
+        init: ``content`` (start from the content image) or ``noise`` (uniform, seeded).
+        optimizer: ``lbfgs`` (one L-BFGS iteration with a strong-Wolfe line search per
+            step) or ``adam`` (``lr`` default 0.02).
+        steps: optimiser steps (per pyramid level).
+        seed: seeds the noise; runs with equal arguments give equal images.
+        normalize: divide each layer's loss by its target's mean square.
+        pyramid: levels, coarse to fine: 3 optimises at size/4, then size/2, then size,
+            each level starting from the previous result upsampled.
+        progress: called after every step.
+
+    Returns:
+        A :class:`StyleResult`; ``image`` is ``uint8 (H, W, 3)``.
+
+    Raises:
+        DataError: an image cannot be read. LayerError: a layer is unknown or has no
+        spatial map. GeometryError: ``size`` is too small for the network or the layers.
+
+    Example:
+        >>> net = load_network("torchvision:vgg19", weights="vgg19.pth")  # doctest: +SKIP
+        >>> result = stylise(net, "photo.jpg", "starry_night.jpg", size=256)  # doctest: +SKIP
+        >>> result.image.shape  # doctest: +SKIP
+        (192, 256, 3)
+    """
+    _check_args(init, optimizer, steps, size, pyramid, content)
+    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    if not style_list:
+        raise ConvscopeError("style transfer needs at least one style image")
+    content_img = _open(content, "content") if content is not None else None
+    style_imgs = [_open(s, "style") for s in style_list]
+    model = network.model
+    device = model_device(model)
+    final_hw = _fit(content_img.size if content_img else (size, size), size)
+    content_layers, style_layers = _layers(network, content_layers, style_layers, final_hw, content_img is None)
+    settings = {
+        "model": network.source, "weights": network.weights, "content_weight": content_weight,
+        "style_weight": style_weight, "style_image_weights": list(style_image_weights) if style_image_weights else None,
+        "tv_weight": tv_weight, "size": size, "init": init, "optimizer": optimizer, "steps": steps, "lr": lr,
+        "seed": seed, "normalize": normalize, "pyramid": pyramid,
+    }
+    generator = torch.Generator().manual_seed(seed)
+    sizes = [max(MIN_SIZE, size // 2 ** (pyramid - 1 - i)) for i in range(pyramid)]
+    state = _freeze(model)
+    began = time.perf_counter()
+    try:
+        x: torch.Tensor | None = None
+        history: list[float] = []
+        start = end = None
+        for level, level_size in enumerate(sizes):
+            hw = _fit(content_img.size if content_img else (level_size, level_size), level_size)
+            content_px = _pixels(content_img, hw, device) if content_img else None
+            style_px = [_pixels(s, _fit(s.size, level_size), device) for s in style_imgs]
+            if x is None:
+                x = _initial(init, content_px, hw, generator, device)
+            else:
+                x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False).clamp(0, 1)
+            objective = _Objective(
+                network, content_layers, style_layers, content_px, style_px, style_image_weights,
+                content_weight, style_weight, tv_weight, normalize,
+            )
+            x, first, last = objective.optimise(x, optimizer, steps, lr, history, progress, level * steps)
+            start = start or first
+            end = last
+    finally:
+        _restore(model, state)
+    assert x is not None and start is not None and end is not None
+    image = (x[0].detach().permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return StyleResult(image, start, end, history, content_layers, style_layers, settings, time.perf_counter() - began)
+
+
+class _Objective:
+    """The loss of an image ``(1, 3, H, W)`` in ``[0, 1]`` against fixed targets, computed once."""
+
+    def __init__(
+        self, network: Network, content_layers: list[str], style_layers: list[str],
+        content_px: torch.Tensor | None, style_px: list[torch.Tensor], style_image_weights: Sequence[float] | None,
+        content_weight: float, style_weight: float, tv_weight: float, normalize: bool,
+    ) -> None:
+        self.network = network
+        self.content_layers = content_layers if content_px is not None else []
+        self.style_layers = style_layers
+        self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
+        self.weights = (content_weight, style_weight, tv_weight)
+        self.dims = {i.name: i.dims or NCHW for i in _infos(network, self.layers, style_px[0].shape[-2:])}
+        with torch.no_grad():
+            self.content_targets = {}
+            if content_px is not None:
+                feats = self.features(content_px)
+                self.content_targets = {name: feats[name].detach() for name in self.content_layers}
+            grams = [{n: gram(f).detach() for n, f in self.features(s).items() if n in style_layers} for s in style_px]
+            try:
+                self.gram_targets = {n: blend_grams([g[n] for g in grams], style_image_weights) for n in style_layers}
+            except ValueError as exc:
+                raise ConvscopeError(str(exc), hint="give one non-negative weight per style image") from None
+        mean_square = lambda t: float(t.pow(2).mean()) if normalize else 1.0  # noqa: E731
+        self.content_scale = {n: mean_square(t) for n, t in self.content_targets.items()}
+        self.style_scale = {n: mean_square(t) for n, t in self.gram_targets.items()}
+
+    def features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The layers' outputs ``(1, C, H, W)`` for ``pixels`` ``(1, 3, H, W)`` in ``[0, 1]``."""
+        out: dict[str, torch.Tensor] = {}
+        pre = self.network.preprocess
+        mean = torch.tensor(pre.mean, device=pixels.device).view(1, 3, 1, 1)
+        std = torch.tensor(pre.std, device=pixels.device).view(1, 3, 1, 1)
+
+        def keep(name: str, output: torch.Tensor) -> None:
+            if output.dim() != 4:
+                raise LayerError(
+                    f"layer {name!r} outputs {tuple(output.shape)}, no map with rows and cols, so it has no style",
+                    hint="pick a convolutional layer; `convscope layers MODEL` lists them",
+                )
+            out[name] = to_nchw(output, self.dims.get(name, NCHW)).clone()  # before any in-place ReLU
+
+        with capture(self.network.model, self.layers, keep, stop_after_last=True):
+            try:
+                run_until_captured(self.network.model, (pixels - mean) / std)
+            except RuntimeError as exc:
+                raise GeometryError(
+                    f"the network cannot run on a {pixels.shape[-2]}x{pixels.shape[-1]} image: {str(exc).splitlines()[0]}",
+                    hint="use a larger --size",
+                ) from None
+        for name, f in out.items():
+            if f.shape[-2] * f.shape[-1] <= 1 and name in self.style_layers:
+                raise GeometryError(
+                    f"layer {name!r} gives a {f.shape[-2]}x{f.shape[-1]} map at {pixels.shape[-2]}x{pixels.shape[-1]} pixels: "
+                    "too small for a Gram matrix",
+                    hint="use a larger --size or an earlier layer",
+                )
+        return out
+
+    def losses(self, x: torch.Tensor) -> tuple[torch.Tensor, Losses]:
+        feats = self.features(x)
+        c = {n: content_loss(feats[n], t) for n, t in self.content_targets.items()}
+        s = {n: style_loss(feats[n], t) for n, t in self.gram_targets.items()}
+        tv = tv_loss(x)
+        cw, sw, tw = self.weights
+        total = tw * tv
+        if c:
+            total = total + cw * sum(v / max(self.content_scale[n], 1e-30) for n, v in c.items()) / len(c)
+        if s:
+            total = total + sw * sum(v / max(self.style_scale[n], 1e-30) for n, v in s.items()) / len(s)
+        record = Losses(
+            {n: float(v.detach()) for n, v in c.items()}, {n: float(v.detach()) for n, v in s.items()},
+            float(tv.detach()), float(total.detach()),
+        )
+        return total, record
+
+    def optimise(
+        self, x0: torch.Tensor, optimizer: str, steps: int, lr: float | None,
+        history: list[float], progress: ProgressFn | None, offset: int,
+    ) -> tuple[torch.Tensor, Losses, Losses]:
+        x = x0.detach().clone().contiguous().requires_grad_(True)
+        with torch.no_grad():
+            _, first = self.losses(x)
+        if optimizer == "lbfgs":
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                [x], lr=lr or 1.0, max_iter=1, history_size=20, line_search_fn=None
+            )
+        else:
+            opt = torch.optim.Adam([x], lr=lr or 0.02)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            total, _ = self.losses(x)
+            total.backward()
+            return total
+
+        for step in range(steps):
+            opt.step(closure)
+            with torch.no_grad():
+                x.clamp_(0, 1)
+                _, now = self.losses(x)
+            history.append(now.total)
+            if progress is not None:
+                progress(offset + step + 1, now)
+        return x.detach(), first, now if steps else first
+
+
+def _check_args(init: str, optimizer: str, steps: int, size: int, pyramid: int, content: object) -> None:
+    if init not in INITS:
+        raise ConvscopeError(f"unknown init {init!r}", hint=f"use one of {', '.join(INITS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ConvscopeError(f"unknown optimizer {optimizer!r}", hint=f"use one of {', '.join(OPTIMIZERS)}")
+    if steps < 0 or pyramid < 1:
+        raise ConvscopeError(f"steps must be at least 0 and pyramid at least 1, got {steps} and {pyramid}")
+    if size < MIN_SIZE:
+        raise GeometryError(f"size {size} is too small", hint=f"use a size of at least {MIN_SIZE} pixels")
+    if content is None and init != "noise":
+        raise ConvscopeError("texture synthesis (no content image) needs init='noise'", hint="pass --init noise")
+
+
+def _open(image: ImageLike, what: str) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"the {what} image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        return Image.fromarray(image)
+    path = Path(image)
+    if not path.is_file():
+        raise DataError(f"the {what} image {path} does not exist", hint="check the path")
+    try:
+        return open_rgb(path)
+    except Exception as exc:
+        raise DataError(f"cannot read the {what} image {path}: {failure_reason(exc)}", hint="give a readable image file") from None
+
+
+def _fit(wh: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(height, width)`` with the long side ``size`` and the aspect ratio of ``wh`` (PIL's ``(width, height)``)."""
+    w, h = wh
+    scale = size / max(w, h)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _pixels(image: Image.Image, hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """``image`` resized to ``hw`` as ``(1, 3, H, W)`` floats in ``[0, 1]``."""
+    if image.size != (hw[1], hw[0]):
+        image = image.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.array(image, dtype=np.float32) / 255).permute(2, 0, 1)[None].to(device)
+
+
+def _initial(init: str, content: torch.Tensor | None, hw: tuple[int, int], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    if init == "content" and content is not None:
+        return content.clone()
+    return torch.rand((1, 3, *hw), generator=generator).to(device)
+
+
+def _infos(network: Network, layers: list[str], hw: Sequence[int]) -> list:
+    try:
+        return select_layers(network.model, layers, (int(hw[0]), int(hw[1])))
+    except RuntimeError as exc:
+        raise GeometryError(
+            f"the network cannot run on a {hw[0]}x{hw[1]} image: {str(exc).splitlines()[0]}", hint="use a larger --size"
+        ) from None
+
+
+def _layers(
+    network: Network, content_layers: Sequence[str] | None, style_layers: Sequence[str] | None,
+    hw: tuple[int, int], texture: bool,
+) -> tuple[list[str], list[str]]:
+    model = network.model
+    if content_layers is None or style_layers is None:
+        try:
+            default_content, default_style = default_style_layers(model, hw)
+        except RuntimeError as exc:
+            raise GeometryError(
+                f"the network cannot run on a {hw[0]}x{hw[1]} image: {str(exc).splitlines()[0]}", hint="use a larger --size"
+            ) from None
+    content = resolve(model, content_layers) if content_layers is not None else default_content
+    style = resolve(model, style_layers) if style_layers is not None else default_style
+    if not style:
+        raise LayerError("no style layer: the network has no layer with a spatial map", hint="name layers with --style-layers")
+    if not content and not texture:
+        raise LayerError("no content layer", hint="name one with --content-layers")
+    _infos(network, list(dict.fromkeys(content + style)), hw)  # unknown names fail here, before any work
+    return list(content), list(style)
+
+
+def _freeze(model: torch.nn.Module) -> tuple[bool, dict[str, bool]]:
+    state = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return state
+
+
+def _restore(model: torch.nn.Module, state: tuple[bool, dict[str, bool]]) -> None:
+    training, grads = state
+    model.train(training)
+    for n, p in model.named_parameters():
+        p.requires_grad_(grads.get(n, p.requires_grad))
