@@ -227,9 +227,9 @@ class _Objective:
         with torch.no_grad():
             self.content_targets = {}
             if content_px is not None:
-                feats = self.features(content_px)
+                feats = self._first_features(content_px)
                 self.content_targets = {name: feats[name].detach() for name in self.content_layers}
-            grams = [{n: gram(f).detach() for n, f in self.features(s).items() if n in style_layers} for s in style_px]
+            grams = [{n: gram(f).detach() for n, f in self._first_features(s).items() if n in style_layers} for s in style_px]
             try:
                 self.gram_targets = {n: blend_grams([g[n] for g in grams], style_image_weights) for n in style_layers}
             except ValueError as exc:
@@ -237,6 +237,16 @@ class _Objective:
         mean_square = lambda t: float(t.pow(2).mean()) if normalize else 1.0  # noqa: E731
         self.content_scale = {n: mean_square(t) for n, t in self.content_targets.items()}
         self.style_scale = {n: mean_square(t) for n, t in self.gram_targets.items()}
+
+    def _first_features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`features` of a target image, with a network too deep for its size reported as such."""
+        try:
+            return self.features(pixels)
+        except RuntimeError as exc:
+            raise GeometryError(
+                f"the network cannot run on a {pixels.shape[-2]}x{pixels.shape[-1]} image: {str(exc).splitlines()[0]}",
+                hint="use a larger --size",
+            ) from None
 
     def features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The layers' outputs ``(1, C, H, W)`` for ``pixels`` ``(1, 3, H, W)`` in ``[0, 1]``."""
@@ -254,13 +264,7 @@ class _Objective:
             out[name] = to_nchw(output, self.dims.get(name, NCHW)).clone()  # before any in-place ReLU
 
         with capture(self.network.model, self.layers, keep, stop_after_last=True):
-            try:
-                run_until_captured(self.network.model, (pixels - mean) / std)
-            except RuntimeError as exc:
-                raise GeometryError(
-                    f"the network cannot run on a {pixels.shape[-2]}x{pixels.shape[-1]} image: {str(exc).splitlines()[0]}",
-                    hint="use a larger --size",
-                ) from None
+            run_until_captured(self.network.model, (pixels - mean) / std)
         for name, f in out.items():
             if f.shape[-2] * f.shape[-1] <= 1 and name in self.style_layers:
                 raise GeometryError(
@@ -296,26 +300,26 @@ class _Objective:
             _, first = self.losses(x)
         if optimizer == "lbfgs":
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=lr or 1.0, max_iter=1, history_size=20, line_search_fn=None
+                [x], lr=lr or 1.0, max_iter=1, max_eval=25, history_size=20, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe"
             )
         else:
             opt = torch.optim.Adam([x], lr=lr or 0.02)
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            total, _ = self.losses(x)
+            total, _ = self.losses(x.clamp(0, 1))  # zero gradient where a pixel left [0, 1]
             total.backward()
             return total
 
         for step in range(steps):
             opt.step(closure)
             with torch.no_grad():
-                x.clamp_(0, 1)
+                x.clamp_(0, 1)  # project back, so that no pixel stays stuck outside
                 _, now = self.losses(x)
             history.append(now.total)
             if progress is not None:
                 progress(offset + step + 1, now)
-        return x.detach(), first, now if steps else first
+        return x.detach().clamp(0, 1), first, now if steps else first
 
 
 def _check_args(init: str, optimizer: str, steps: int, size: int, pyramid: int, content: object) -> None:
