@@ -90,6 +90,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=_positive, help="pixels between square positions (default: a quarter of the size)")
     p.add_argument("--out", "-o", metavar="PNG", help="picture to write (default: occlusion-<target>.png)")
 
+    p = sub.add_parser("style", help="neural style transfer (Gatys et al.): paint CONTENT in the style of STYLE", description="Optimise the pixels of an image so that its features at the content layers match CONTENT's and its Gram matrices at the style layers match the STYLE images' (Gatys, Ecker & Bethge 2016). Writes the picture and, beside it, a JSON record of the losses (per style layer at start and end). Default layers: Gatys's conv1_1..conv5_1 and conv4_2 on a VGG; on other networks five default layers spread over depth for style and the one at 65% of the depth for content.")
+    p.add_argument("content", metavar="CONTENT", help="the content image (with --texture: a style image too)")
+    p.add_argument("styles", metavar="STYLE", nargs="+", help="one or more style images (their Gram matrices are averaged)")
+    p.add_argument("--model", default="torchvision:vgg19", help=MODEL_HELP + " (default torchvision:vgg19)")
+    p.add_argument("--weights", metavar="FILE|NAME", help="a state-dict file or a torchvision weights name (VGG-19: IMAGENET1K_V1, downloaded); without it the weights are random")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps... (default: cpu)")
+    p.add_argument("--out", "-o", default="stylised.png", metavar="PNG", help="picture to write (default stylised.png); the losses go to the same name with .json")
+    p.add_argument("--force", action="store_true", help="overwrite --out and its .json if they exist")
+    p.add_argument("--content-layers", nargs="+", metavar="NAME", help="dotted names (or VGG's conv4_2)")
+    p.add_argument("--style-layers", nargs="+", metavar="NAME", help="dotted names (or VGG's conv1_1 ...)")
+    p.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss (default 1)")
+    p.add_argument("--style-weight", type=float, default=100.0, help="weight of the style loss (default 100; every layer's loss is relative to its target's size)")
+    p.add_argument("--style-image-weights", type=float, nargs="+", metavar="W", help="one weight per STYLE image (default equal)")
+    p.add_argument("--tv-weight", type=float, default=0.0, help="weight of the total-variation smoothing (default 0)")
+    p.add_argument("--size", type=_positive, default=256, help="long side of the result in pixels (default 256)")
+    p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content image or seeded noise (default content)")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="default lbfgs")
+    p.add_argument("--lr", type=float, help="step size (default 1 for lbfgs, 0.02 for adam)")
+    p.add_argument("--steps", type=int, default=100, help="optimiser steps per pyramid level (default 100)")
+    p.add_argument("--pyramid", type=_positive, default=1, help="coarse-to-fine levels: 3 runs at size/4, size/2, size (default 1)")
+    p.add_argument("--preserve-colour", action="store_true", help="keep the content's colours, transfer only luminance (Gatys et al. 2016)")
+    p.add_argument("--texture", action="store_true", help="no content image: synthesise a texture of size x size from every image given (implies --init noise)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
     p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("atlas", metavar="ATLAS")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -234,13 +259,68 @@ def _class_index(network, text: str) -> int:
     return names.index(text)
 
 
+def _cmd_style(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from convscope.atlas.writer import write_json, write_png_atomic
+    from convscope.style import preserve_colour, stylise
+
+    out = Path(args.out)
+    record = out.with_suffix(".json")
+    if out.suffix.lower() != ".png":
+        raise ConvscopeError(f"--out must name a .png file, got {out}", hint="e.g. --out result.png")
+    for path in (out, record):
+        if path.exists() and not args.force:
+            raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out")
+    args.input_size = args.resize = args.mean = args.std = None
+    network = _network(args)  # the preprocessing's mean and std normalise the pixels; --size sets the size
+    images = [args.content, *args.styles]
+    content, styles = (None, images) if args.texture else (args.content, args.styles)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.steps * args.pyramid, desc="style", unit="step")
+
+    def progress(step: int, losses) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(total=f"{losses.total:.4g}", style=f"{sum(losses.style.values()):.3g}", content=f"{sum(losses.content.values()):.3g}")
+
+    try:
+        result = stylise(
+            network, content, styles,
+            content_layers=args.content_layers, style_layers=args.style_layers,
+            content_weight=args.content_weight, style_weight=args.style_weight,
+            style_image_weights=args.style_image_weights, tv_weight=args.tv_weight, size=args.size,
+            init="noise" if args.texture else args.init, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
+            seed=args.seed, pyramid=args.pyramid, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    image = result.image
+    if args.preserve_colour and content is not None:
+        from PIL import Image
+
+        from convscope.data import open_rgb
+
+        original = open_rgb(Path(content)).resize((image.shape[1], image.shape[0]), Image.Resampling.BICUBIC)
+        image = preserve_colour(image, np.asarray(original))
+    write_png_atomic(out, image)
+    write_json(record, {**result.to_dict(), "content": None if content is None else str(content), "styles": [str(s) for s in styles], "preserve_colour": bool(args.preserve_colour)})
+    ratios = ", ".join(f"{k} {v:.3g}" for k, v in result.style_ratios().items())
+    print(f"style loss end/start per layer: {ratios}")
+    print(f"picture: {out}\nlosses:  {record}")
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from convscope.atlas.serve import serve
 
     serve(Path(args.atlas), host=args.host, port=args.port)
 
 
-COMMANDS = {"atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "serve": _cmd_serve}
+COMMANDS = {"atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
