@@ -75,7 +75,7 @@ class StyleResult:
     Attributes:
         image: the stylised image, ``uint8 (H, W, 3)``.
         start, end: the losses of the initial and of the final image (the first and last level of a pyramid).
-        history: the objective after every step, all levels in a row.
+        history: the objective at every step (before its update), all levels in a row.
         content_layers, style_layers: the dotted names used.
         settings: the arguments of the run (weights, size, init, optimizer, steps, seed...).
         seconds: wall time of the optimisation.
@@ -142,8 +142,8 @@ def stylise(
         content_weight, style_weight, tv_weight: weights of the three terms.
         size: the long side of the result in pixels (style images are resized likewise).
         init: ``content`` (start from the content image) or ``noise`` (uniform, seeded).
-        optimizer: ``lbfgs`` (one L-BFGS iteration with a strong-Wolfe line search per
-            step) or ``adam`` (``lr`` default 0.02).
+        optimizer: ``lbfgs`` (one L-BFGS iteration per step, one forward and backward, no
+            line search, ``lr`` default 1) or ``adam`` (``lr`` default 0.02).
         steps: optimiser steps (per pyramid level).
         seed: seeds the noise; runs with equal arguments give equal images.
         normalize: divide each layer's loss by its target's mean square.
@@ -300,26 +300,30 @@ class _Objective:
             _, first = self.losses(x)
         if optimizer == "lbfgs":
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=lr or 1.0, max_iter=1, max_eval=25, history_size=20, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe"
+                [x], lr=lr or 1.0, max_iter=1, history_size=20, tolerance_grad=0.0, tolerance_change=0.0
             )
         else:
             opt = torch.optim.Adam([x], lr=lr or 0.02)
 
+        seen: list[Losses] = []
+
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            total, _ = self.losses(x.clamp(0, 1))  # zero gradient where a pixel left [0, 1]
+            total, record = self.losses(x.clamp(0, 1))  # zero gradient where a pixel left [0, 1]
             total.backward()
+            seen.append(record)
             return total
 
         for step in range(steps):
             opt.step(closure)
             with torch.no_grad():
                 x.clamp_(0, 1)  # project back, so that no pixel stays stuck outside
-                _, now = self.losses(x)
-            history.append(now.total)
+            history.append(seen[-1].total)  # the loss just before this step's update (no extra forward)
             if progress is not None:
-                progress(offset + step + 1, now)
-        return x.detach().clamp(0, 1), first, now if steps else first
+                progress(offset + step + 1, seen[-1])
+        with torch.no_grad():
+            _, last = self.losses(x)
+        return x.detach(), first, last
 
 
 def _check_args(init: str, optimizer: str, steps: int, size: int, pyramid: int, content: object) -> None:
