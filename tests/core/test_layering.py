@@ -20,7 +20,8 @@ ALLOWED = {
     "atlas": {"errors", "network", "data", "scan", "render", "views"},
     "pipeline": {"errors", "network", "data", "scan", "project", "atlas"},
     "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
-    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo"},
+    "style": {"errors", "hooks", "network", "data", "atlas"},
+    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style"},
 }
 
 

@@ -370,12 +370,12 @@
     const images = el("div", { class: "card-images" });
     const { width, height } = gridSize();
     if (unit.hits.length) {
+      images.append(el("canvas", { class: "grid", width, height, role: "img", "aria-label": "patches" }));
       if (state.manifest.projection) {
         const img = el("img", { class: "grid", alt: "projections", width, height, decoding: "async" });
         img.dataset.src = gridUrl(layer.name, unit.unit, true);
         images.append(img);
       }
-      images.append(el("canvas", { class: "grid", width, height, role: "img", "aria-label": "patches" }));
     }
     card.append(images);
     if (labels && unit.hits.length) {
