@@ -13,15 +13,16 @@ ALLOWED = {
     "hooks": {"errors"},
     "network": {"errors", "hooks"},
     "data": {"errors", "network"},
-    "scan": {"errors", "hooks", "network", "data"},
+    "stats": {"errors"},
+    "scan": {"errors", "hooks", "network", "data", "stats"},
     "project": {"errors", "hooks", "network"},
     "render": {"errors", "network"},
-    "views": {"errors", "network", "data", "scan", "project", "render"},
-    "atlas": {"errors", "network", "data", "scan", "render", "views"},
-    "pipeline": {"errors", "network", "data", "scan", "project", "atlas"},
+    "views": {"errors", "network", "data", "scan", "project", "render", "stats"},
+    "atlas": {"errors", "network", "data", "scan", "render", "views", "stats"},
+    "pipeline": {"errors", "network", "data", "scan", "project", "atlas", "stats"},
     "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
     "style": {"errors", "hooks", "network", "data", "atlas"},
-    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style"},
+    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats"},
 }
 
 
