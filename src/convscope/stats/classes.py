@@ -70,8 +70,11 @@ class RunningClassMeans:
         label = label[labelled][order]
         batch = batch[labelled][order]
         classes, starts, counts = np.unique(label, return_index=True, return_counts=True)
-        finite = batch > -np.inf
-        self._sums[classes] += np.add.reduceat(np.where(finite, batch, 0).astype(np.float64), starts, axis=0)
+        x = batch.astype(np.float64)
+        finite = x > -np.inf
+        if not finite.all():
+            x[~finite] = 0
+        self._sums[classes] += np.add.reduceat(x, starts, axis=0)
         self._counts[classes] += counts
         if not finite.all():
             if self._nonfinite is None:

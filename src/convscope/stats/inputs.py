@@ -53,7 +53,9 @@ def as_values(values: ArrayLike, units: int) -> np.ndarray:
             hint="pass a float tensor or array of activations",
         )
     out = np.array(array, dtype=np.float32, copy=True)
-    np.copyto(out, np.float32(-np.inf), where=~np.isfinite(out))
+    finite = np.isfinite(out)
+    if not finite.all():
+        np.copyto(out, np.float32(-np.inf), where=~finite)
     return out
 
 

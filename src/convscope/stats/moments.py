@@ -71,13 +71,21 @@ class RunningMoments:
         batch = as_values(values, self.units)
         if not len(batch):
             return
-        finite = batch > -np.inf
-        x = np.where(finite, batch, 0).astype(np.float64)
-        count = finite.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = x.sum(axis=0) / count
-        m2 = np.square(np.where(finite, x - mean, 0)).sum(axis=0)
-        self._combine(count, mean, m2)
+        x = batch.astype(np.float64)
+        if np.isfinite(x.min(axis=0)).all():
+            count = np.full(self.units, len(x), np.int64)
+            mean = x.mean(axis=0)
+            x -= mean
+        else:  # leave the -inf out
+            finite = x > -np.inf
+            x[~finite] = 0
+            count = finite.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = x.sum(axis=0) / count
+            x -= np.where(count > 0, mean, 0)
+            x[~finite] = 0
+        np.square(x, out=x)
+        self._combine(count, mean, x.sum(axis=0))
         self._firing += (batch > 0).sum(axis=0)
         self.images += len(batch)
 

@@ -9,8 +9,8 @@ DataSketches: values live in *levels*, an item of level ``h`` standing for
 capacity is *compacted*: sorted, and every other item (starting at the first or
 the second, a pseudo-random bit derived from the seed, the level and the count of
 its compactions) moves up one level with twice the weight. Capacities shrink by
-2/3 per level below the top, so the sketch never holds more than ``budget``
-items per unit once a batch is absorbed.
+a factor 0.8 per level below the top and sum to about the budget; the sketch never
+holds more than ``budget`` items per unit once a batch is absorbed.
 
 All units are compacted together: since every unit gets one value per image,
 every unit's levels hold the same number of items at all times, so a level is one
@@ -22,11 +22,16 @@ finite value, which keeps the levels of all units the same size), are counted
 exactly per unit, and are left out of every quantile and histogram: those
 describe each unit's *finite* values.
 
-Accuracy (measured in ``tests/stats/test_quantiles_sketch.py``): with the default
-budget of 8192, the rank error of any quantile stays below 0.1% of the images
-(well under it: see the test) on 200,000 images of varied distributions; while
-the number of images is at most ``budget``, quantiles equal ``np.quantile`` and
-histograms equal ``np.histogram``.
+Accuracy (measured in ``tests/stats/test_quantiles_sketch.py``): while the number
+of images is at most ``budget``, quantiles equal ``np.quantile`` and histograms
+``np.histogram``. Beyond it, with the default budget of 8192, the rank error of a
+quantile (how far its rank is from ``q`` times the images) stayed under 0.07% of the
+images (0.057% on average) on 200,000 and 1,000,000 images of varied distributions,
+against a target of 0.1%. The error shrinks like ``1 / budget``; the minimum and
+maximum are kept exactly.
+
+Cost: adding a batch of 64 images of 15,000 units takes about 2 ms, plus the
+compactions, about 7-14 ms per batch on average over a long scan (2 CPU cores).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ quantile rank error stays under 0.1% of the images (measured; see the module doc
 
 _MIN_BUDGET = 64
 _MIN_CAPACITY = 8
-_SHRINK = 2 / 3
+_SHRINK = 0.8  # KLL's analysis uses 2/3; 0.8 measured 10% smaller errors at the same budget
 
 
 class RunningQuantiles:
@@ -103,10 +108,12 @@ class RunningQuantiles:
 
     def _absorb(self, batch: np.ndarray) -> None:
         """Add a float32 ``(n, units)`` batch whose non-finite values are already ``-inf``."""
-        finite = batch > -np.inf
-        if not finite.all():
+        smallest = batch.min(axis=0)
+        if not np.isfinite(smallest).all():  # some -inf: count them, and keep them out of the minimum
+            finite = batch > -np.inf
             self._nonfinite += len(batch) - finite.sum(axis=0)
-        np.minimum(self._minimum, np.where(finite, batch, np.inf).min(axis=0), out=self._minimum)
+            smallest = np.where(finite, batch, np.inf).min(axis=0)
+        np.minimum(self._minimum, smallest, out=self._minimum)
         np.maximum(self._maximum, batch.max(axis=0), out=self._maximum)
         self.count += len(batch)
         self._pending.append(batch)
@@ -283,8 +290,9 @@ class RunningQuantiles:
             self._pending, self._pending_count = [], 0
 
     def _capacities(self) -> list[int]:
+        """Per level, the size at which it is compacted: ``top * SHRINK**depth``, summing to about the budget."""
         top = len(self._levels) - 1
-        k = self.budget / 3
+        k = self.budget * (1 - _SHRINK)
         return [max(_MIN_CAPACITY, math.ceil(k * _SHRINK ** (top - h))) for h in range(top + 1)]
 
     def _compress(self) -> None:
