@@ -79,6 +79,11 @@ def test_values_on_bin_edges_follow_numpy() -> None:
     edges, counts = stats.histogram(4)
     want, _ = np.histogram(values[:, 0].astype(np.float64), bins=4)
     assert counts.tolist() == [want.tolist()] * 3 == [[2, 2, 2, 3]] * 3
+    # -5 .. 17 in 22 bins: (10 + 5) / 22 * 22 truncates to 14, and numpy moves 10.0 up to bin 15
+    values = np.arange(-5, 18, dtype=np.float32)[:, None]
+    stats = _fill(values)
+    want, _ = np.histogram(values[:, 0].astype(np.float64), bins=22)
+    assert stats.histogram(22)[1][0].tolist() == want.tolist() and want[15] == 1 and want[-1] == 2
 
 
 def test_non_finite_values_are_counted_and_left_out() -> None:
