@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preserve-colour", action="store_true", help="keep the content's colours, transfer only luminance (Gatys et al. 2016)")
     p.add_argument("--texture", action="store_true", help="no content image: synthesise a texture of size x size from every image given (implies --init noise)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--explain", action="store_true", help="instead of a transfer, draw Gatys et al.'s Figure 1 for this network: CONTENT reconstructed from noise through each content layer alone (default on a VGG conv1_2..conv5_2, else the style layers) and STYLE through the first style layer, the first two, ... all of them (--steps each)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
@@ -260,10 +261,7 @@ def _class_index(network, text: str) -> int:
 
 
 def _cmd_style(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from convscope.atlas.writer import write_json, write_png_atomic
-    from convscope.style import preserve_colour, stylise
 
     out = Path(args.out)
     record = out.with_suffix(".json")
@@ -272,21 +270,40 @@ def _cmd_style(args: argparse.Namespace) -> None:
     for path in (out, record):
         if path.exists() and not args.force:
             raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out")
+    if args.explain and args.texture:
+        raise ConvscopeError("--explain needs a content image; it cannot be combined with --texture", hint="drop --texture")
     args.input_size = args.resize = args.mean = args.std = None
     network = _network(args)  # the preprocessing's mean and std normalise the pixels; --size sets the size
-    images = [args.content, *args.styles]
-    content, styles = (None, images) if args.texture else (args.content, args.styles)
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
+    image, data = (_style_explain if args.explain else _style_transfer)(args, network)
+    write_png_atomic(out, image)
+    write_json(record, data)
+    print(f"picture: {out}\nrecord:  {record}")
 
-        bar = tqdm(total=args.steps * args.pyramid, desc="style", unit="step")
+
+def _style_bar(args: argparse.Namespace, total: int):
+    """A tqdm bar and the progress function that feeds it (``(None, None)`` with --quiet)."""
+    if args.quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="style", unit="step")
 
     def progress(step: int, losses) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(total=f"{losses.total:.4g}", style=f"{sum(losses.style.values()):.3g}", content=f"{sum(losses.content.values()):.3g}")
+        bar.update(step - bar.n)
+        bar.set_postfix(total=f"{losses.total:.4g}", style=f"{sum(losses.style.values()):.3g}", content=f"{sum(losses.content.values()):.3g}")
 
+    return bar, progress
+
+
+def _style_transfer(args: argparse.Namespace, network) -> tuple:
+    """The stylised picture ``uint8 (H, W, 3)`` and its JSON record."""
+    import numpy as np
+
+    from convscope.style import preserve_colour, quality, stylise
+
+    images = [args.content, *args.styles]
+    content, styles = (None, images) if args.texture else (args.content, args.styles)
+    bar, progress = _style_bar(args, args.steps * args.pyramid)
     try:
         result = stylise(
             network, content, styles,
@@ -307,11 +324,40 @@ def _cmd_style(args: argparse.Namespace) -> None:
 
         original = open_rgb(Path(content)).resize((image.shape[1], image.shape[0]), Image.Resampling.BICUBIC)
         image = preserve_colour(image, np.asarray(original))
-    write_png_atomic(out, image)
-    write_json(record, {**result.to_dict(), "content": None if content is None else str(content), "styles": [str(s) for s in styles], "preserve_colour": bool(args.preserve_colour)})
+    check = quality(result)
     ratios = ", ".join(f"{k} {v:.3g}" for k, v in result.style_ratios().items())
     print(f"style loss end/start per layer: {ratios}")
-    print(f"picture: {out}\nlosses:  {record}")
+    for line in check.lines():
+        print(line)
+    data = {
+        **result.to_dict(), "quality": check.to_dict(), "content": None if content is None else str(content),
+        "styles": [str(s) for s in styles], "preserve_colour": bool(args.preserve_colour),
+    }
+    return image, data
+
+
+def _style_explain(args: argparse.Namespace, network) -> tuple:
+    """Gatys's Figure 1 ``uint8 (H, W, 3)`` for this network and its JSON record."""
+    import numpy as np
+
+    from convscope.data import open_rgb
+    from convscope.style import explain, explain_figure, explain_layers
+
+    rows, style_layers = explain_layers(network, args.content, args.styles, args.content_layers, args.style_layers, args.size)
+    bar, progress = _style_bar(args, args.steps * (len(rows) + len(style_layers)))
+    try:
+        explanation = explain(
+            network, args.content, args.styles, content_layers=rows, style_layers=style_layers, size=args.size,
+            steps=args.steps, seed=args.seed, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    content, style = (np.asarray(open_rgb(Path(p))) for p in (args.content, args.styles[0]))
+    figure = explain_figure(explanation, content, style)
+    data = {**explanation.to_dict(), "content": str(args.content), "styles": [str(s) for s in args.styles],
+            "size": args.size, "steps": args.steps, "seed": args.seed, "model": network.source}
+    return figure, data
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:

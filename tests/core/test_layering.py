@@ -21,7 +21,7 @@ ALLOWED = {
     "atlas": {"errors", "network", "data", "scan", "render", "views", "stats"},
     "pipeline": {"errors", "network", "data", "scan", "project", "atlas", "stats"},
     "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
-    "style": {"errors", "hooks", "network", "data", "atlas"},
+    "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats"},
 }
 

@@ -74,7 +74,11 @@ class StyleResult:
 
     Attributes:
         image: the stylised image, ``uint8 (H, W, 3)``.
-        start, end: the losses of the initial and of the final image (the first and last level of a pyramid).
+        start, end: the losses of the starting image (the content image, or the seeded noise) and of
+            the result, both at the final size against the final size's targets.
+        reference: the losses of the first style image resized to the result's size: a picture
+            with the style and none of the content, the scale that ``content_ratios`` measure
+            against (``None`` for a texture).
         history: the objective at every step (before its update), all levels in a row.
         content_layers, style_layers: the dotted names used.
         settings: the arguments of the run (weights, size, init, optimizer, steps, seed...).
@@ -84,6 +88,7 @@ class StyleResult:
     image: np.ndarray
     start: Losses
     end: Losses
+    reference: Losses | None
     history: list[float]
     content_layers: list[str]
     style_layers: list[str]
@@ -93,6 +98,12 @@ class StyleResult:
     def style_ratios(self) -> dict[str, float]:
         """Per style layer, the Gram loss at the end divided by the one at the start."""
         return {k: (self.end.style[k] / v if v > 0 else 0.0) for k, v in self.start.style.items()}
+
+    def content_ratios(self) -> dict[str, float]:
+        """Per content layer, the content loss at the end divided by the style image's (``reference``)."""
+        if self.reference is None:
+            return {}
+        return {k: (self.end.content[k] / v if v > 0 else 0.0) for k, v in self.reference.content.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record written next to the picture."""
@@ -180,34 +191,33 @@ def stylise(
         "tv_weight": tv_weight, "size": size, "init": init, "optimizer": optimizer, "steps": steps, "lr": lr,
         "seed": seed, "normalize": normalize, "pyramid": pyramid,
     }
-    generator = torch.Generator().manual_seed(seed)
     sizes = [max(MIN_SIZE, size // 2 ** (pyramid - 1 - i)) for i in range(pyramid)]
     state = _freeze(model)
     began = time.perf_counter()
     try:
         x: torch.Tensor | None = None
         history: list[float] = []
-        start = end = None
         for level, level_size in enumerate(sizes):
             hw = _fit(content_img.size if content_img else (level_size, level_size), level_size)
             content_px = _pixels(content_img, hw, device) if content_img else None
             style_px = [_pixels(s, _fit(s.size, level_size), device) for s in style_imgs]
-            if x is None:
-                x = _initial(init, content_px, hw, generator, device)
-            else:
-                x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False).clamp(0, 1)
             objective = _Objective(
                 network, content_layers, style_layers, content_px, style_px, style_image_weights,
                 content_weight, style_weight, tv_weight, normalize,
             )
-            x, first, last = objective.optimise(x, optimizer, steps, lr, history, progress, level * steps)
-            start = start or first
-            end = last
+            initial = _initial(init, content_px, hw, torch.Generator().manual_seed(seed), device)
+            if x is None:
+                x = initial
+            else:
+                x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False).clamp(0, 1)
+            x = objective.optimise(x, optimizer, steps, lr, history, progress, level * steps)
+        # Start, end and the reference are all measured at the final size, against the final level's targets.
+        start, end = objective.measure(initial), objective.measure(x)
+        reference = objective.measure(_pixels(style_imgs[0], tuple(x.shape[-2:]), device)) if content_img else None
     finally:
         _restore(model, state)
-    assert x is not None and start is not None and end is not None
     image = (x[0].detach().permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-    return StyleResult(image, start, end, history, content_layers, style_layers, settings, time.perf_counter() - began)
+    return StyleResult(image, start, end, reference, history, content_layers, style_layers, settings, time.perf_counter() - began)
 
 
 class _Objective:
@@ -291,13 +301,17 @@ class _Objective:
         )
         return total, record
 
+    def measure(self, x: torch.Tensor) -> Losses:
+        """The losses of ``x`` ``(1, 3, H, W)``, without gradients."""
+        with torch.no_grad():
+            return self.losses(x)[1]
+
     def optimise(
         self, x0: torch.Tensor, optimizer: str, steps: int, lr: float | None,
         history: list[float], progress: ProgressFn | None, offset: int,
-    ) -> tuple[torch.Tensor, Losses, Losses]:
+    ) -> torch.Tensor:
+        """``x0`` ``(1, 3, H, W)`` after ``steps`` optimiser steps; each step's objective is appended to ``history``."""
         x = x0.detach().clone().contiguous().requires_grad_(True)
-        with torch.no_grad():
-            _, first = self.losses(x)
         if optimizer == "lbfgs":
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
                 [x], lr=lr or 1.0, max_iter=1, history_size=20, tolerance_grad=0.0, tolerance_change=0.0
@@ -321,9 +335,7 @@ class _Objective:
             history.append(seen[-1].total)  # the loss just before this step's update (no extra forward)
             if progress is not None:
                 progress(offset + step + 1, seen[-1])
-        with torch.no_grad():
-            _, last = self.losses(x)
-        return x.detach(), first, last
+        return x.detach()
 
 
 def _check_args(init: str, optimizer: str, steps: int, size: int, pyramid: int, content: object) -> None:
@@ -370,6 +382,7 @@ def _pixels(image: Image.Image, hw: tuple[int, int], device: torch.device) -> to
 
 
 def _initial(init: str, content: torch.Tensor | None, hw: tuple[int, int], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The starting image ``(1, 3, H, W)``: the content pixels, or uniform noise from ``generator``."""
     if init == "content" and content is not None:
         return content.clone()
     return torch.rand((1, 3, *hw), generator=generator).to(device)
