@@ -88,7 +88,8 @@ def test_values_on_bin_edges_follow_numpy() -> None:
 
 def test_non_finite_values_are_counted_and_left_out() -> None:
     stats = RunningQuantiles(units=3)
-    stats.add(torch.tensor([[1.0, float("nan"), float("-inf")], [3.0, float("inf"), float("-inf")], [2.0, 5.0, float("-inf")]]))
+    nan, inf = float("nan"), float("inf")
+    stats.add(torch.tensor([[1.0, nan, -inf], [3.0, inf, -inf], [2.0, 5.0, -inf]]))
     assert stats.nonfinite.tolist() == [0, 2, 3]
     assert stats.minimum.tolist()[:2] == [1.0, 5.0] and np.isnan(stats.minimum[2])
     assert stats.maximum.tolist()[:2] == [3.0, 5.0] and np.isnan(stats.maximum[2])

@@ -3,11 +3,14 @@
 :func:`find_images` lists a folder (image order, labels, skipped files);
 :class:`ImageDataset` and :func:`make_loader` stream it in the model-input frame
 for pass 1; :func:`load_pixels` reloads the winning images for pass 2.
+:func:`labels_from_csv`, :func:`labels_from_name` and :func:`read_class_names` give
+labels to folders that are not in ImageFolder layout.
 """
 
 from convscope.data.dataset import Batch, ImageDataset, Item, collate, load_pixels, make_loader
 from convscope.data.decode import failure_reason, open_rgb, to_rgb
 from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images
+from convscope.data.labels import Labels, labels_from_csv, labels_from_name, read_class_names
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -15,12 +18,16 @@ __all__ = [
     "ImageDataset",
     "ImageList",
     "Item",
+    "Labels",
     "SkippedFile",
     "collate",
     "failure_reason",
     "find_images",
+    "labels_from_csv",
+    "labels_from_name",
     "load_pixels",
     "make_loader",
     "open_rgb",
+    "read_class_names",
     "to_rgb",
 ]
