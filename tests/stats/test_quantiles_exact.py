@@ -174,3 +174,18 @@ def test_no_image_yet() -> None:
     assert np.isnan(edges).all() and (counts == 0).all()
     stats.add(np.zeros((0, 2)))
     assert stats.count == 0
+
+
+def test_result_gathers_the_queries_read_only() -> None:
+    values = _values(300, seed=7)
+    stats = _fill(values)
+    result = stats.result(qs=QS, bins=5)
+    assert result.images == 300 and result.exact
+    np.testing.assert_array_equal(result.quantiles, stats.quantiles(QS))
+    np.testing.assert_array_equal(result.counts, stats.histogram(5)[1])
+    np.testing.assert_array_equal(result.edges, stats.histogram(5)[0])
+    np.testing.assert_array_equal(result.nonfinite, (~np.isfinite(values)).sum(axis=0))
+    np.testing.assert_array_equal(result.qs, QS)
+    assert result.maximum[0] == values[:, 0].max() and np.isnan(result.minimum[6])
+    with pytest.raises(ValueError):
+        result.quantiles[0, 0] = 0.0

@@ -2,16 +2,17 @@
 
 Each statistic takes, per batch, every image's strongest activation of every unit
 (``values`` ``(N, units)``, a tensor or an array) and has ``add`` / ``merge`` /
-``state_dict`` / ``load_state_dict``: :class:`RunningQuantiles` (quantiles and
-histograms, exact up to a budget of images, then a sketch), :class:`RunningMoments`
-(mean, spread, firing rate, dead and always-on units), :class:`RunningClassMeans`
-(mean per class). The functions of :mod:`convscope.stats.selectivity` turn class
-means and the labels of a unit's hits into a class selectivity and a suggested label.
+``result`` / ``state_dict`` / ``load_state_dict``: :class:`RunningQuantiles`
+(quantiles and histograms, exact up to a budget of images, then a sketch),
+:class:`RunningMoments` (mean, spread, firing rate, dead and always-on units),
+:class:`RunningClassMeans` (mean per class). The functions of
+:mod:`convscope.stats.selectivity` turn class means and the labels of a unit's hits
+into a class selectivity and a suggested label.
 """
 
 from convscope.stats.classes import ClassMeans, RunningClassMeans
 from convscope.stats.moments import Moments, RunningMoments
-from convscope.stats.quantiles import DEFAULT_BUDGET, RunningQuantiles
+from convscope.stats.quantiles import DEFAULT_BUDGET, DEFAULT_QS, Distribution, RunningQuantiles
 from convscope.stats.selectivity import (
     CONFIDENCE,
     UnitLabel,
@@ -27,7 +28,9 @@ from convscope.stats.selectivity import (
 __all__ = [
     "CONFIDENCE",
     "DEFAULT_BUDGET",
+    "DEFAULT_QS",
     "ClassMeans",
+    "Distribution",
     "Moments",
     "RunningClassMeans",
     "RunningMoments",
