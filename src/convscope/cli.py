@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content image or seeded noise (default content)")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="default lbfgs")
     p.add_argument("--lr", type=float, help="step size (default 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--steps", type=int, default=100, help="optimiser steps per pyramid level (default 100)")
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps per pyramid level (default 300)")
     p.add_argument("--pyramid", type=_positive, default=1, help="coarse-to-fine levels: 3 runs at size/4, size/2, size (default 1)")
     p.add_argument("--preserve-colour", action="store_true", help="keep the content's colours, transfer only luminance (Gatys et al. 2016)")
     p.add_argument("--texture", action="store_true", help="no content image: synthesise a texture of size x size from every image given (implies --init noise)")

@@ -45,6 +45,8 @@ ProgressFn = Callable[[int, "Losses"], object]
 
 MIN_SIZE = 8
 OPTIMIZERS = ("lbfgs", "adam")
+#: An L-BFGS step whose loss exceeds this many times the best so far restarts from the best point.
+DIVERGED = 2.0
 INITS = ("content", "noise")
 
 
@@ -133,7 +135,7 @@ def stylise(
     size: int = 256,
     init: str = "content",
     optimizer: str = "lbfgs",
-    steps: int = 100,
+    steps: int = 300,
     lr: float | None = None,
     seed: int = 0,
     normalize: bool = True,
@@ -312,13 +314,8 @@ class _Objective:
     ) -> torch.Tensor:
         """``x0`` ``(1, 3, H, W)`` after ``steps`` optimiser steps; each step's objective is appended to ``history``."""
         x = x0.detach().clone().contiguous().requires_grad_(True)
-        if optimizer == "lbfgs":
-            opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=lr or 1.0, max_iter=1, history_size=20, tolerance_grad=0.0, tolerance_change=0.0
-            )
-        else:
-            opt = torch.optim.Adam([x], lr=lr or 0.02)
-
+        step_size = lr or (1.0 if optimizer == "lbfgs" else 0.02)
+        opt = _optimizer(optimizer, x, step_size)
         seen: list[Losses] = []
 
         def closure() -> torch.Tensor:
@@ -328,14 +325,34 @@ class _Objective:
             seen.append(record)
             return total
 
+        best, best_x = float("inf"), x.detach().clone()
         for step in range(steps):
+            before = x.detach().clone()
             opt.step(closure)
+            loss = seen[-1].total  # the loss at ``before``: no extra forward
+            if loss < best:
+                best, best_x = loss, before
+            elif optimizer == "lbfgs" and not loss <= DIVERGED * best:
+                # Without a line search L-BFGS can overshoot into a region it never leaves
+                # (e.g. every pixel clamped): go back to the best point, forget the curvature
+                # pairs and halve the step.
+                step_size /= 2
+                opt = _optimizer(optimizer, x, step_size)
+                with torch.no_grad():
+                    x.copy_(best_x)
             with torch.no_grad():
                 x.clamp_(0, 1)  # project back, so that no pixel stays stuck outside
-            history.append(seen[-1].total)  # the loss just before this step's update (no extra forward)
+            history.append(loss)
             if progress is not None:
                 progress(offset + step + 1, seen[-1])
         return x.detach()
+
+
+def _optimizer(name: str, x: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+    """L-BFGS with one iteration (one forward and backward) per step and no line search, or Adam."""
+    if name == "lbfgs":
+        return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=20, tolerance_grad=0.0, tolerance_change=0.0)
+    return torch.optim.Adam([x], lr=lr)
 
 
 def _check_args(init: str, optimizer: str, steps: int, size: int, pyramid: int, content: object) -> None:
