@@ -115,3 +115,16 @@ def test_bad_inputs_give_one_clear_error(tmp_path):
     with pytest.raises(ConvscopeError, match="optimizer"):
         stylise(net, photo(), stripes(), size=32, optimizer="sgd", **LAYERS)
     assert hooks(net.model) == 0
+
+
+def test_lbfgs_recovers_from_a_diverging_step(monkeypatch):
+    from convscope.style import transfer
+
+    # A step ten times too long sends plain L-BFGS (no line search) far away for good ...
+    monkeypatch.setattr(transfer, "DIVERGED", float("inf"))
+    plain = stylise(network(), photo(), STYLE, size=32, steps=30, lr=10.0, **LAYERS)
+    assert plain.end.total > plain.start.total
+    # ... while the restart from the best point with half the step brings it down.
+    monkeypatch.undo()
+    guarded = stylise(network(), photo(), STYLE, size=32, steps=30, lr=10.0, **LAYERS)
+    assert guarded.end.total < 0.05 * guarded.start.total
