@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -52,6 +53,9 @@ def test_resumed_scan_equals_an_uninterrupted_one(tmp_path):
         a, b = whole.layers[name], again.layers[name]
         assert torch.equal(a.topk.images, b.topk.images) and torch.equal(a.topk.positions, b.topk.positions)
         assert torch.allclose(a.mean, b.mean) and torch.equal(a.signature, b.signature)
+        assert torch.equal(a.bottom.images, b.bottom.images) and torch.equal(a.bottom_min, b.bottom_min)
+        assert np.array_equal(a.distribution.quantiles, b.distribution.quantiles)
+        assert np.array_equal(a.moments.firing_rate, b.moments.firing_rate)
     assert again.image_count == whole.image_count == 19 and again.failed == whole.failed == ((4, "broken"),)
 
 

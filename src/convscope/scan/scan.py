@@ -1,9 +1,12 @@
-"""Pass 1: one streaming pass over every image, keeping each unit's strongest hits.
+"""Pass 1: one streaming pass over every image, keeping each unit's hits and statistics.
 
 All chosen layers are observed in the same forward pass; each layer's output is
-reduced inside its hook to one value per (image, unit), the image's strongest
-activation and where it was, and offered to a :class:`RunningTopK`. Nothing of the
-size of the data set is kept.
+reduced inside its hook to two values per (image, unit), the image's strongest and
+weakest activation and where they were. The strongest feed the top hits, the
+distribution (:class:`~convscope.stats.RunningQuantiles`), the moments and firing
+rate (:class:`~convscope.stats.RunningMoments`) and, with labels, the per-class
+means (:class:`~convscope.stats.RunningClassMeans`); the bottom hits come from the
+weakest (see :class:`LayerScan`). Nothing of the size of the data set is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from convscope.network.layers import to_nchw
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
+from convscope.stats import ClassMeans, Distribution, Moments, RunningClassMeans, RunningMoments, RunningQuantiles
 
 #: A batch from the data loader: ``(pixels (N, 3, H, W) uint8, indices (N,), ok (N,) bool, errors)``.
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
@@ -43,6 +47,16 @@ class LayerScan:
             (counted in every image where one reached the unit's max: every NaN and
             ``+inf``, and ``-inf`` where it is all a map holds); they never become hits
             and are left out of ``mean``.
+        bottom: every unit's bottom hits, weakest first: ``(units, k)`` values, image
+            indices (``-1`` where none), flat positions. For a unit that went below zero
+            somewhere they are its k most negative activations, one per image (each image's
+            minimum); for a unit never below zero (after a ReLU), the k images whose
+            *strongest* activation is lowest, at the place of that maximum. Ties: earlier image first.
+        bottom_min: ``(units,)`` bool, True where ``bottom`` holds minima (the unit went below zero).
+        moments: mean, spread, firing rate (share of images whose strongest activation
+            is above zero), dead and always-on flags of each image's strongest activation.
+        distribution: quantiles and histogram of each image's strongest activation.
+        class_means: with labels, each unit's mean strongest activation per class; else ``None``.
     """
 
     topk: TopK
@@ -50,6 +64,11 @@ class LayerScan:
     mean: torch.Tensor
     signature: torch.Tensor
     nonfinite: torch.Tensor
+    bottom: TopK | None = None
+    bottom_min: torch.Tensor | None = None
+    moments: Moments | None = None
+    distribution: Distribution | None = None
+    class_means: ClassMeans | None = None
 
 
 @dataclass(frozen=True)
@@ -81,49 +100,71 @@ def signature_sample(images: int, size: int = 256, seed: int = 0) -> torch.Tenso
 
 
 class _LayerStats:
-    """Running top-k, mean, signature and non-finite count of one layer.
+    """Running top-k, bottom-k, signature, non-finite count and statistics of one layer.
 
-    Sums and counts live on the CPU in float64 / int64 (MPS has no float64); the
-    top-k lives on the model's device.
+    Statistics live on the CPU in float64 / int64 (MPS has no float64); the top-k and
+    bottom-k live on the model's device. The bottom-k keep the *negated* values, so
+    that the running top-k's rule (largest first, earlier image on ties) picks the
+    lowest.
     """
 
-    def __init__(self, units: int, k: int, signature: torch.Tensor, device: torch.device) -> None:
+    def __init__(self, units: int, k: int, signature: torch.Tensor, device: torch.device, classes: int = 0) -> None:
         self.topk = RunningTopK(units, k, device)
-        self.total = torch.zeros(units, dtype=torch.float64)
-        self.finite = torch.zeros(units, dtype=torch.int64)  # images with a finite strongest activation
+        self.bottom_of_max = RunningTopK(units, k, device)
+        self.bottom_of_min = RunningTopK(units, k, device)
+        self.moments = RunningMoments(units)
+        self.quantiles = RunningQuantiles(units)
+        self.classes = RunningClassMeans(units, classes) if classes else None
         self.nonfinite = torch.zeros(units, dtype=torch.int64)
         self.signature_images = signature
         self.signature: list[torch.Tensor] = []
         self.units = units
         self.cols = 0
 
-    def add(self, output: torch.Tensor, images: torch.Tensor) -> None:
-        """``output`` ``(N, units, rows, cols)`` or ``(N, units)``; ``images`` ``(N,)`` their indices."""
+    def add(self, output: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """``output`` ``(N, units, rows, cols)`` or ``(N, units)``; ``images`` ``(N,)`` their indices; ``labels`` ``(N,)`` or None."""
         if output.dim() == 2:
             output = output[:, :, None, None]
         n, units, _, cols = output.shape
         self.cols = cols
         flat = output.reshape(n, units, -1)
         values, positions = flat.max(dim=2)
+        lows, low_positions = flat.min(dim=2)
         # A NaN wins a max (torch's max propagates it), and so does +inf: a finite max means
         # the map is clean of both, and the full check (a pass as long as the max) runs only
         # when it is not.
-        if not torch.isfinite(values).all():
+        if not (torch.isfinite(values).all() and torch.isfinite(lows).all()):
             bad = ~torch.isfinite(flat)  # NaN and infinities never win: they count, and are left out
             self.nonfinite += bad.sum(dim=(0, 2)).cpu()
             values, positions = flat.masked_fill(bad, float("-inf")).max(dim=2)
+            lows, low_positions = flat.masked_fill(bad, float("inf")).min(dim=2)
         self.topk.add(values, images, positions)
+        self.bottom_of_max.add(-values, images, positions)
+        self.bottom_of_min.add(-lows, images, low_positions)
         values = values.float().cpu()
-        finite = torch.isfinite(values)
-        self.total += torch.where(finite, values, 0.0).sum(dim=0, dtype=torch.float64)
-        self.finite += finite.sum(dim=0)
+        self.moments.add(values)
+        self.quantiles.add(values)
+        if self.classes is not None and labels is not None:
+            self.classes.add(values, labels)
         sample = torch.isin(images.cpu(), self.signature_images)
         if sample.any():
             self.signature.append(values[sample])
 
     def result(self) -> LayerScan:
-        mean = (self.total / self.finite).float()  # NaN for a unit without a finite value
-        return LayerScan(self.topk.result(), self.cols, mean, self._signature(), self.nonfinite.clone())
+        moments = self.moments.result()
+        mean = torch.from_numpy(moments.mean.copy()).float()  # NaN for a unit without a finite value
+        low, high = self.bottom_of_min.result(), self.bottom_of_max.result()
+        went_negative = low.values[:, 0] > 0  # the negated minimum: the unit went below zero
+        pick = went_negative[:, None]
+        bottom = TopK(
+            -torch.where(pick, low.values, high.values),
+            torch.where(pick, low.images, high.images),
+            torch.where(pick, low.positions, high.positions),
+        )
+        return LayerScan(
+            self.topk.result(), self.cols, mean, self._signature(), self.nonfinite.clone(), bottom, went_negative,
+            moments, self.quantiles.result(), self.classes.result() if self.classes is not None else None,
+        )
 
     def _signature(self) -> torch.Tensor:
         return torch.cat(self.signature) if self.signature else torch.zeros(0, self.units)
@@ -131,8 +172,11 @@ class _LayerStats:
     def state_dict(self) -> dict:
         return {
             "topk": self.topk.state_dict(),
-            "total": self.total,
-            "finite": self.finite,
+            "bottom_of_max": self.bottom_of_max.state_dict(),
+            "bottom_of_min": self.bottom_of_min.state_dict(),
+            "moments": self.moments.state_dict(),
+            "quantiles": self.quantiles.state_dict(),
+            "classes": self.classes.state_dict() if self.classes is not None else None,
             "nonfinite": self.nonfinite,
             "signature_images": self.signature_images,
             "signature": self._signature(),
@@ -142,8 +186,16 @@ class _LayerStats:
     def load_state_dict(self, state: dict) -> None:
         if not torch.equal(state["signature_images"], self.signature_images):
             raise ValueError("state has another signature sample")
+        if (state["classes"] is None) != (self.classes is None):
+            raise ValueError("state was scanned with labels and this scan without, or the other way round")
         self.topk.load_state_dict(state["topk"])
-        self.total, self.finite, self.nonfinite = state["total"], state["finite"], state["nonfinite"]
+        self.bottom_of_max.load_state_dict(state["bottom_of_max"])
+        self.bottom_of_min.load_state_dict(state["bottom_of_min"])
+        self.moments.load_state_dict(state["moments"])
+        self.quantiles.load_state_dict(state["quantiles"])
+        if self.classes is not None:
+            self.classes.load_state_dict(state["classes"])
+        self.nonfinite = state["nonfinite"]
         self.signature = [state["signature"]] if len(state["signature"]) else []
         self.cols = state["cols"]
 
@@ -156,8 +208,14 @@ class ScanState:
     tensors, numbers and strings (it loads with ``torch.load(weights_only=True)``).
     """
 
-    def __init__(self, layers: Sequence[tuple[str, int]], k: int, signature: torch.Tensor, device: torch.device) -> None:
-        self.layers = {name: _LayerStats(units, k, signature, device) for name, units in layers}
+    def __init__(
+        self, layers: Sequence[tuple[str, int]], k: int, signature: torch.Tensor, device: torch.device,
+        labels: Sequence[int] | None = None, classes: int = 0,
+    ) -> None:
+        """``labels``: per image index its class in ``range(classes)`` or -1; with them, class means are kept."""
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long) if labels is not None and classes else None
+        classes = classes if self.labels is not None else 0
+        self.layers = {name: _LayerStats(units, k, signature, device, classes) for name, units in layers}
         self.seen = 0
         self.count = 0
         self.failed: list[tuple[int, str]] = []
@@ -197,11 +255,13 @@ def scan(
     signature: torch.Tensor | None = None,
     layouts: dict[str, tuple[int, int, int]] | None = None,
     progress: bool = True,
+    labels: Sequence[int] | None = None,
+    classes: int = 0,
     state: ScanState | None = None,
     checkpoint: Callable[[ScanState], None] | None = None,
     checkpoint_every: int = 1000,
 ) -> ScanResult:
-    """Scan every batch and keep each unit's top ``k`` hits, one per image at most.
+    """Scan every batch and keep each unit's top and bottom ``k`` hits (one per image at most) and statistics.
 
     Args:
         model: the network; its device is used and its train/eval mode restored.
@@ -217,6 +277,8 @@ def scan(
             first 256 when ``total`` is not given).
         layouts: per layer whose output is not ``(N, units, rows, cols)``, the tensor dims
             of its units, rows and cols (``LayerInfo.dims``, e.g. ``(3, 1, 2)`` for NHWC).
+        labels, classes: per image index its class in ``range(classes)`` (or -1): adds
+            each unit's per-class means (ignored when ``state`` is given: it holds its own).
         state: a :class:`ScanState` to go on from (an interrupted scan's).
         checkpoint: called with the state at a batch boundary every
             ``checkpoint_every`` images, e.g. to save it for a resume.
@@ -232,7 +294,7 @@ def scan(
     device, dtype = model_device(model), model_dtype(model)
     if state is None:
         sample = signature if signature is not None else signature_sample(total or 256, 256)
-        state = ScanState(layers, k, sample, device)
+        state = ScanState(layers, k, sample, device, labels, classes)
     stats = state.layers
     current: dict[str, torch.Tensor] = {}
     last_checkpoint = state.seen
@@ -246,7 +308,7 @@ def scan(
                 f"layer {name!r} gave {units} units during the scan, {stats[name].units} in the dry run",
                 hint="the model's output shape depends on its input; use a fixed --input-size",
             )
-        stats[name].add(output, current["images"])
+        stats[name].add(output, current["images"], current.get("labels"))
 
     bar = tqdm(total=total, initial=state.seen, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
     try:
@@ -255,6 +317,8 @@ def scan(
                 state.failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
                 if ok.any():
                     current["images"] = indices[ok].to(device)
+                    if state.labels is not None:
+                        current["labels"] = state.labels[indices[ok]]
                     x = normalize(pixels[ok].to(device, non_blocking=True)).to(dtype)
                     run_until_captured(model, x)
                     state.count += int(ok.sum())
