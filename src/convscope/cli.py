@@ -274,6 +274,13 @@ def _cmd_style(args: argparse.Namespace) -> None:
         raise ConvscopeError("--explain needs a content image; it cannot be combined with --texture", hint="drop --texture")
     args.input_size = args.resize = args.mean = args.std = None
     network = _network(args)  # the preprocessing's mean and std normalise the pixels; --size sets the size
+    if network.weights is None:
+        print(
+            f"note: {network.source} has random weights (no --weights). Every layer's loss is normalised, so a random "
+            "VGG still transfers the painting's colours and fine texture onto a recognisable photo, but not its brush "
+            "strokes; pass --weights for a trained network",
+            file=sys.stderr,
+        )
     image, data = (_style_explain if args.explain else _style_transfer)(args, network)
     write_png_atomic(out, image)
     write_json(record, data)

@@ -99,12 +99,13 @@ def test_cli_explain_writes_the_figure_and_its_record(tmp_path, capsys):
     assert "--explain needs a content image" in capsys.readouterr().err
 
 
-def test_cli_transfer_records_its_quality(tmp_path):
+def test_cli_transfer_records_its_quality_and_says_when_weights_are_random(tmp_path, capsys):
     content, style = tmp_path / "content.png", tmp_path / "style.png"
     Image.fromarray(photo(32, 40)).save(content)
     Image.fromarray(STYLE).save(style)
     out = tmp_path / "result.png"
     assert main(["style", str(content), str(style), "--model", *NET, "--style-layers", "features.0", "--content-layers", "features.5", "--size", "24", "--steps", "3", "-q", "--out", str(out)]) == 0
+    assert "random weights" in capsys.readouterr().err
     record = json.loads(out.with_suffix(".json").read_text())
     assert set(record["quality"]["style_ratio"]) == {"features.0"} and set(record["quality"]["content_ratio"]) == {"features.5"}
     assert record["quality"]["style_met"] == (record["quality"]["style_ratio"]["features.0"] <= STYLE_RATIO_MAX)
