@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
     p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--labels", metavar="CSV", help="the images' classes from a CSV file of path,label rows (default: the folders of an ImageFolder layout); with labels every unit gets class means, a selectivity, a purity and a suggested label")
+    labels.add_argument("--labels-from-name", metavar="REGEX", help="the images' classes from their file names: the regex's first group (or group 'label'), e.g. '^(n\\d+)_' for ImageNet's n01440764_tench.jpg")
     p.add_argument("--grids", action="store_true", help="also write every unit's 3x3 patch grid as a PNG (layers/LAYER/units/) and every layer's mosaic.png, for papers and slides (default: the viewer draws the patches from the stored images; overview.png is always written)")
     p.add_argument("--fast-decode", action="store_true", help="decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8, Pillow's draft) before the resize: faster, but trades exactness for speed, as pixels (and so activations) no longer equal torchvision's Resize + CenterCrop of the full image (default: full-resolution decode)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -172,6 +175,8 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         projection=None if args.projection == "none" else args.projection,
         occlusion=args.occlusion,
         grids=args.grids,
+        labels=args.labels,
+        labels_from_name=args.labels_from_name,
         progress=not args.quiet,
         resume=not args.no_resume,
     )

@@ -13,7 +13,7 @@ from torch.utils.data import Subset
 
 from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.atlas.writer import check_out
-from convscope.data import ImageDataset, failure_reason, find_images, make_loader, open_rgb
+from convscope.data import ImageDataset, ImageList, failure_reason, find_images, labels_from_csv, labels_from_name, make_loader, open_rgb
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
@@ -43,6 +43,8 @@ def make_atlas(
     projection: str | None = None,
     occlusion: bool = False,
     grids: bool = False,
+    labels: str | Path | None = None,
+    labels_from_name: str | None = None,
     progress: bool = True,
     resume: bool = True,
 ) -> Path:
@@ -64,6 +66,11 @@ def make_atlas(
             passes per unit).
         grids: also write every unit's patch grid PNG and every layer's mosaic (for
             papers and slides); the viewer does not need them.
+        labels: a CSV file of ``path,label`` rows giving the images' classes (instead
+            of an ImageFolder's folders); labels_from_name: a regular expression whose
+            first group (or group ``label``) in each file name is its class, e.g.
+            ``'^(n\\d+)_'`` for ImageNet's ``n01440764_tench.jpg``. With labels, every
+            unit gets class means, a selectivity, a purity and a suggested label.
         resume: go on from the state an interrupted run of the same job saved
             beside ``out``; False starts afresh and removes that state.
 
@@ -85,10 +92,11 @@ def make_atlas(
         network = replace(network, preprocess=preprocess)
     if device is not None:
         network.model.to(device)
-    image_list = find_images(Path(images))
+    image_list = with_labels(find_images(Path(images)), labels, labels_from_name)
     infos = select_layers(network.model, layers, network.preprocess.input_size)
     pairs = [(info.name, info.units) for info in infos]
-    state = ScanState(pairs, k, signature_sample(len(image_list.paths)), model_device(network.model))
+    classes = len(image_list.class_names or ())
+    state = ScanState(pairs, k, signature_sample(len(image_list.paths)), model_device(network.model), image_list.labels, classes)
     saved, digest = scan_resume.state_file(Path(out)), scan_resume.fingerprint(network, infos, image_list, k)
     if scan_resume.start(saved, digest, state, resume=resume):
         warnings.warn(f"resuming an interrupted scan at image {state.seen} of {len(image_list)}", ConvscopeWarning, stacklevel=2)
@@ -143,6 +151,18 @@ def make_atlas(
     )
     saved.unlink(missing_ok=True)
     return atlas
+
+
+def with_labels(images: ImageList, csv: str | Path | None, pattern: str | None) -> ImageList:
+    """``images`` with the labels of a CSV file or a file-name pattern (at most one of them), else as found."""
+    if csv is not None and pattern is not None:
+        raise ConvscopeError("labels come from a CSV file or from file names, not both", hint="pass one of --labels and --labels-from-name")
+    if csv is None and pattern is None:
+        return images
+    found = labels_from_csv(Path(csv), images.paths) if csv is not None else labels_from_name(pattern, images.paths)
+    if found.unlabelled:
+        warnings.warn(f"{found.unlabelled} of {len(images)} images have no label", ConvscopeWarning, stacklevel=3)
+    return replace(images, labels=found.labels, class_names=found.class_names)
 
 
 def _has_max_pooling(model: torch.nn.Module) -> bool:

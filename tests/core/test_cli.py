@@ -45,7 +45,7 @@ def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, 
     assert code == 0, err
     assert "overview.png" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 2
+    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 3
     assert manifest["dataset"]["image_count"] == 12 and manifest["dataset"]["labels"] == ["cats", "dogs"]
     assert manifest["preprocess"]["input_size"] == [16, 16]
     (layer,) = manifest["layers"]
@@ -85,7 +85,7 @@ def test_atlas_without_grids_writes_no_unit_pngs_but_what_the_viewer_needs(tmp_p
     assert manifest["render"]["grids"] is False
     assert not (out / "layers/conv/units").exists() and not (out / "layers/conv/mosaic.png").exists()
     hits = json.loads((out / "layers/conv/hits.json").read_text())
-    stored = {hit["image_file"] for unit in hits["units"] for hit in unit["hits"]}
+    stored = {hit["image_file"] for unit in hits["units"] for hit in unit["hits"] + unit["bottom"]}  # top and bottom hits
     assert stored and {f"images/{p.name}" for p in (out / "images").iterdir()} == stored
     assert (out / "overview.png").is_file() and (out / "index.html").is_file()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from convscope import __version__
 from convscope.atlas.files import AtlasFiles
+from convscope.atlas.unit_stats import layer_statistics
 from convscope.atlas.format import FORMAT, VERSION, image_file, layer_dir
 from convscope.atlas.writer import atomic_folder, now
 from convscope.data import ImageList
@@ -101,15 +102,17 @@ class UnitResult:
     Attributes:
         unit: the unit.
         hits: its hits, strongest first.
+        bottom: its bottom hits, weakest first (see ``LayerScan.bottom``).
         pictures: view name -> its pictures (one per hit, or one per unit); empty for a unit
             that was not pictured.
-        pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels of each hit's image.
+        pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels of each hit's and bottom hit's image.
     """
 
     unit: int
     hits: list[Hit]
     pictures: dict[str, list[Picture]]
     pixels: dict[int, np.ndarray]
+    bottom: list[Hit] = field(default_factory=list)
 
 
 def unit_results(
@@ -121,9 +124,10 @@ def unit_results(
         chosen = [i for i, unit in enumerate(chunk.units) if pictured is None or unit in pictured]
         part = Chunk([chunk.units[i] for i in chosen], [chunk.hits[i] for i in chosen], chunk.pixels)
         made = {view.name: dict(zip(chosen, view(info, part))) for view in views} if chosen else {}
-        for i, (unit, hits) in enumerate(zip(chunk.units, chunk.hits)):
-            pixels = {hit.image: chunk.pixels[hit.image] for hit in hits}
-            yield UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels)
+        bottoms = chunk.bottom or [[] for _ in chunk.units]
+        for i, (unit, hits, bottom) in enumerate(zip(chunk.units, chunk.hits, bottoms)):
+            pixels = {hit.image: chunk.pixels[hit.image] for hit in hits + bottom}
+            yield UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels, bottom)
 
 
 def write_atlas(
@@ -179,10 +183,16 @@ def _layer(
     small: dict[int, np.ndarray] = {}
     scale = mosaic_scale(info.units, _figure_width(views, k, options.cell), options.mosaic_width)
     results = unit_results(info, scan, views, cache, pictured)
+    statistics = layer_statistics(scan, images.labels, images.class_names) if scan.moments is not None else None
     for unit in tqdm(results, total=info.units, unit="unit", desc=f"atlas {info.name}", disable=not progress, dynamic_ncols=True):
         for index, pixels in unit.pixels.items():
             files.image(index, pixels)
-        records.append({"unit": unit.unit, "mean": _finite(scan.mean[unit.unit]), "hits": [_hit_record(images, h) for h in unit.hits]})
+        record = {"unit": unit.unit, "mean": _finite(scan.mean[unit.unit]), "hits": [_hit_record(images, h) for h in unit.hits]}
+        if statistics is not None:
+            record["bottom"] = [_hit_record(images, h) for h in unit.bottom]
+            record["bottom_kind"] = "min" if bool(scan.bottom_min[unit.unit]) else "max"
+            record["stats"] = statistics.units[unit.unit]
+        records.append(record)
         if not unit.pictures:
             continue
         if every:
@@ -196,8 +206,11 @@ def _layer(
             on_image = replace(unit, pictures={name: [p.on_image() for p in pictures] for name, pictures in unit.pictures.items()})
             small[unit.unit] = _unit_figure(on_image, [v for v in views if v.per_hit], k, options.overview_cell)[0]
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
-    files.layer(info.name, {"layer": info.name, "k": k, "units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
-    entry = info.to_dict() | {
+    hits: dict[str, Any] = {"layer": info.name, "k": k}
+    if statistics is not None:
+        hits |= {"quantile_levels": statistics.levels, "exact": statistics.exact}
+    files.layer(info.name, hits | {"units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
+    entry = info.to_dict() | ({"summary": statistics.summary} if statistics is not None else {}) | {
         "overview_units": chosen,
         "hits": f"{layer_dir(info.name)}/hits.json",
         "nonfinite": {"activations": int(scan.nonfinite.sum()), "units": int((scan.nonfinite > 0).sum())},

@@ -9,9 +9,9 @@ from typing import Any
 from convscope.errors import AtlasError
 
 FORMAT = "convscope-atlas"
-VERSION = 2
+VERSION = 3
 #: Versions this convscope reads: version 1 is version 2 with every unit grid and mosaic written.
-READABLE = (1, 2)
+READABLE = (1, 2, 3)
 
 
 def layer_dir(layer: str) -> str:
@@ -58,7 +58,7 @@ def read_manifest(atlas_dir: Path) -> dict[str, Any]:
     if manifest.get("version") not in READABLE:
         raise AtlasError(
             f"{path} has atlas format version {manifest.get('version')!r}; this convscope reads versions "
-            + " and ".join(map(str, READABLE)),
+            + ", ".join(map(str, READABLE[:-1])) + " and " + str(READABLE[-1]),
             hint="rebuild the atlas with this convscope version, or upgrade convscope",
         )
     if not isinstance(manifest.get("layers"), list):

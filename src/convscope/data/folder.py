@@ -48,9 +48,10 @@ class ImageList:
     Attributes:
         root: the folder, absolute.
         paths: image files relative to ``root``, ``/``-separated, sorted.
-        labels: per image, the index into ``class_names`` of its first-level
-            folder; ``None`` unless the folder is in ImageFolder layout.
-        class_names: sorted first-level folder names that hold images, or ``None``.
+        labels: per image, the index into ``class_names`` of its class (``-1``: unlabelled):
+            its first-level folder in ImageFolder layout, or what a CSV file or a file-name
+            pattern says (:mod:`convscope.data.labels`); ``None`` without labels.
+        class_names: the sorted class names (ImageFolder: first-level folders that hold images), or ``None``.
         skipped: files that are listed but are not images, in path order.
 
     Example:
@@ -73,8 +74,8 @@ class ImageList:
         return self.root.joinpath(*PurePosixPath(self.paths[index]).parts)
 
     def label_name(self, index: int) -> str | None:
-        """The class name of image ``index``, or ``None`` without labels."""
-        if self.labels is None or self.class_names is None:
+        """The class name of image ``index``, or ``None`` without labels or for an unlabelled image (label ``-1``)."""
+        if self.labels is None or self.class_names is None or self.labels[index] < 0:
             return None
         return self.class_names[self.labels[index]]
 

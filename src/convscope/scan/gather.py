@@ -49,10 +49,16 @@ def unit_hits(layer: LayerScan, unit: int, fields: UnitFields | None, input_size
     return units_hits(layer, [unit], fields, input_size)[0]
 
 
-def units_hits(layer: LayerScan, units: Sequence[int], fields: UnitFields | None, input_size: tuple[int, int]) -> list[list[Hit]]:
-    """:func:`unit_hits` of each of ``units``, the scan's tensors read once for all of them."""
+def units_hits(
+    layer: LayerScan, units: Sequence[int], fields: UnitFields | None, input_size: tuple[int, int], *, bottom: bool = False
+) -> list[list[Hit]]:
+    """:func:`unit_hits` of each of ``units``, the scan's tensors read once for all of them;
+    with ``bottom``, the bottom hits instead (weakest first, see ``LayerScan.bottom``)."""
     index = torch.as_tensor(list(units), dtype=torch.long)
-    values, images, positions = (t[index].tolist() for t in layer.topk)
+    kept = layer.bottom if bottom else layer.topk
+    if kept is None:
+        return [[] for _ in units]
+    values, images, positions = (t[index].tolist() for t in kept)
     out = []
     for i, unit in enumerate(units):
         field = fields.field(unit) if fields is not None else None
@@ -80,6 +86,7 @@ class Chunk:
     units: list[int]
     hits: list[list[Hit]]
     pixels: dict[int, np.ndarray]
+    bottom: list[list[Hit]] | None = None
 
     def flat(self) -> list[Hit]:
         return [hit for unit in self.hits for hit in unit]
@@ -134,4 +141,6 @@ def chunks(
     for start in range(0, len(units), units_per_chunk):
         some = list(units[start : start + units_per_chunk])
         hits = units_hits(layer, some, fields, cache.preprocess.input_size)
-        yield Chunk(some, hits, cache.get([hit.image for unit in hits for hit in unit]))
+        bottom = units_hits(layer, some, fields, cache.preprocess.input_size, bottom=True)
+        wanted = [hit.image for unit in hits + bottom for hit in unit]
+        yield Chunk(some, hits, cache.get(wanted), bottom)

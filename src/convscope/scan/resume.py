@@ -86,6 +86,7 @@ def fingerprint(network: Network, layers: Sequence[LayerInfo], images: ImageList
         "k": k,
         "root": str(images.root),
         "images": images_digest(images),
+        "labels": [list(images.labels or ()), list(images.class_names or ())],
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 

@@ -26,6 +26,9 @@ from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
 from convscope.stats import ClassMeans, Distribution, Moments, RunningClassMeans, RunningMoments, RunningQuantiles
 
+#: The quantile levels kept of each unit's distribution (its exact min and max are kept besides).
+QUANTILE_LEVELS = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
+
 #: A batch from the data loader: ``(pixels (N, 3, H, W) uint8, indices (N,), ok (N,) bool, errors)``.
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
 
@@ -163,7 +166,7 @@ class _LayerStats:
         )
         return LayerScan(
             self.topk.result(), self.cols, mean, self._signature(), self.nonfinite.clone(), bottom, went_negative,
-            moments, self.quantiles.result(), self.classes.result() if self.classes is not None else None,
+            moments, self.quantiles.result(QUANTILE_LEVELS), self.classes.result() if self.classes is not None else None,
         )
 
     def _signature(self) -> torch.Tensor:
