@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
     p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
+    p.add_argument("--class-names", metavar="FILE", help="names of the model's output classes, one per line in output order (or a JSON list); default: torchvision's or timm's metadata where the weights have it. Scanned as the last layer, a classifier's output units are named after their classes")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--labels", metavar="CSV", help="the images' classes from a CSV file of path,label rows (default: the folders of an ImageFolder layout); with labels every unit gets class means, a selectivity, a purity and a suggested label")
     labels.add_argument("--labels-from-name", metavar="REGEX", help="the images' classes from their file names: the regex's first group (or group 'label'), e.g. '^(n\\d+)_' for ImageNet's n01440764_tench.jpg")
@@ -162,6 +163,10 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
     from convscope.pipeline import make_atlas
 
     network = _network(args)
+    if args.class_names:
+        from convscope.data import read_class_names
+
+        network = replace(network, class_names=read_class_names(args.class_names))
     if args.fast_decode:
         network = replace(network, preprocess=replace(network.preprocess, fast_decode=True))
     out = make_atlas(

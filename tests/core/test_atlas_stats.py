@@ -65,6 +65,7 @@ def test_stats_from_file_names_match_a_direct_computation(images, tmp_path, caps
     assert red["stats"]["dead"] is False and red["stats"]["always_on"] is False  # the sea images have no red at all
     assert red["bottom_kind"] == "max" and all(h["image"].startswith("sea_") for h in red["bottom"])
     assert {h["activation"] for h in red["bottom"]} == {0.0}
+    assert manifest["statistics_figure"] == "statistics.png" and (out / "statistics.png").stat().st_size > 0
     summary = manifest["layers"][0]["summary"]
     assert summary["dead"] == 0.0 and summary["always_on"] == pytest.approx(2 / 3)
 
@@ -88,3 +89,13 @@ def test_labels_from_a_csv_and_bad_label_input(images, tmp_path, capsys):
     assert main(["atlas", *COLOUR_NET, str(images), "--out", str(tmp_path / "x"), "-q", "--labels-from-name", "[a-z]+_"]) == 1
     assert "group" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_output_units_are_named_after_the_classes(images, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("red\ngreen\nblue\n")
+    out = tmp_path / "atlas"
+    assert main(["atlas", *COLOUR_NET, str(images), "--out", str(out), "-k", "4", "-q", "--class-names", str(names)]) == 0
+    hits = json.loads((out / "layers/conv/hits.json").read_text())
+    assert [u["class_name"] for u in hits["units"]] == ["red", "green", "blue"]
+    assert json.loads((out / "manifest.json").read_text())["model"]["class_names"] == ["red", "green", "blue"]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from convscope import __version__
 from convscope.atlas.files import AtlasFiles
 from convscope.atlas.unit_stats import layer_statistics
-from convscope.atlas.format import FORMAT, VERSION, image_file, layer_dir
+from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_file, layer_dir
 from convscope.atlas.writer import atomic_folder, now
 from convscope.data import ImageList
 from convscope.network.geometry import ReceptiveField
@@ -37,6 +37,7 @@ from convscope.render.figures import (
     unit_figure,
     unit_grid,
 )
+from convscope.render.depth import depth_figure
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
@@ -148,11 +149,16 @@ def write_atlas(
         shown = overview_layers(len(layers), options.overview_layers)
         entries, blocks = [], []
         for number, info in enumerate(layers, start=1):
-            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown)
+            names = output_names(network, info, last=number == len(layers))
+            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown, names)
             entries.append(entry)
             blocks += [block] if block is not None else []
         manifest = _manifest(network, images, result, entries, k, options) | {"overview_layers": [layers[i].name for i in shown]}
-        files.finish(overview(blocks), manifest)
+        depth = None
+        if all("summary" in entry for entry in entries):
+            depth = depth_figure([e["name"] for e in entries], [e["summary"] for e in entries], f"{network.source}: units over depth")
+            manifest["statistics_figure"] = STATISTICS_FIGURE
+        files.finish(overview(blocks), manifest, depth)
     return Path(out)
 
 
@@ -168,6 +174,7 @@ def _layer(
     options: RenderOptions,
     progress: bool,
     in_overview: bool,
+    unit_names: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]] | None]:
     """Write one layer's images, hits and asked-for unit pictures; return its manifest entry
     and, if ``in_overview``, its overview block.
@@ -188,6 +195,8 @@ def _layer(
         for index, pixels in unit.pixels.items():
             files.image(index, pixels)
         record = {"unit": unit.unit, "mean": _finite(scan.mean[unit.unit]), "hits": [_hit_record(images, h) for h in unit.hits]}
+        if unit_names is not None:
+            record["class_name"] = unit_names[unit.unit]
         if statistics is not None:
             record["bottom"] = [_hit_record(images, h) for h in unit.bottom]
             record["bottom_kind"] = "min" if bool(scan.bottom_min[unit.unit]) else "max"
@@ -217,6 +226,13 @@ def _layer(
     }
     block = (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in chosen]) if in_overview else None
     return entry, block
+
+
+def output_names(network: Network, info: LayerInfo, *, last: bool) -> Sequence[str] | None:
+    """The class names of a classifier's output units: for the deepest layer scanned when it has
+    one unit per class of the model (``network.class_names``), else ``None``."""
+    names = network.class_names
+    return names if last and names and info.units == len(names) else None
 
 
 def _unit_figure(unit: UnitResult, views: Sequence[UnitView], k: int, cell: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

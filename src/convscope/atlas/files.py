@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from convscope.atlas.format import image_file, layer_dir, unit_file
+from convscope.atlas.format import STATISTICS_FIGURE, image_file, layer_dir, unit_file
 from convscope.atlas.viewer import to_json, write_viewer
 from convscope.atlas.writer import write_jpeg, write_json, write_png
 
@@ -67,8 +67,10 @@ class AtlasFiles:
         if mosaic is not None:
             write_png(folder / "mosaic.png", mosaic)
 
-    def finish(self, overview: np.ndarray, manifest: dict[str, Any]) -> None:
-        """The overview figure, the manifest and the viewer."""
+    def finish(self, overview: np.ndarray, manifest: dict[str, Any], statistics: np.ndarray | None = None) -> None:
+        """The overview figure, the statistics-over-depth figure (if any), the manifest and the viewer."""
         write_png(self.root / "overview.png", overview)
+        if statistics is not None:
+            write_png(self.root / STATISTICS_FIGURE, statistics)
         write_json(self.root / "manifest.json", manifest)
         write_viewer(self.root, self._hits)

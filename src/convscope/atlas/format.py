@@ -13,6 +13,9 @@ VERSION = 3
 #: Versions this convscope reads: version 1 is version 2 with every unit grid and mosaic written.
 READABLE = (1, 2, 3)
 
+#: The figure of the layers' statistics over depth (version 3, when the scan kept statistics).
+STATISTICS_FIGURE = "statistics.png"
+
 
 def layer_dir(layer: str) -> str:
     """The folder of a layer inside the atlas, ``layers/<layer>``."""
