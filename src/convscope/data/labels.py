@@ -183,11 +183,12 @@ def read_class_names(path: Path | str) -> tuple[str, ...]:
     """Class names, in the file's order: one per line, or a JSON list of strings.
 
     Blank lines and surrounding spaces are ignored. Index ``i`` of the result is the
-    name of class ``i``.
+    name of class ``i``. A name may repeat: ImageNet's classes 134 and 517 are both
+    "crane" (the bird and the machine).
 
     Raises:
         DataError: the file is missing, empty, not a JSON list of strings (when it
-            starts with ``[``), or names a class twice.
+            starts with ``[``).
 
     Example:
         >>> import tempfile
@@ -216,13 +217,6 @@ def read_class_names(path: Path | str) -> tuple[str, ...]:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise DataError(f"class names file {path} holds no name", hint="write one class name per line")
-    seen: set[str] = set()
-    twice = [name for name in names if name in seen or seen.add(name)]  # type: ignore[func-returns-value]
-    if twice:
-        raise DataError(
-            f"class names file {path} names {_some(sorted(set(twice)))} more than once",
-            hint="class names must be unique: one line per class",
-        )
     return tuple(names)
 
 
