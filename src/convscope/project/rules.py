@@ -7,6 +7,12 @@ max-pooling keep their ordinary gradients: transposed filters, forward switches)
   the sign of the forward input;
 - ``"guided"`` (Springenberg et al. 2015): ``grad_in = relu(grad_out) * (input > 0)``.
 
+A third rule serves feature visualisation (not projections): ``"redirected"`` (Lucid's
+redirected ReLU) keeps the ordinary gradient, except for a sample whose ordinary
+gradient through this ReLU is zero everywhere (every input it would use is negative):
+there it lets through the part of ``grad_out`` that would raise the input, so an
+optimisation that starts where the unit is silent is not stuck at zero.
+
 :func:`modified_relus` swaps every ReLU call made while inside it, ``nn.ReLU``
 (``inplace=True`` too), ``F.relu``, ``torch.relu``, ``Tensor.relu`` and their
 in-place forms, for one custom autograd function with a flag. It does so with a
@@ -34,8 +40,10 @@ from torch.overrides import TorchFunctionMode
 
 from convscope.errors import ConvscopeError, ModelError
 
-Rule = Literal["deconvnet", "guided"]
+Rule = Literal["deconvnet", "guided", "redirected"]
+#: The projection rules (``"redirected"`` is for optimisation, see the module docstring).
 RULES: tuple[str, ...] = ("deconvnet", "guided")
+RELU_RULES: tuple[str, ...] = (*RULES, "redirected")
 
 
 class ProjectionRuleWarning(UserWarning):
@@ -43,27 +51,33 @@ class ProjectionRuleWarning(UserWarning):
 
 
 class _ModifiedRelu(torch.autograd.Function):
-    """ReLU forward; backward ``relu(grad_out)``, times ``(input > 0)`` when guided."""
+    """ReLU forward; backward by ``rule`` (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, guided: bool, inplace: bool) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, rule: str, inplace: bool) -> torch.Tensor:
         if inplace:
             ctx.mark_dirty(x)
             out = x.clamp_min_(0)
         else:
             out = x.clamp_min(0)
-        ctx.guided = guided
-        if guided:
-            ctx.save_for_backward(out > 0)
+        ctx.rule = rule
+        if rule != "deconvnet":
+            ctx.save_for_backward(out > 0)  # out > 0 exactly where x > 0, also after an in-place ReLU
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        grad_in = grad_out.clamp_min(0)
-        if ctx.guided:
-            (positive,) = ctx.saved_tensors
-            grad_in = grad_in * positive
-        return grad_in, None, None
+        if ctx.rule == "deconvnet":
+            return grad_out.clamp_min(0), None, None
+        (positive,) = ctx.saved_tensors
+        if ctx.rule == "guided":
+            return grad_out.clamp_min(0) * positive, None, None
+        plain = grad_out * positive
+        # Descent lowers an input where grad_out > 0: on a negative input only the part that raises it passes.
+        raising = grad_out * (positive | (grad_out < 0))
+        per_sample = plain if plain.dim() > 1 else plain[None]  # samples along dim 0
+        stuck = per_sample.flatten(1).abs().amax(dim=1) == 0
+        return torch.where(stuck.view(-1, *[1] * (per_sample.dim() - 1)), raising, plain), None, None
 
 
 _RELU: frozenset[Callable] = frozenset({torch.relu, F.relu, torch.Tensor.relu})
@@ -84,7 +98,6 @@ class _ReluRuleMode(TorchFunctionMode):
 
     def __init__(self, rule: Rule, running: list[str]) -> None:
         super().__init__()
-        self.guided = rule == "guided"
         self.rule = rule
         self.running = running
         self.warned: set[str] = set()
@@ -93,10 +106,10 @@ class _ReluRuleMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _RELU:
             inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
-            return _ModifiedRelu.apply(args[0], self.guided, inplace)
+            return _ModifiedRelu.apply(args[0], self.rule, inplace)
         if func in _RELU_INPLACE:
-            return _ModifiedRelu.apply(args[0], self.guided, True)
-        if func in _UNSUPPORTED:
+            return _ModifiedRelu.apply(args[0], self.rule, True)
+        if func in _UNSUPPORTED and self.rule != "redirected":  # optimising through them is well defined
             self._warn(func)
         return func(*args, **kwargs)
 
@@ -163,7 +176,8 @@ def modified_relus(model: nn.Module, rule: Rule) -> Iterator[None]:
         >>> g.item()  # a plain gradient would be 0 (the input is negative)
         1.0
     """
-    check_rule(rule)
+    if rule not in RELU_RULES:
+        raise ConvscopeError(f"unknown ReLU rule {rule!r}", hint=f"use one of {', '.join(RELU_RULES)}")
     if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
         raise ModelError(
             "projections cannot change the ReLUs of a TorchScript model",

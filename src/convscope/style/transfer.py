@@ -35,6 +35,7 @@ from convscope.hooks import capture, run_until_captured
 from convscope.network.device import model_device
 from convscope.network.layers import NCHW, select_layers, to_nchw
 from convscope.network.load import Network
+from convscope.network.modes import eval_mode, frozen
 from convscope.style.layers import default_style_layers, resolve
 from convscope.style.losses import blend_grams, content_loss, gram, style_loss, tv_loss
 
@@ -194,9 +195,8 @@ def stylise(
         "seed": seed, "normalize": normalize, "pyramid": pyramid,
     }
     sizes = [max(MIN_SIZE, size // 2 ** (pyramid - 1 - i)) for i in range(pyramid)]
-    state = _freeze(model)
     began = time.perf_counter()
-    try:
+    with eval_mode(model), frozen(model):
         x: torch.Tensor | None = None
         history: list[float] = []
         for level, level_size in enumerate(sizes):
@@ -216,8 +216,6 @@ def stylise(
         # Start, end and the reference are all measured at the final size, against the final level's targets.
         start, end = objective.measure(initial), objective.measure(x)
         reference = objective.measure(_pixels(style_imgs[0], tuple(x.shape[-2:]), device)) if content_img else None
-    finally:
-        _restore(model, state)
     image = (x[0].detach().permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
     return StyleResult(image, start, end, reference, history, content_layers, style_layers, settings, time.perf_counter() - began)
 
@@ -434,18 +432,3 @@ def _layers(
         raise LayerError("no content layer", hint="name one with --content-layers")
     _infos(network, list(dict.fromkeys(content + style)), hw)  # unknown names fail here, before any work
     return list(content), list(style)
-
-
-def _freeze(model: torch.nn.Module) -> tuple[bool, dict[str, bool]]:
-    state = (model.training, {n: p.requires_grad for n, p in model.named_parameters()})
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return state
-
-
-def _restore(model: torch.nn.Module, state: tuple[bool, dict[str, bool]]) -> None:
-    training, grads = state
-    model.train(training)
-    for n, p in model.named_parameters():
-        p.requires_grad_(grads.get(n, p.requires_grad))
