@@ -21,6 +21,7 @@ ALLOWED = {
     "atlas": {"errors", "network", "data", "scan", "render", "views", "stats"},
     "pipeline": {"errors", "network", "data", "scan", "project", "atlas", "stats"},
     "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
+    "featurevis": {"errors", "hooks", "network", "project"},
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats"},
 }

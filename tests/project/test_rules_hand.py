@@ -51,3 +51,17 @@ def test_each_hit_is_seeded_at_its_own_position() -> None:
     p = project_hits(model, "2", x, [0, 0], [0, 1], [1, 0], "deconvnet", batch_size=2)
     assert torch.equal(p[0, 0], torch.tensor([[0.0, 1.0, 2.0], [0.0, 3.0, 4.0], [0.0, 0.0, 0.0]]))
     assert torch.equal(p[1, 0], torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [3.0, 4.0, 0.0]]))
+
+
+def test_redirected_rule_by_hand():
+    """Plain ReLU gradient for a sample that has one; for a sample stuck at zero, the part that raises its input."""
+    from convscope.project.rules import modified_relus
+
+    x = torch.tensor([[-1.0, -2.0], [-1.0, 3.0]], requires_grad=True)  # sample 0 all negative, sample 1 not
+    relu = torch.nn.ReLU()
+    weights = torch.tensor([[-1.0, 1.0], [-1.0, -1.0]])  # d(loss)/d(out): negative raises, positive lowers
+    with modified_relus(relu, "redirected"):
+        (g,) = torch.autograd.grad((relu(x) * weights).sum(), x)
+    # sample 0: stuck; the -1 (raise x[0,0]) passes, the +1 (lower an already negative x[0,1]) does not
+    # sample 1: the plain gradient, zero where the input is negative
+    assert g.tolist() == [[-1.0, 0.0], [0.0, -1.0]]

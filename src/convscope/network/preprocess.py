@@ -97,6 +97,13 @@ class Preprocess:
         # Pillow fills the part of a crop box outside the image with zeros: torchvision's black padding
         return image.crop((left, top, left + w, top + h))
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """Float pixels ``(N, 3, H, W)`` in ``[0, 1]`` to the model input ``(N, 3, H, W)``, out of
+        place, so that gradients flow back to ``x`` (style transfer, feature visualisation)."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x - mean) / std
+
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """``uint8`` pixels ``(N, 3, H, W)`` to the float model input ``(N, 3, H, W)``."""
         x = pixels.float().div_(255)

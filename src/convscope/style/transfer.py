@@ -261,9 +261,6 @@ class _Objective:
     def features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The layers' outputs ``(1, C, H, W)`` for ``pixels`` ``(1, 3, H, W)`` in ``[0, 1]``."""
         out: dict[str, torch.Tensor] = {}
-        pre = self.network.preprocess
-        mean = torch.tensor(pre.mean, device=pixels.device).view(1, 3, 1, 1)
-        std = torch.tensor(pre.std, device=pixels.device).view(1, 3, 1, 1)
 
         def keep(name: str, output: torch.Tensor) -> None:
             if output.dim() != 4:
@@ -274,7 +271,7 @@ class _Objective:
             out[name] = to_nchw(output, self.dims.get(name, NCHW)).clone()  # before any in-place ReLU
 
         with capture(self.network.model, self.layers, keep, stop_after_last=True):
-            run_until_captured(self.network.model, (pixels - mean) / std)
+            run_until_captured(self.network.model, self.network.preprocess.standardize(pixels))
         for name, f in out.items():
             if f.shape[-2] * f.shape[-1] <= 1 and name in self.style_layers:
                 raise GeometryError(
