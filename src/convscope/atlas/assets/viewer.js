@@ -14,6 +14,8 @@
     layers: new Map(),       // index -> hits.json payload
     pending: new Map(),      // index -> {promise, resolve}
     sort: "index",
+    ascending: false,        // statistic sorts: lowest first instead of highest first
+    filter: "all",           // layer view filter (atlases with unit statistics)
     route: null,             // {view, layer, unit}
     order: [],               // unit numbers of the shown layer, in the chosen sort
     cursor: -1,              // position in order of the highlighted card (layer view)
@@ -101,10 +103,106 @@
 
   function sortedUnits(layerData, sort) {
     const units = layerData.units.slice();
-    if (sort === "activation") units.sort((a, b) => topActivation(b) - topActivation(a) || a.unit - b.unit);
+    const stat = hasStats(layerData) ? STAT_SORTS[sort] : null;
+    if (stat && stat.key) {
+      const value = (u) => statValue(u, stat);
+      const sign = state.ascending ? 1 : -1;
+      units.sort((a, b) => {
+        const va = value(a), vb = value(b);
+        if (va === null || vb === null) return (va === null) - (vb === null) || a.unit - b.unit;  // no value: last
+        return sign * (va - vb) || a.unit - b.unit;
+      });
+    } else if (sort === "activation") units.sort((a, b) => topActivation(b) - topActivation(a) || a.unit - b.unit);
     else if (sort === "selectivity") units.sort((a, b) => selectivity(b) - selectivity(a) || a.unit - b.unit);
     else units.sort((a, b) => a.unit - b.unit);
     return units;
+  }
+
+  /* ---------- unit statistics (atlas format version 3) ---------- */
+
+  const isObject = (x) => x !== null && typeof x === "object" && !Array.isArray(x);
+  const isNum = (x) => typeof x === "number" && isFinite(x);
+  const CONFIDENT = new Set(["high", "medium"]);
+
+  /* A share in [0, 1] as a percentage that never rounds a non-zero share to 0% or a partial one to 100%. */
+  function pct(x) {
+    if (!isNum(x)) return "—";
+    const v = 100 * x;
+    if (v === 0 || v === 100) return `${v}%`;
+    if (v < 0.1) return "<0.1%";
+    if (v > 99.9) return ">99.9%";
+    return `${v < 5 || v > 95 ? v.toFixed(1) : v.toFixed(0)}%`;  // near the ends the decimal matters
+  }
+  const num2 = (x) => (isNum(x) ? x.toFixed(2) : "—");
+  const level = (q) => `${+(100 * q).toPrecision(6)}%`;
+
+  const hasStats = (layerData) => layerData.units.some((u) => isObject(u.stats));
+  const hasClasses = (layerData) => layerData.units.some((u) => isObject(u.stats) && Array.isArray(u.stats.classes));
+
+  /* The name of class `index` of the dataset's labels. */
+  function className(index) {
+    const labels = state.manifest.dataset && state.manifest.dataset.labels;
+    return Array.isArray(labels) && Number.isInteger(index) && index >= 0 && index < labels.length ? String(labels[index]) : `class ${index}`;
+  }
+
+  /* Sorts of an atlas with statistics (highest first unless state.ascending); `short` and `show`
+     label the value on a card. Sorts of older atlases: OLD_SORTS. */
+  const STAT_SORTS = {
+    index: { text: "unit index" },
+    mean: { text: "mean", key: (s) => s.mean, short: "mean", show: fmt },
+    max: { text: "max", key: (s) => s.max, short: "max", show: fmt },
+    firing_rate: { text: "firing rate", key: (s) => s.firing_rate, short: "fires", show: pct },
+    selectivity: { text: "selectivity", key: (s) => s.selectivity, short: "selectivity", show: num2, classes: true },
+    purity: { text: "purity", key: (s) => s.purity, short: "purity", show: pct, classes: true },
+    agreement: { text: "label agreement", key: (s) => (isObject(s.label) ? s.label.purity : null), short: "agreement", show: pct, classes: true },
+  };
+  const OLD_SORTS = {
+    index: { text: "unit index" },
+    activation: { text: "strongest activation" },
+    selectivity: { text: "class selectivity", labels: true },
+  };
+  const FILTERS = {
+    all: { text: "all units", test: () => true },
+    dead: { text: "dead", test: (s) => s.dead === true },
+    always_on: { text: "always on", test: (s) => s.always_on === true },
+    selective: { text: "selective ≥ 0.5", test: (s) => isNum(s.selectivity) && s.selectivity >= 0.5, classes: true },
+    labelled: { text: "labelled", title: "suggested label of high or medium confidence", test: (s) => isObject(s.label) && CONFIDENT.has(s.label.confidence), classes: true },
+  };
+
+  function statValue(unit, stat) {
+    const value = isObject(unit.stats) ? stat.key(unit.stats) : null;
+    return isNum(value) ? value : null;
+  }
+
+  /* [value, {text, ...}] of the sorts this layer offers. */
+  function sortChoices(layerData) {
+    if (hasStats(layerData)) {
+      const classes = hasClasses(layerData);
+      return Object.entries(STAT_SORTS).filter(([, s]) => classes || !s.classes);
+    }
+    const labels = hasLabels(layerData);
+    return Object.entries(OLD_SORTS).filter(([, s]) => labels || !s.labels);
+  }
+
+  function filterChoices(layerData) {
+    if (!hasStats(layerData)) return [];
+    const classes = hasClasses(layerData);
+    return Object.entries(FILTERS).filter(([, f]) => classes || !f.classes);
+  }
+
+  /* The layer's units as the chosen sort and filter show them (a choice the layer lacks: none). */
+  function unitsInView(layerData) {
+    const sort = sortChoices(layerData).some(([value]) => value === state.sort) ? state.sort : "index";
+    const filter = filterChoices(layerData).some(([value]) => value === state.filter) ? state.filter : "all";
+    let units = sortedUnits(layerData, sort);
+    if (filter !== "all") units = units.filter((u) => isObject(u.stats) && FILTERS[filter].test(u.stats));
+    return { units, sort, filter };
+  }
+
+  function sortText(layerData, sort) {
+    const stat = hasStats(layerData) ? STAT_SORTS[sort] : OLD_SORTS[sort];
+    const text = stat ? stat.text : sort;
+    return stat && stat.key ? `${text}, ${state.ascending ? "lowest" : "highest"} first` : text;
   }
 
   function loadLayer(index) {
@@ -235,14 +333,15 @@
     drawPatch(ctx, img, hit.box, mode, fillColour(), x + ((side - w) >> 1), y + ((side - h) >> 1), scale);
   }
 
-  /* A unit's hits as a grid (rank 0 top left) on `canvas`, sized like the atlas's grid PNGs. */
-  async function drawGrid(canvas, layer, unit) {
+  /* Hits of unit number `unitNo` (its top hits or its bottom hits) as a grid (rank 0 top left) on
+     `canvas`, sized like the atlas's grid PNGs. */
+  async function drawGrid(canvas, layer, unitNo, hits) {
     const { cell, gap, grid } = state.manifest.render;
-    const urls = unit.hits.map((hit) => atlasUrl(hit.image_file));
+    const urls = hits.map((hit) => atlasUrl(hit.image_file));
     const imgs = await Promise.all(urls.map((url) => (url ? loadImage(url) : Promise.reject(new Error("bad image path")))));
     const ctx = canvas.getContext("2d");
-    const mode = paddingOf(layer, unit.unit);
-    unit.hits.forEach((hit, rank) => {
+    const mode = paddingOf(layer, unitNo);
+    hits.forEach((hit, rank) => {
       const row = Math.floor(rank / grid[1]), col = rank % grid[1];
       drawCell(ctx, imgs[rank], hit, mode, col * (cell + gap), row * (cell + gap), cell);
     });
@@ -355,7 +454,53 @@
       el("tbody", null, ...rows));
     const overview = el("img", { class: "overview", src: "overview.png", alt: "overview: top patches of a few units per layer" });
     overview.onerror = () => overview.remove();
-    setMain("home", el("h1", { text: "Layers" }), table, el("h2", { text: "Overview" }), overview);
+    setMain("home", el("h1", { text: "Layers" }), table, ...depthSection(), el("h2", { text: "Overview" }), overview);
+  }
+
+  /* The layers' summaries over depth (version 3) as a table, and statistics.png when the atlas has it. */
+  function depthSection() {
+    const m = state.manifest;
+    const layers = m.layers.filter((layer) => isObject(layer.summary));
+    if (!layers.length) return [];
+    const classes = layers.some((layer) => layer.summary.selectivity !== undefined);
+    const columns = [
+      ["dead", "dead", pct, true], ["always_on", "always on", pct, true], ["firing_rate", "firing rate", pct, true],
+      ...(classes ? [["selectivity", "selectivity", num2, true], ["purity", "purity", pct, true],
+        ["label_agreement", "label agreement", pct, true], ["confident_labels", "labelled", null, false]] : []),
+    ];
+    const cell = (layer, [key, , show, bar]) => {
+      const value = layer.summary[key];
+      if (!show) {  // a count of units
+        return el("td", { class: "num", text: isNum(value) ? `${value} of ${layer.units}` : "—" });
+      }
+      const td = el("td", { class: "num" }, el("span", { class: "num-text", text: show(value) }));
+      if (bar && isNum(value)) {
+        const fill = el("span", { class: "fill" });
+        fill.style.width = `${Math.max(0, Math.min(1, value)) * 100}%`;
+        td.append(el("span", { class: "mini-bar", "aria-hidden": "true" }, fill));
+      }
+      return td;
+    };
+    const rows = layers.map((layer) => el("tr", { "data-layer": layer.name },
+      el("td", null, el("a", { href: routeHash(layer.name), text: layer.name })),
+      el("td", { class: "num", text: String(layer.units) }),
+      ...columns.map((column) => cell(layer, column))));
+    const table = el("table", { class: "layer-table depth-table" },
+      el("thead", null, el("tr", null, el("th", { text: "layer" }), el("th", { class: "num", text: "units" }),
+        ...columns.map(([, text]) => el("th", { class: "num", text })))),
+      el("tbody", null, ...rows));
+    const notes = "dead: never above zero on these images; always on: above zero on every image; firing rate: share of images where a unit is ever above zero" +
+      (classes ? "; selectivity: Morcos et al.'s class selectivity index; purity: share of the top hits in the unit's top class; label agreement: share of the top hits with the suggested label; labelled: units whose suggested label has high or medium confidence" : "") +
+      " (means over the layer's units).";
+    const parts = [el("h2", { text: "Units over depth" }), table, el("p", { class: "note table-note", text: notes })];
+    const url = typeof m.statistics_figure === "string" ? atlasUrl(m.statistics_figure) : null;
+    if (url) {
+      const figure = el("figure", { class: "statistics" },
+        el("img", { class: "statistics-figure", src: url, alt: "the layers' summaries over depth" }));
+      figure.querySelector("img").onerror = () => figure.remove();
+      parts.push(figure);
+    }
+    return parts;
   }
 
   function renderMissing(message) {
@@ -363,10 +508,20 @@
     setMain("missing", el("p", { class: "note error", text: message }), el("p", null, el("a", { href: "#", text: "Back to the layer list" })));
   }
 
-  function unitCard(layer, unit, labels) {
+  /* Badges for a unit never above zero or above zero on every image. */
+  function flagBadges(stats) {
+    if (!isObject(stats)) return [];
+    return [
+      stats.dead === true ? el("span", { class: "badge dead", text: "dead", title: "never above zero on these images" }) : null,
+      stats.always_on === true ? el("span", { class: "badge always-on", text: "always on", title: "above zero on every image" }) : null,
+    ].filter(Boolean);
+  }
+
+  function unitCard(layer, unit, labels, sort) {
     const top = unit.hits.length ? fmt(unit.hits[0].activation) : "no hits";
     const card = el("a", { class: "card", href: routeHash(layer.name, unit.unit), "data-unit": String(unit.unit) },
-      el("div", { class: "card-head" }, el("span", { class: "unit-no", text: `#${unit.unit}` }), el("span", { class: "act", text: top })));
+      el("div", { class: "card-head" }, el("span", { class: "unit-no", text: `#${unit.unit}` }), ...flagBadges(unit.stats),
+        el("span", { class: "act", text: top, title: "strongest activation" })));
     const images = el("div", { class: "card-images" });
     const { width, height } = gridSize();
     if (unit.hits.length) {
@@ -378,12 +533,26 @@
       }
     }
     card.append(images);
-    if (labels && unit.hits.length) {
+    if (isObject(unit.stats)) {
+      card.append(statsFoot(unit.stats, sort));
+    } else if (labels && unit.hits.length) {
       const counts = labelCounts(unit);
       const foot = counts.length ? `${counts[0][0]} ${Math.round(100 * selectivity(unit))}%` : "unlabelled";
       card.append(el("div", { class: "card-foot", text: foot }));
     }
     return card;
+  }
+
+  /* A card's foot with statistics: the suggested label's name, and the value the layer is sorted by. */
+  function statsFoot(stats, sort) {
+    const label = isObject(stats.label) ? stats.label : null;
+    const name = label
+      ? el("span", { class: `card-label conf-${CONFIDENT.has(label.confidence) && !constant(stats) ? label.confidence : "weak"}`, text: String(label.name),
+        title: `${label.text} (${label.confidence} confidence)` })
+      : el("span", { class: "card-label none", text: stats.label === null ? "no label" : "" });
+    const stat = STAT_SORTS[sort];
+    const value = stat && stat.key ? el("span", { class: "card-stat", text: `${stat.short} ${stat.show(stat.key(stats))}` }) : null;
+    return el("div", { class: "card-foot stats-foot" }, name, value);
   }
 
   function gridSize() {
@@ -403,7 +572,7 @@
         }
         const canvas = entry.target.querySelector("canvas.grid");
         const unit = byNumber.get(Number(entry.target.getAttribute("data-unit")));
-        if (canvas && unit) drawGrid(canvas, layer, unit).catch(() => canvas.classList.add("broken"));
+        if (canvas && unit) drawGrid(canvas, layer, unit.unit, unit.hits).catch(() => canvas.classList.add("broken"));
         observer.unobserve(entry.target);
       }
     }, { rootMargin: "100px 0px" });
@@ -413,31 +582,72 @@
   function renderLayer(index, layerData, focusUnit) {
     const layer = state.manifest.layers[index];
     const labels = hasLabels(layerData);
-    if (state.sort === "selectivity" && !labels) state.sort = "index";
-    const units = sortedUnits(layerData, state.sort);
+    const { units, sort, filter } = unitsInView(layerData);
     state.order = units.map((u) => u.unit);
     markCurrentLayer(index);
+    const again = () => renderLayer(index, layerData);
 
     const select = el("select", { id: "sort", "aria-label": "Sort units" },
-      el("option", { value: "index", text: "unit index" }),
-      el("option", { value: "activation", text: "strongest activation" }),
-      labels ? el("option", { value: "selectivity", text: "class selectivity" }) : null);
-    select.value = state.sort;
-    select.onchange = () => { state.sort = select.value; renderLayer(index, layerData); };
+      ...sortChoices(layerData).map(([value, s]) => el("option", { value, text: s.text })));
+    select.value = sort;
+    select.onchange = () => { state.sort = select.value; again(); };
+    const controls = el("div", { class: "controls" });
+    const filters = filterChoices(layerData);
+    if (filters.length) {
+      const count = (f) => layerData.units.filter((u) => isObject(u.stats) && f.test(u.stats)).length;
+      const choose = el("select", { id: "filter", "aria-label": "Show units" },
+        ...filters.map(([value, f]) => el("option", { value, title: f.title, text: value === "all" ? `${f.text} (${layerData.units.length})` : `${f.text} (${count(f)})` })));
+      choose.value = filter;
+      choose.onchange = () => { state.filter = choose.value; again(); };
+      controls.append(el("label", { class: "sort" }, "show ", choose));
+    }
+    controls.append(el("label", { class: "sort" }, "sort by ", select));
+    const stat = hasStats(layerData) ? STAT_SORTS[sort] : null;
+    if (stat && stat.key) {
+      const direction = el("button", { type: "button", id: "sort-direction", class: "direction", text: state.ascending ? "↑ lowest first" : "↓ highest first",
+        title: "reverse the order" });
+      direction.onclick = () => { state.ascending = !state.ascending; again(); };
+      controls.append(direction);
+    }
 
     const cards = el("div", { class: "cards" });
-    for (const unit of units) cards.append(unitCard(layer, unit, labels));
+    for (const unit of units) cards.append(unitCard(layer, unit, labels, sort));
+    const empty = units.length ? null : el("p", { class: "note empty", text: `No unit of ${layer.name} is ${FILTERS[filter].text}.` });
     setMain("layer",
       el("div", { class: "crumbs" }, el("a", { href: "#", text: "layers" }), " / ", el("span", { text: layer.name })),
       el("div", { class: "layer-head" },
         el("h1", { text: layer.name }),
         el("span", { class: "layer-facts", text: `${layer.type || ""} · ${describeShape(layer)} · RF ${describeField(layer)} · ${layerData.units.length} units` }),
-        el("label", { class: "sort" }, "sort by ", select)),
+        controls),
+      layerSummary(layer),
+      empty,
       cards);
     observeImages(cards, layer, units);
     state.cursor = focusUnit === undefined ? -1 : state.order.indexOf(focusUnit);
     if (state.cursor >= 0) highlightCard(true);
     else window.scrollTo(0, 0);
+  }
+
+  /* The layer's summary (version 3) as one line of facts. */
+  function layerSummary(layer) {
+    const s = layer.summary;
+    if (!isObject(s)) return null;
+    const fact = (label, value, title) => el("span", { class: "summary-fact", title }, el("b", { text: value }), ` ${label}`);
+    const facts = [
+      fact("dead", pct(s.dead), "share of units never above zero on these images"),
+      fact("always on", pct(s.always_on), "share of units above zero on every image"),
+      fact("firing rate", pct(s.firing_rate), "mean over units of the share of images where a unit is ever above zero"),
+    ];
+    if (s.selectivity !== undefined) {
+      facts.push(
+        fact("selectivity", num2(s.selectivity), "mean class selectivity index (Morcos et al. 2018) over the units"),
+        fact("purity", pct(s.purity), "mean share of a unit's top hits in its top class"),
+        fact("label agreement", pct(s.label_agreement), "mean share of a unit's top hits with its suggested label"),
+        fact("labelled", isNum(s.confident_labels) ? `${s.confident_labels} of ${layer.units}` : "—", "units whose suggested label has high or medium confidence"),
+        el("span", { class: "legend" }, el("span", { class: "card-label conf-high", text: "high" }), " ",
+          el("span", { class: "card-label conf-medium", text: "medium" }), " ", el("span", { class: "card-label conf-weak", text: "low" }), " label confidence"));
+    }
+    return el("div", { class: "layer-summary" }, ...facts);
   }
 
   function highlightCard(scroll) {
@@ -487,7 +697,7 @@
     return [frame, note];
   }
 
-  function histogram(unit) {
+  function histogram(unit, title) {
     const counts = labelCounts(unit);
     if (!counts.length) return null;
     const max = counts[0][1];
@@ -497,57 +707,219 @@
       return el("div", { class: "hist-row" }, el("span", { class: "hist-label", text: label }),
         el("span", { class: "hist-bar" }, bar), el("span", { class: "hist-count", text: `${count}/${unit.hits.length}` }));
     });
-    return el("section", { class: "histogram" }, el("h2", { text: "Classes of the hits" }), ...rows);
+    return el("section", { class: "histogram" }, el("h2", { text: title || "Classes of the hits" }), ...rows);
   }
+
+  /* One hit as an article: its patch (drawn from the stored image), its projection (top hits of an
+     atlas with projections), the source image with the box, path, label and position. */
+  function hitArticle(layer, unitNo, hit, bottom) {
+    const scale = Math.max(1, Math.round(128 / state.manifest.render.cell));
+    const projection = !bottom && Boolean(state.manifest.projection);
+    const pictures = el("div", { class: "hit-pictures" },
+      el("figure", null, patchCanvas(layer, unitNo, hit, state.manifest.render.cell * scale), el("figcaption", { text: "patch" })),
+      projection ? el("figure", null, patchNode(gridUrl(layer.name, unitNo, true), hit.rank, scale, "patch"), el("figcaption", { text: state.manifest.projection })) : null,
+      el("figure", null, ...sourceNode(hit)));
+    const label = hit.label === null || hit.label === undefined ? null : el("div", { class: "hit-label" }, "label ", el("b", { text: hit.label }));
+    return el("article", { class: bottom ? "hit bottom-hit" : "hit", [bottom ? "data-bottom-rank" : "data-rank"]: String(hit.rank) },
+      el("div", { class: "hit-head" }, el("span", { class: "rank", text: `${bottom ? "bottom" : "rank"} ${hit.rank}` }), el("span", { class: "act", text: fmt(hit.activation) })),
+      pictures,
+      el("div", { class: "hit-path", text: hit.image }),
+      label,
+      el("div", { class: "hit-pos", text: `row ${hit.row}, col ${hit.col}` }));
+  }
+
+  const BOTTOM_KINDS = {
+    min: ["most negative activations", "each image's most negative activation of this unit, the most negative first"],
+    max: ["images where it stays weakest", "this unit is never below zero: the images whose strongest activation is lowest, the lowest first"],
+  };
 
   function renderUnit(index, layerData, unitNo) {
     const layer = state.manifest.layers[index];
     const unit = layerData.units.find((u) => u.unit === unitNo);
     if (!unit) { renderMissing(`layer ${layer.name} has no unit ${unitNo}`); return; }
     const labels = hasLabels(layerData);
-    if (state.sort === "selectivity" && !labels) state.sort = "index";
-    state.order = sortedUnits(layerData, state.sort).map((u) => u.unit);
+    const view = unitsInView(layerData);
+    let order = view.units.map((u) => u.unit), filtered = view.filter !== "all";
+    if (!order.includes(unitNo)) { order = sortedUnits(layerData, view.sort).map((u) => u.unit); filtered = false; }  // a unit the filter hides
+    state.order = order;
     markCurrentLayer(index);
     const position = state.order.indexOf(unitNo);
     const prev = state.order[position - 1], next = state.order[position + 1];
-    const projection = Boolean(state.manifest.projection);
-    const scale = Math.max(1, Math.round(128 / state.manifest.render.cell));
-    const projectionsUrl = gridUrl(layer.name, unitNo, true);
+    const stats = isObject(unit.stats) ? unit.stats : null;
+    const bottom = Array.isArray(unit.bottom) ? unit.bottom : null;
 
-    const hits = unit.hits.map((hit) => {
-      const pictures = el("div", { class: "hit-pictures" },
-        el("figure", null, patchCanvas(layer, unitNo, hit, state.manifest.render.cell * scale), el("figcaption", { text: "patch" })),
-        projection ? el("figure", null, patchNode(projectionsUrl, hit.rank, scale, "patch"), el("figcaption", { text: state.manifest.projection })) : null,
-        el("figure", null, ...sourceNode(hit)));
-      const label = hit.label === null || hit.label === undefined ? null : el("div", { class: "hit-label" }, "label ", el("b", { text: hit.label }));
-      return el("article", { class: "hit", "data-rank": String(hit.rank) },
-        el("div", { class: "hit-head" }, el("span", { class: "rank", text: `rank ${hit.rank}` }), el("span", { class: "act", text: fmt(hit.activation) })),
-        pictures,
-        el("div", { class: "hit-path", text: hit.image }),
-        label,
-        el("div", { class: "hit-pos", text: `row ${hit.row}, col ${hit.col}` }));
-    });
-    const sortName = { index: "unit index", activation: "strongest activation", selectivity: "class selectivity" }[state.sort];
+    const hits = unit.hits.map((hit) => hitArticle(layer, unitNo, hit, false));
+    const inOrder = `${position + 1} of ${state.order.length}${filtered ? ` ${FILTERS[view.filter].text}` : ""} by ${sortText(layerData, view.sort)}`;
+    const bottomSection = bottom ? bottomHits(layer, unit, bottom) : null;
     setMain("unit",
       el("div", { class: "crumbs" }, el("a", { href: "#", text: "layers" }), " / ",
         el("a", { href: routeHash(layer.name), text: layer.name }), " / ", el("span", { text: `unit ${unitNo}` })),
       el("div", { class: "unit-head" },
         el("h1", { text: `${layer.name} · unit ${unitNo}` }),
+        stats ? unitLabel(stats) : null,
+        ...flagBadges(stats),
         el("nav", { class: "step" },
           prev === undefined ? el("span", { class: "disabled", text: "← previous" }) : el("a", { href: routeHash(layer.name, prev), text: `← #${prev}` }),
-          el("span", { text: `${position + 1} of ${state.order.length} by ${sortName}` }),
+          el("span", { text: inOrder }),
           next === undefined ? el("span", { class: "disabled", text: "next →" }) : el("a", { href: routeHash(layer.name, next), text: `#${next} →` }))),
+      stats && isObject(stats.label) ? el("p", { class: "label-text" }, el("span", { text: String(stats.label.text) }),
+        el("span", { class: "chance", text: ` · chance of this agreement ${isNum(stats.label.chance) ? stats.label.chance.toPrecision(2) : "—"}` }),
+        constant(stats) ? el("span", { class: "warning", text: ` · every image gives this unit ${fmt(stats.min)}: its hits are ties in image order, so this label means nothing` }) : null) : null,
       el("div", { class: "unit-facts" },
         el("span", { text: `mean strongest activation per image ${fmt(unit.mean)}` }),
         el("span", { text: `${unit.hits.length} hits` }),
-        labels && unit.hits.length ? el("span", { text: `selectivity ${Math.round(100 * selectivity(unit))}%` }) : null),
-      labels ? histogram(unit) : null,
+        !stats && labels && unit.hits.length ? el("span", { text: `selectivity ${Math.round(100 * selectivity(unit))}%` }) : null),
+      stats ? statsPanel(layer, layerData, unit, stats, bottomSection) : (labels ? histogram(unit) : null),
       state.manifest.occlusion && unit.hits.length ? el("figure", { class: "occlusion" },
         el("img", { src: gridUrl(layer.name, unitNo, false, "-occlusion"), alt: "occlusion map of the top hit" }),
         el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
+      bottom ? el("h2", { class: "section-title", text: "Top hits: strongest activations" }) : null,
       unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
+      bottomSection,
       state.manifest.padding ? el("p", { class: "note padding", text: `Padding: ${state.manifest.padding}` }) : null);
     window.scrollTo(0, 0);
+  }
+
+  /* The suggested label, large, with its confidence word; "no label" when the unit has none. */
+  function unitLabel(stats) {
+    if (!("label" in stats)) return null;  // an atlas without labels
+    const label = stats.label;
+    if (!isObject(label)) return el("span", { class: "unit-label none", text: "no label" });
+    const confidence = String(label.confidence);
+    return el("span", { class: `unit-label${constant(stats) ? " moot" : ""}`, title: "suggested label: the most common label among the top hits" },
+      el("span", { class: "label-name", text: String(label.name) }),
+      el("span", { class: `badge conf conf-${CONFIDENT.has(confidence) ? confidence : "weak"}`, text: `${confidence} confidence` }));
+  }
+
+  /* Every image gives the unit the same value: its hits are ties, in image order, and their label says nothing. */
+  const constant = (stats) => isNum(stats.min) && stats.min === stats.max;
+
+  /* The unit's statistics: distribution, class means, hit classes, and its top and bottom hits at a glance. */
+  function statsPanel(layer, layerData, unit, stats, bottomSection) {
+    const cards = [distributionCard(layerData, stats)];
+    const hits = histogram(unit, `Labels of the top ${unit.hits.length} hits`);
+    if (Array.isArray(stats.classes)) cards.push(classesCard(unit, stats, hits));
+    else if (hits) { hits.classList.add("stat-card"); cards.push(hits); }
+    if (bottomSection) cards.push(glanceCard(layer, unit, bottomSection));
+    return el("section", { class: "unit-stats" }, ...cards);
+  }
+
+  const HIST_BAR = "#2457c5";   // the bars' colour (var(--accent))
+  const HIST_HEIGHT = 96;
+
+  /* stats.histogram (equal bins from min to max) as bars on a canvas: bin i fills columns
+     [i * w, (i + 1) * w - 1) and rows from the bottom up to round(HIST_HEIGHT * count / most) (at
+     least 1 for a non-empty bin, so a lone image shows); the median and zero are marked above it. */
+  function distributionCard(layerData, stats) {
+    const counts = Array.isArray(stats.histogram) ? stats.histogram.map((c) => (isNum(c) ? c : 0)) : [];
+    const { min, max } = stats;
+    const card = el("section", { class: "stat-card distribution" }, el("h2", { text: "Strongest activation per image" }));
+    const images = counts.reduce((a, b) => a + b, 0);
+    if (counts.length && isNum(min) && isNum(max)) {
+      const most = Math.max(...counts, 1), w = Math.max(3, Math.floor(320 / counts.length)), span = max - min;
+      const canvas = el("canvas", { class: "hist-canvas", width: counts.length * w, height: HIST_HEIGHT, role: "img",
+        "aria-label": `histogram of ${images} images in ${counts.length} bins from ${fmt(min)} to ${fmt(max)}`, "data-bin-width": String(w) });
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = HIST_BAR;
+      counts.forEach((count, i) => {
+        const height = count > 0 ? Math.max(1, Math.round((HIST_HEIGHT * count) / most)) : 0;
+        if (height) ctx.fillRect(i * w, HIST_HEIGHT - height, w - 1, height);
+      });
+      const binText = (i) => `${fmt(min + (i * span) / counts.length)} to ${fmt(min + ((i + 1) * span) / counts.length)}: ${counts[i]} image${counts[i] === 1 ? "" : "s"}`;
+      const readout = el("span", { class: "legend" });
+      const legend = [`${images} images`, `${counts.length} bins`];
+      const frame = el("div", { class: "hist-frame" }, canvas);
+      const mark = (x, name, title) => {
+        const line = el("span", { class: `hist-mark ${name}`, title });
+        line.style.left = `${(100 * (x - min)) / span}%`;
+        frame.append(line);
+      };
+      const median = quantileAt(layerData, stats, 0.5);
+      if (span > 0 && min < 0 && max > 0) { mark(0, "zero", "zero"); legend.push("dashed: 0"); }
+      if (span > 0 && isNum(median)) { mark(median, "median", `median ${fmt(median)}`); legend.push("line: median"); }
+      readout.textContent = legend.join(" · ");
+      canvas.onmousemove = (event) => {
+        const i = Math.min(counts.length - 1, Math.max(0, Math.floor((event.offsetX / canvas.clientWidth) * counts.length)));
+        readout.textContent = binText(i);
+      };
+      canvas.onmouseleave = () => { readout.textContent = legend.join(" · "); };
+      card.append(frame, el("div", { class: "hist-axis" }, el("span", { text: fmt(min) }), readout, el("span", { text: fmt(max) })));
+    }
+    card.append(el("div", { class: "stat-facts" },
+      el("span", null, "mean ", el("b", { text: fmt(stats.mean) }), isNum(stats.std) ? ` ± ${fmt(stats.std)}` : ""),
+      el("span", null, "firing rate ", el("b", { text: pct(stats.firing_rate) }))));
+    const levels = Array.isArray(layerData.quantile_levels) ? layerData.quantile_levels : [];
+    const values = Array.isArray(stats.quantiles) ? stats.quantiles : [];
+    if (levels.length && values.length) {
+      card.append(el("div", { class: "quantiles", "aria-label": "quantiles" },
+        ...levels.map((q, i) => el("div", { class: "q", "data-level": String(q) },
+          el("span", { class: "q-level", text: level(q) }), el("span", { class: "q-value", text: fmt(values[i] ?? null) })))));
+    }
+    if (layerData.exact === false) card.append(el("p", { class: "note small", text: "Quantiles and histogram from a sketch: within 0.1% of rank." }));
+    return card;
+  }
+
+  function quantileAt(layerData, stats, q) {
+    const levels = Array.isArray(layerData.quantile_levels) ? layerData.quantile_levels : [];
+    const i = levels.indexOf(q);
+    return i >= 0 && Array.isArray(stats.quantiles) ? stats.quantiles[i] : null;
+  }
+
+  /* stats.classes as horizontal bars named from the dataset's labels, the overall mean marked. */
+  function classesCard(unit, stats, hitLabels) {
+    const classes = stats.classes.filter((c) => Array.isArray(c) && c.length === 2);
+    const scale = Math.max(...classes.map(([, m]) => (isNum(m) ? Math.abs(m) : 0)), isNum(stats.mean) ? Math.abs(stats.mean) : 0) || 1;
+    const labels = state.manifest.dataset && state.manifest.dataset.labels;
+    const total = Array.isArray(labels) ? labels.length : null;
+    const rows = classes.map(([index, mean]) => {
+      const bar = el("span", { class: `bar${isNum(mean) && mean < 0 ? " negative" : ""}` });
+      bar.style.width = `${(100 * (isNum(mean) ? Math.abs(mean) : 0)) / scale}%`;
+      const track = el("span", { class: "hist-bar" }, bar);
+      if (isNum(stats.mean) && stats.mean > 0) {
+        const marker = el("span", { class: "mean-marker", title: `mean over all images ${fmt(stats.mean)}` });
+        marker.style.left = `${(100 * stats.mean) / scale}%`;
+        track.append(marker);
+      }
+      return el("div", { class: `hist-row class-row${index === stats.top_class ? " top" : ""}`, "data-class": String(index) },
+        el("span", { class: "hist-label", text: className(index), title: className(index) }), track, el("span", { class: "hist-count", text: fmt(mean) }));
+    });
+    return el("section", { class: "stat-card classes" },
+      el("h2", { text: total && total > classes.length ? `Class means (top ${classes.length} of ${total})` : "Class means" }),
+      ...rows,
+      el("p", { class: "note small", text: "Mean strongest activation over each class's images; the line marks the mean over all images." }),
+      el("div", { class: "stat-facts" },
+        el("span", null, "selectivity ", el("b", { text: num2(stats.selectivity) })),
+        el("span", null, "top class ", el("b", { class: "top-class", text: Number.isInteger(stats.top_class) ? className(stats.top_class) : "—" })),
+        el("span", null, "purity ", el("b", { text: pct(stats.purity) }))),
+      hitLabels);
+  }
+
+  /* The top and the bottom hits as two grids, drawn like the layer view's cards. */
+  function glanceCard(layer, unit, bottomSection) {
+    const { width, height } = gridSize();
+    const grid = (hits, name) => {
+      const canvas = el("canvas", { class: `grid glance ${name}`, width, height, role: "img", "aria-label": `${name} hits` });
+      if (hits.length) drawGrid(canvas, layer, unit.unit, hits).catch(() => canvas.classList.add("broken"));
+      return canvas;
+    };
+    const kind = BOTTOM_KINDS[unit.bottom_kind];
+    const jump = el("button", { type: "button", class: "link", text: "bottom hits in detail ↓" });
+    jump.onclick = () => bottomSection.scrollIntoView({ block: "start" });
+    return el("section", { class: "stat-card glance-card" },
+      el("h2", { text: "Top and bottom hits" }),
+      el("div", { class: "glance-grids" },
+        el("figure", null, grid(unit.hits, "top"), el("figcaption", { text: "top: strongest first" })),
+        el("figure", null, grid(unit.bottom, "bottom"), el("figcaption", { text: `bottom: ${kind ? kind[0] : "weakest"}` }))),
+      jump);
+  }
+
+  /* The bottom hits, weakest first, drawn like the top hits (no projections: those are of the top hits). */
+  function bottomHits(layer, unit, bottom) {
+    const kind = BOTTOM_KINDS[unit.bottom_kind];
+    return el("section", { class: "bottom", "data-kind": unit.bottom_kind == null ? null : String(unit.bottom_kind) },
+      el("h2", { class: "section-title", text: kind ? `Bottom hits: ${kind[0]}` : "Bottom hits" }),
+      kind ? el("p", { class: "note small", text: kind[1] + "." }) : null,
+      bottom.length ? el("div", { class: "hits" }, ...bottom.map((hit) => hitArticle(layer, unit.unit, hit, true))) : el("p", { class: "note", text: "No bottom hits." }));
   }
 
   /* ---------- routing ---------- */
