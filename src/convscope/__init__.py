@@ -14,6 +14,7 @@ from convscope.network.geometry import Box, ReceptiveField, receptive_fields
 from convscope.network.layers import LayerInfo, conv_layers, default_layers, discover_layers, select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
+from convscope.notebook import open_atlas
 from convscope.pipeline import make_atlas
 from convscope.render.selection import choose_units
 from convscope.hooks import capture
@@ -46,6 +47,7 @@ __all__ = [
     "load_pixels",
     "make_atlas",
     "make_loader",
+    "open_atlas",
     "read_hits",
     "read_manifest",
     "receptive_fields",

@@ -23,6 +23,7 @@ ALLOWED = {
     "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
     "featurevis": {"errors", "hooks", "network", "project"},
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
+    "notebook": {"errors", "network", "render", "views", "atlas"},
     "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats"},
 }
 
