@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
     p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
+    p.add_argument("--featurevis", nargs="?", type=int, const=128, default=0, metavar="STEPS", help="also optimise an image for every unit (feature visualisation, default 128 steps when given without a number), drawn left of its patches; each unit's record holds the activation it reached over its top dataset activation")
     p.add_argument("--class-names", metavar="FILE", help="names of the model's output classes, one per line in output order (or a JSON list); default: torchvision's or timm's metadata where the weights have it. Scanned as the last layer, a classifier's output units are named after their classes")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--labels", metavar="CSV", help="the images' classes from a CSV file of path,label rows (default: the folders of an ImageFolder layout); with labels every unit gets class means, a selectivity, a purity and a suggested label")
@@ -180,6 +181,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         projection=None if args.projection == "none" else args.projection,
         occlusion=args.occlusion,
         grids=args.grids,
+        featurevis=args.featurevis,
         labels=args.labels,
         labels_from_name=args.labels_from_name,
         progress=not args.quiet,

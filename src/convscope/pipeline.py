@@ -43,6 +43,7 @@ def make_atlas(
     projection: str | None = None,
     occlusion: bool = False,
     grids: bool = False,
+    featurevis: int = 0,
     labels: str | Path | None = None,
     labels_from_name: str | None = None,
     progress: bool = True,
@@ -66,6 +67,8 @@ def make_atlas(
             passes per unit).
         grids: also write every unit's patch grid PNG and every layer's mosaic (for
             papers and slides); the viewer does not need them.
+        featurevis: optimise an image for every unit with this many steps (0: none;
+            128 is a good default), drawn left of its patches (see :mod:`convscope.featurevis`).
         labels: a CSV file of ``path,label`` rows giving the images' classes (instead
             of an ImageFolder's folders); labels_from_name: a regular expression whose
             first group (or group ``label``) in each file name is its class, e.g.
@@ -147,7 +150,7 @@ def make_atlas(
             stacklevel=2,
         )
     atlas = write_atlas(
-        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion, grids=grids), progress=progress
+        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis), progress=progress
     )
     saved.unlink(missing_ok=True)
     return atlas

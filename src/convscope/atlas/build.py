@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from convscope import __version__
@@ -23,6 +24,8 @@ from convscope.atlas.unit_stats import layer_statistics
 from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_file, layer_dir
 from convscope.atlas.writer import atomic_folder, now
 from convscope.data import ImageList
+from convscope.data.dataset import load_frames
+from convscope.featurevis import colour_matrix
 from convscope.network.geometry import ReceptiveField
 from convscope.network.layers import LayerInfo
 from convscope.network.load import Network
@@ -43,7 +46,7 @@ from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
 from convscope.scan.gather import Chunk, Hit, PixelCache, chunks
 from convscope.scan.scan import LayerScan, ScanResult
-from convscope.views import OcclusionView, PatchView, Picture, ProjectionView, UnitView
+from convscope.views import FeatureVisView, OcclusionView, PatchView, Picture, ProjectionView, UnitView
 
 PADDING_NOTE = (
     "outside-image pixels are drawn as the network saw them (the mean colour, zeros after "
@@ -69,6 +72,8 @@ class RenderOptions:
         overview_layers: the most layers ``overview.png`` shows (spread evenly over depth,
             the first and the last among them; every layer is in the viewer and mosaics).
         mosaic_width: the widest a layer mosaic gets, in pixels.
+        featurevis: optimisation steps of a feature visualisation of every unit (0: none),
+            drawn left of its patches and stored as ``units/0007-featurevis.png``.
         grids: also write every unit's patch grid as a PNG and every layer's mosaic (for
             papers and slides); without them the viewer draws the patches from the stored
             images, and only the overview and the per-unit projections and occlusion maps
@@ -83,17 +88,27 @@ class RenderOptions:
     overview_layers: int = 6
     mosaic_width: int = 2400
     grids: bool = False
+    featurevis: int = 0
 
 
-def views_for(network: Network, options: RenderOptions) -> list[UnitView]:
-    """The views an atlas shows: the patches first, then what ``options`` ask for."""
+def views_for(network: Network, options: RenderOptions, colour: torch.Tensor | None = None) -> list[UnitView]:
+    """The views an atlas shows: the patches first, then what ``options`` ask for
+    (``colour``: the data's ``(3, 3)`` colour matrix for feature visualisation)."""
     fill = mean_colour(network.preprocess.mean)
     views: list[UnitView] = [PatchView(fill)]
     if options.projection:
         views.append(ProjectionView(network, options.projection))
     if options.occlusion:
         views.append(OcclusionView(network, fill))
+    if options.featurevis:
+        views.append(FeatureVisView(network, colour, steps=options.featurevis))
     return views
+
+
+def data_colour(images: ImageList, network: Network, sample: int = 64) -> torch.Tensor:
+    """The ``(3, 3)`` colour matrix of ``sample`` images spread over the data set (model-input frame)."""
+    indices = np.linspace(0, len(images) - 1, min(sample, len(images))).round().astype(int).tolist()
+    return colour_matrix(load_frames(images, sorted(set(indices)), network.preprocess))
 
 
 @dataclass(frozen=True)
@@ -143,7 +158,7 @@ def write_atlas(
     progress: bool = True,
 ) -> Path:
     """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas)."""
-    views = views_for(network, options)
+    views = views_for(network, options, data_colour(images, network) if options.featurevis else None)
     cache = PixelCache(images, network.preprocess)
     with atomic_folder(Path(out)) as tmp, AtlasFiles(tmp) as files:
         shown = overview_layers(len(layers), options.overview_layers)
@@ -201,6 +216,8 @@ def _layer(
             record["bottom"] = [_hit_record(images, h) for h in unit.bottom]
             record["bottom_kind"] = "min" if bool(scan.bottom_min[unit.unit]) else "max"
             record["stats"] = statistics.units[unit.unit]
+        if "featurevis" in unit.pictures and unit.pictures["featurevis"]:
+            record["featurevis"] = _featurevis_record(unit.pictures["featurevis"][0].value, unit.hits)
         records.append(record)
         if not unit.pictures:
             continue
@@ -213,7 +230,7 @@ def _layer(
                 thumbs.append(shrink(figure, scale) if scale < 1 else figure)
         if in_overview and unit.unit in chosen:  # the part on the image, so deep layers' patches stay readable
             on_image = replace(unit, pictures={name: [p.on_image() for p in pictures] for name, pictures in unit.pictures.items()})
-            small[unit.unit] = _unit_figure(on_image, [v for v in views if v.per_hit], k, options.overview_cell)[0]
+            small[unit.unit] = _unit_figure(on_image, views, k, options.overview_cell)[0]
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
     hits: dict[str, Any] = {"layer": info.name, "k": k}
     if statistics is not None:
@@ -240,21 +257,31 @@ def _unit_figure(unit: UnitResult, views: Sequence[UnitView], k: int, cell: int)
     Fergus's Figure 2) and every view's own picture by view name."""
     own: dict[str, np.ndarray] = {}
     for view in views:
-        pictures = unit.pictures[view.name]
+        pictures = unit.pictures.get(view.name, [])
         if view.per_hit:
             own[view.name] = unit_grid([fit_cell(p.pixels, cell, p.inside) for p in pictures], k)
         elif pictures:
             own[view.name] = fit_cell(pictures[0].pixels, 2 * cell, pictures[0].inside)
     grids = [own[v.name] for v in views if v.per_hit]
-    return unit_figure([*grids[1:], grids[0]]), own
+    height = grids[0].shape[0]
+    beside = [fit_cell(unit.pictures[v.name][0].pixels, height) for v in views if v.in_figure and not v.per_hit and unit.pictures.get(v.name)]
+    return unit_figure([*beside, *grids[1:], grids[0]]), own
 
 
 def _figure_width(views: Sequence[UnitView], k: int, cell: int) -> int:
     """Width of a unit figure, so that mosaic thumbnails are shrunk as they are made."""
     cols = grid_shape(k)[1]
     grid = cols * cell + (cols - 1) * CELL_GAP
-    count = sum(v.per_hit for v in views)
+    count = sum(v.in_figure for v in views)  # a picture beside the grids is about as wide as one
     return count * grid + (count - 1) * (UNIT_GAP // 2)
+
+
+def _featurevis_record(reached: float | None, hits: Sequence[Hit]) -> dict[str, Any]:
+    """The activation the optimised image reached, and its ratio to the unit's top dataset
+    activation (both the unit's spatial max); ``below_top`` flags a ratio under 1."""
+    top = hits[0].activation if hits else float("nan")
+    ratio = reached / top if reached is not None and top > 0 else float("nan")
+    return {"reached": _finite(reached if reached is not None else float("nan")), "ratio": _finite(ratio), "below_top": bool(ratio < 1)}
 
 
 def _hit_record(images: ImageList, hit: Hit) -> dict[str, Any]:

@@ -25,10 +25,13 @@ class Picture:
         pixels: ``uint8 (h, w, 3)``.
         inside: ``bool (h, w)``, False where the picture shows what lies past the image
             border (drawn striped); ``None`` when the whole picture is image content.
+        value: a number the view measured with the picture (a feature visualisation: the
+            activation its image reached), or ``None``.
     """
 
     pixels: np.ndarray
     inside: np.ndarray | None = None
+    value: float | None = None
 
     def on_image(self) -> "Picture":
         """The part of the picture that shows image content (a box reaching past the border
@@ -52,10 +55,14 @@ class UnitView(Protocol):
         name: the file suffix of its PNGs (``""`` for the patches) and its key in the manifest.
         per_hit: True for one picture per hit, laid out as a grid beside the patches;
             False for one picture per unit.
+        in_figure: True where the unit's figure (its grids, the overview) shows it: every
+            per-hit view, and a per-unit picture drawn as tall as the grids left of them
+            (a feature visualisation, as OpenAI Microscope shows it beside the dataset examples).
     """
 
     name: str
     per_hit: bool
+    in_figure: bool
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
         """For every unit of ``chunk`` (in ``chunk.units`` order), its pictures, strongest hit first."""

@@ -26,6 +26,7 @@ class OcclusionView:
 
     name = "occlusion"
     per_hit = False
+    in_figure = False
 
     def __init__(self, network: Network, fill: np.ndarray) -> None:
         self.network = network

@@ -20,6 +20,7 @@ class PatchView:
 
     name = ""
     per_hit = True
+    in_figure = True
 
     def __init__(self, fill: np.ndarray) -> None:
         self.fill = fill

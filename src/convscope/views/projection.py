@@ -31,6 +31,7 @@ class ProjectionView:
 
     name = "projection"
     per_hit = True
+    in_figure = True
 
     def __init__(self, network: Network, rule: str) -> None:
         self.network = network
