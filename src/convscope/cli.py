@@ -121,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true", help="instead of a transfer, draw Gatys et al.'s Figure 1 for this network: CONTENT reconstructed from noise through each content layer alone (default on a VGG conv1_2..conv5_2, else the style layers) and STYLE through the first style layer, the first two, ... all of them (--steps each)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("featurevis", help="optimise the image each unit responds to most (feature visualisation)", description="Optimise, for every unit named, an image that maximises its activation (Olah et al., Distill 2017: a Fourier image with decorrelated colour, random pad/jitter/scale/rotation per image and step, Adam; all units of a layer in one batch; ReLUs that silence a unit pass the gradient that would wake it). Writes a sheet of the images (one row per layer) and, beside it, a JSON of the activation each image reached.")
+    _add_model_args(p)
+    p.add_argument("--unit", "-u", dest="units", nargs="+", required=True, metavar="LAYER:UNITS", help="units to visualise: features.3:12, features.3:0-15 (a range), features.3:all")
+    p.add_argument("--out", "-o", default="featurevis.png", metavar="PNG", help="the sheet to write (default featurevis.png); the numbers go to the same name with .json")
+    p.add_argument("--force", action="store_true", help="overwrite --out and its .json if they exist")
+    p.add_argument("--where", choices=["centre", "map"], default="centre", help="maximise the unit at the centre position (default) or its mean over the whole map")
+    p.add_argument("--negative", action="store_true", help="minimise instead: what the unit responds to least")
+    p.add_argument("--per-unit", type=_positive, default=1, metavar="N", help="images per unit (default 1); with --diversity they differ")
+    p.add_argument("--diversity", type=float, default=0.0, metavar="W", help="weight of the diversity term between a unit's images (Gram matrices; e.g. 1)")
+    p.add_argument("--size", type=_positive, metavar="PX", help="image side (default: the units' receptive field, 32 px at least, the input size at most)")
+    p.add_argument("--steps", type=_positive, default=128, help="optimisation steps (default 128)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam step size (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the images and transforms (default 0)")
+    p.add_argument("--colour-from", metavar="IMAGES", help="decorrelate colour with the covariance of these images (a folder; a sample of 64) instead of ImageNet's")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
     p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("atlas", metavar="ATLAS")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -379,13 +395,86 @@ def _style_explain(args: argparse.Namespace, network) -> tuple:
     return figure, data
 
 
+def _cmd_featurevis(args: argparse.Namespace) -> None:
+    from convscope.atlas.writer import write_json, write_png_atomic
+    from convscope.featurevis import colour_matrix, featurevis_sheet, visualise
+    from convscope.network.layers import select_layers
+
+    out = Path(args.out)
+    record = out.with_suffix(".json")
+    if out.suffix.lower() != ".png":
+        raise ConvscopeError(f"--out must name a .png file, got {out}", hint="e.g. --out featurevis.png")
+    for path in (out, record):
+        if path.exists() and not args.force:
+            raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out")
+    network = _network(args)
+    wanted: dict[str, list[int] | None] = {}
+    for text in args.units:
+        layer, _, units = text.rpartition(":")
+        if not layer or not units:
+            raise ConvscopeError(f"--unit {text!r} is not LAYER:UNITS", hint="e.g. --unit features.3:12 or features.3:0-15 or features.3:all")
+        wanted.setdefault(layer, [])
+        chosen = wanted[layer]
+        if units == "all":
+            wanted[layer] = None
+        elif chosen is not None:
+            chosen.extend(_unit_range(units, text))
+    select_layers(network.model, list(wanted), network.preprocess.input_size)  # unknown layers fail before any work
+    colour = None
+    if args.colour_from:
+        from convscope.atlas.build import data_colour
+        from convscope.data import find_images
+
+        colour = data_colour(find_images(Path(args.colour_from)), network)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="featurevis", unit="step", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.update(done - bar.n)
+
+    results = []
+    try:
+        for layer, units in wanted.items():
+            if bar is not None:
+                bar.set_description(f"featurevis {layer}")
+            results.append(visualise(
+                network, layer, units, where=args.where, negative=args.negative, per_unit=args.per_unit,
+                diversity_weight=args.diversity, size=args.size, steps=args.steps, lr=args.lr, seed=args.seed, colour=colour,
+                progress=progress if bar is not None else None,
+            ))
+    finally:
+        if bar is not None:
+            bar.close()
+    write_png_atomic(out, featurevis_sheet(results))
+    write_json(record, {
+        "model": network.source, "weights": network.weights,
+        "layers": [{"layer": v.layer, "units": v.units.tolist(), "reached": v.reached.tolist(), "objective": v.objective.tolist(),
+                    "size": list(v.size), "settings": v.settings, "seconds": round(v.seconds, 3)} for v in results],
+    })
+    print(f"sheet:   {out}\nrecord:  {record}")
+
+
+def _unit_range(text: str, whole: str) -> list[int]:
+    """``"12"`` -> [12]; ``"0-15"`` -> 0..15."""
+    try:
+        first, _, last = text.partition("-")
+        return list(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ConvscopeError(f"--unit {whole!r}: {text!r} is not a unit, a range or 'all'", hint="e.g. 12, 0-15 or all") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from convscope.atlas.serve import serve
 
     serve(Path(args.atlas), host=args.host, port=args.port)
 
 
-COMMANDS = {"atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve}
+COMMANDS = {"featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,10 +21,10 @@ ALLOWED = {
     "atlas": {"errors", "network", "data", "scan", "render", "views", "stats", "featurevis"},
     "pipeline": {"errors", "network", "data", "scan", "project", "atlas", "stats"},
     "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
-    "featurevis": {"errors", "hooks", "network", "project"},
+    "featurevis": {"errors", "hooks", "network", "project", "render"},
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "notebook": {"errors", "network", "render", "views", "atlas"},
-    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats"},
+    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis"},
 }
 
 

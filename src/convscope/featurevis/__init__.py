@@ -6,6 +6,7 @@ random transforms, the objectives) can be used alone.
 
 from convscope.featurevis.objectives import diversity, spatial_max, unit_values
 from convscope.featurevis.param import IMAGENET_COLOUR_SQRT, FourierImage, colour_matrix
+from convscope.featurevis.sheet import featurevis_sheet
 from convscope.featurevis.transforms import Robustness
 from convscope.featurevis.optimise import FeatureVis, image_size, visualise
 
@@ -16,6 +17,7 @@ __all__ = [
     "Robustness",
     "colour_matrix",
     "diversity",
+    "featurevis_sheet",
     "image_size",
     "spatial_max",
     "unit_values",
