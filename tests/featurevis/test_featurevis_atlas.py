@@ -29,3 +29,12 @@ def test_atlas_with_featurevis(tmp_path):
         assert centre[unit] >= 240, centre
         assert vis["ratio"] > 0.99
     assert Image.open(out / "overview.png").size[0] > 0
+    # The notebook reads it back: the stored picture, the ratio on the card.
+    from convscope import open_atlas
+
+    unit = open_atlas(out)["conv"][0]
+    stored = np.asarray(Image.open(out / "layers/conv/units/0000-featurevis.png").convert("RGB"))
+    assert np.array_equal(np.asarray(unit.featurevis()), stored)
+    card = unit.to_html()
+    assert "optimised image" in card and f"{hits['units'][0]['featurevis']['ratio']:.2f}x the top hit" in card
+    assert json.loads((out / "manifest.json").read_text())["featurevis"] == 24

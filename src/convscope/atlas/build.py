@@ -338,6 +338,7 @@ def _manifest(network: Network, images: ImageList, result: ScanResult, entries: 
         "k": k,
         "projection": options.projection,
         "occlusion": options.occlusion,
+        "featurevis": options.featurevis or None,
         "padding": PADDING_NOTE,
         "render": {"cell": options.cell, "gap": CELL_GAP, "grid": [rows, cols], "grids": options.grids},
         "layers": entries,

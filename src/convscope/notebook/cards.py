@@ -64,7 +64,14 @@ def unit_card(unit: "Unit") -> str:
     parts.append(f'<div style="display: flex; align-items: center; gap: 10px; flex-wrap: wrap">{"".join(head)}</div>')
     if label is not None:
         parts.append(f'<div style="color: {MUTED}; margin-top: 2px">suggested label: {esc(label.text)}</div>')
-    pictures = [_section(f"top {len(unit.hits)} hits", _patch_grid(_pieces(unit, unit.hits), unit.hits, layer.k, PATCH_SIDE))]
+    pictures = []
+    optimised = unit.featurevis()
+    if optimised is not None:
+        reached = unit.record.get("featurevis") or {}
+        ratio = reached.get("ratio")
+        note = "" if ratio is None else f" · {ratio:.2f}x the top hit" + (" (below it)" if reached.get("below_top") else "")
+        pictures.append(_section(f"optimised image{note}", img(optimised, side=_grid_width(layer.k, PATCH_SIDE), title=f"{title}: feature visualisation")))
+    pictures.append(_section(f"top {len(unit.hits)} hits", _patch_grid(_pieces(unit, unit.hits), unit.hits, layer.k, PATCH_SIDE)))
     projection = unit.projections()
     if projection is not None:
         kind = atlas.manifest.get("projection")

@@ -115,6 +115,11 @@ class Unit:
         top left, ``render.grid`` cells), or ``None`` when the atlas has none."""
         return self._picture("projection") if self.layer.atlas.manifest.get("projection") else None
 
+    def featurevis(self) -> Image.Image | None:
+        """The image optimised for this unit (``--featurevis``), or ``None`` when the atlas has none;
+        ``record["featurevis"]`` holds what it reached and its ratio to the top dataset activation."""
+        return self._picture("featurevis") if self.layer.atlas.manifest.get("featurevis") else None
+
     def occlusion(self) -> Image.Image | None:
         """The stored occlusion map of the top hit, or ``None`` when the atlas has none."""
         return self._picture("occlusion") if self.layer.atlas.manifest.get("occlusion") else None
