@@ -176,7 +176,8 @@ def check_unit(page, stats: dict, levels: list[float], labels: list[str]) -> Non
         assert page.locator(".unit-label").inner_text() == "no label" and page.locator(".label-text").count() == 0
     else:
         assert page.locator(".unit-label .label-name").inner_text() == label["name"]
-        assert page.locator(".unit-label .badge").inner_text() == f"{label['confidence']} confidence"
+        word = "no" if label["confidence"] == "none" else label["confidence"]
+        assert page.locator(".unit-label .badge").inner_text() == f"{word} confidence"
         assert label["text"] in page.locator(".label-text").inner_text()
     # Class bars: the classes' names in the record's order, their means, bar lengths relative to the longest.
     rows = page.locator(".classes .class-row")

@@ -548,7 +548,7 @@
     const label = isObject(stats.label) ? stats.label : null;
     const name = label
       ? el("span", { class: `card-label conf-${CONFIDENT.has(label.confidence) && !constant(stats) ? label.confidence : "weak"}`, text: String(label.name),
-        title: `${label.text} (${label.confidence} confidence)` })
+        title: `${label.text} (${confidenceText(String(label.confidence))})` })
       : el("span", { class: "card-label none", text: stats.label === null ? "no label" : "" });
     const stat = STAT_SORTS[sort];
     const value = stat && stat.key ? el("span", { class: "card-stat", text: `${stat.short} ${stat.show(stat.key(stats))}` }) : null;
@@ -645,7 +645,7 @@
         fact("label agreement", pct(s.label_agreement), "mean share of a unit's top hits with its suggested label"),
         fact("labelled", isNum(s.confident_labels) ? `${s.confident_labels} of ${layer.units}` : "—", "units whose suggested label has high or medium confidence"),
         el("span", { class: "legend" }, el("span", { class: "card-label conf-high", text: "high" }), " ",
-          el("span", { class: "card-label conf-medium", text: "medium" }), " ", el("span", { class: "card-label conf-weak", text: "low" }), " label confidence"));
+          el("span", { class: "card-label conf-medium", text: "medium" }), " ", el("span", { class: "card-label conf-weak", text: "low or none" }), " label confidence"));
     }
     return el("div", { class: "layer-summary" }, ...facts);
   }
@@ -785,10 +785,15 @@
     if (!("label" in stats)) return null;  // an atlas without labels
     const label = stats.label;
     if (!isObject(label)) return el("span", { class: "unit-label none", text: "no label" });
-    const confidence = String(label.confidence);
-    return el("span", { class: `unit-label${constant(stats) ? " moot" : ""}`, title: "suggested label: the most common label among the top hits" },
+    const confidence = String(label.confidence), strong = CONFIDENT.has(confidence);
+    return el("span", { class: `unit-label${strong ? "" : " weak"}${constant(stats) ? " moot" : ""}`, title: "suggested label: the most common label among the top hits" },
       el("span", { class: "label-name", text: String(label.name) }),
-      el("span", { class: `badge conf conf-${CONFIDENT.has(confidence) ? confidence : "weak"}`, text: `${confidence} confidence` }));
+      el("span", { class: `badge conf conf-${strong ? confidence : "weak"}`, text: confidenceText(confidence) }));
+  }
+
+  /* "high confidence", ...; "no confidence" for "none" (agreement as likely as chance). */
+  function confidenceText(confidence) {
+    return confidence === "none" ? "no confidence" : `${confidence} confidence`;
   }
 
   /* Every image gives the unit the same value: its hits are ties, in image order, and their label says nothing. */
@@ -827,7 +832,7 @@
       });
       const binText = (i) => `${fmt(min + (i * span) / counts.length)} to ${fmt(min + ((i + 1) * span) / counts.length)}: ${counts[i]} image${counts[i] === 1 ? "" : "s"}`;
       const readout = el("span", { class: "legend" });
-      const legend = [`${images} images`, `${counts.length} bins`];
+      const legend = [`${images.toLocaleString("en-US")} images`];
       const frame = el("div", { class: "hist-frame" }, canvas);
       const mark = (x, name, title) => {
         const line = el("span", { class: `hist-mark ${name}`, title });
