@@ -99,3 +99,19 @@ def test_output_units_are_named_after_the_classes(images, tmp_path):
     hits = json.loads((out / "layers/conv/hits.json").read_text())
     assert [u["class_name"] for u in hits["units"]] == ["red", "green", "blue"]
     assert json.loads((out / "manifest.json").read_text())["model"]["class_names"] == ["red", "green", "blue"]
+
+
+def test_a_unit_constant_on_every_image_gets_no_label(tmp_path):
+    root = tmp_path / "flat"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        pixels = rng.integers(0, 200, (8, 8, 3), dtype=np.uint8)
+        pixels[..., 2] = 0  # the blue unit is 0 on every image: its top hits are ties in image order
+        Image.fromarray(pixels).save(root / f"{('a', 'b')[i // 6]}_{i:02d}.png")  # the first six: class a
+    out = tmp_path / "atlas"
+    assert main(["atlas", *COLOUR_NET, str(root), "--out", str(out), "-k", "6", "-q", "--labels-from-name", r"^([a-z])_"]) == 0
+    blue = json.loads((out / "layers/conv/hits.json").read_text())["units"][2]
+    assert {h["label"] for h in blue["hits"]} == {"a"}  # six ties, all from the first class by image order ...
+    assert blue["stats"]["label"] is None and blue["stats"]["purity"] is None  # ... which is no evidence
+    assert blue["stats"]["dead"] is True

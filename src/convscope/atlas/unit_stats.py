@@ -54,7 +54,9 @@ def layer_statistics(scan: LayerScan, labels: Sequence[int] | None, class_names:
     ``classes`` (up to :data:`TOP_CLASSES` ``[class, mean]`` pairs, strongest first),
     ``selectivity`` (Morcos et al. 2018), ``top_class``, ``purity`` (share of the top
     hits whose label is ``top_class``) and ``label`` (the suggested name, see
-    :func:`convscope.stats.suggest_labels`). Non-finite numbers become ``None``.
+    :func:`convscope.stats.suggest_labels`). Non-finite numbers become ``None``. A unit whose
+    strongest activation is the same on every image (a dead unit at 0) gets no ``label`` and
+    no ``purity``: its hits are ties, ranked by image order alone.
     """
     moments, dist = scan.moments, scan.distribution
     assert moments is not None and dist is not None, "the scan kept no statistics"
@@ -79,16 +81,22 @@ def layer_statistics(scan: LayerScan, labels: Sequence[int] | None, class_names:
         "firing_rate": _mean(moments.firing_rate),
     }
     if scan.class_means is not None and labels is not None and class_names:
-        _add_classes(records, summary, scan, np.asarray(labels, dtype=np.int64), list(class_names))
+        # A unit whose strongest activation is the same on every image (a dead unit at 0) has hits
+        # that are ties in image order: their labels say nothing, so it gets no label or purity.
+        constant = ~(dist.maximum > dist.minimum)
+        _add_classes(records, summary, scan, np.asarray(labels, dtype=np.int64), list(class_names), constant)
     return LayerStatistics(records, summary, [float(q) for q in dist.qs], bool(dist.exact))
 
 
-def _add_classes(records: list[dict[str, Any]], summary: dict[str, Any], scan: LayerScan, labels: np.ndarray, names: list[str]) -> None:
+def _add_classes(
+    records: list[dict[str, Any]], summary: dict[str, Any], scan: LayerScan, labels: np.ndarray, names: list[str], constant: np.ndarray
+) -> None:
     means = np.asarray(scan.class_means.means, dtype=np.float64)  # (units, classes)
     selectivity = class_selectivity(means)
     top = top_class(means)
     images = scan.topk.images.numpy()
     hit_labels = np.where(images >= 0, labels[np.clip(images, 0, None)], -1)  # (units, k)
+    hit_labels[constant] = -1
     purity = hit_purity(hit_labels, top)
     counts = np.bincount(labels[labels >= 0], minlength=len(names))
     suggested = suggest_labels(hit_labels, counts, names, selectivity)
@@ -104,7 +112,7 @@ def _add_classes(records: list[dict[str, Any]], summary: dict[str, Any], scan: L
             "purity": _number(label.purity), "chance": _number(label.chance), "confidence": label.confidence,
             "text": label.text,
         }
-    agreement = np.array([s.purity for s in suggested], dtype=np.float64)
+    agreement = np.array([s.purity for s in suggested], dtype=np.float64)  # NaN without labelled hits
     summary |= {
         "selectivity": _mean(selectivity),
         "purity": _mean(purity),
