@@ -130,20 +130,22 @@ class _LayerStats:
             output = output[:, :, None, None]
         n, units, _, cols = output.shape
         self.cols = cols
-        flat = output.reshape(n, units, -1)
-        values, positions = flat.max(dim=2)
-        lows, low_positions = flat.min(dim=2)
+        flat = highs = lows = output.reshape(n, units, -1)
+        values, least = flat.amax(dim=2), flat.amin(dim=2)
         # A NaN wins a max (torch's max propagates it), and so does +inf: a finite max means
         # the map is clean of both, and the full check (a pass as long as the max) runs only
         # when it is not.
-        if not (torch.isfinite(values).all() and torch.isfinite(lows).all()):
+        if not (torch.isfinite(values).all() and torch.isfinite(least).all()):
             bad = ~torch.isfinite(flat)  # NaN and infinities never win: they count, and are left out
             self.nonfinite += bad.sum(dim=(0, 2)).cpu()
-            values, positions = flat.masked_fill(bad, float("-inf")).max(dim=2)
-            lows, low_positions = flat.masked_fill(bad, float("inf")).min(dim=2)
-        self.topk.add(values, images, positions)
-        self.bottom_of_max.add(-values, images, positions)
-        self.bottom_of_min.add(-lows, images, low_positions)
+            highs, lows = flat.masked_fill(bad, float("-inf")), flat.masked_fill(bad, float("inf"))
+            values, least = highs.amax(dim=2), lows.amin(dim=2)
+        # Values for all, positions only for the candidates that enter a top or bottom k (an
+        # argmax over every map costs five times the max alone).
+        at_max = lambda rows, unit: highs[rows, unit].argmax(dim=1)  # noqa: E731
+        self.topk.add(values, images, at_max)
+        self.bottom_of_max.add(-values, images, at_max)
+        self.bottom_of_min.add(-least, images, lambda rows, unit: lows[rows, unit].argmin(dim=1))
         values = values.float().cpu()
         self.moments.add(values)
         self.quantiles.add(values)

@@ -6,9 +6,13 @@ by image order: an earlier image ranks first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+
+#: Finds the positions ``(M,)`` of the candidates ``(rows (M,), units (M,))`` of a batch.
+Locate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TopK(NamedTuple):
@@ -48,14 +52,17 @@ class RunningTopK:
         self._images = torch.full((units, k), -1, dtype=torch.long, device=device)
         self._positions = torch.zeros((units, k), dtype=torch.long, device=device)
 
-    def add(self, values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor) -> None:
+    def add(self, values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor | Locate) -> None:
         """Offer new candidates.
 
         Args:
             values: ``(N, units)`` one activation per image and unit; NaN and ``+-inf``
                 count as ``-inf``, which is never a hit (image ``-1``).
             images: ``(N,)`` the images' indices, increasing.
-            positions: ``(N, units)`` where in the image each value was (flat index).
+            positions: ``(N, units)`` where in the image each value was (flat index), or a
+                function ``(rows (M,), units (M,)) -> (M,)`` that finds them for the candidates
+                that make it into the top k only (finding every position costs a pass as long
+                as the max itself).
         """
         if values.numel() == 0:
             return
@@ -63,12 +70,19 @@ class RunningTopK:
         n = values.shape[0]
         all_values = torch.cat([self._values, values.t()], dim=1)
         all_images = torch.cat([self._images, images.view(1, n).expand(self.units, n).to(self._images)], dim=1)
-        all_positions = torch.cat([self._positions, positions.t().to(self._positions)], dim=1)
         # A stable sort keeps the earlier image first among equal values.
         order = torch.sort(all_values, dim=1, descending=True, stable=True).indices[:, : self.k]
         self._values = all_values.gather(1, order)
         self._images = all_images.gather(1, order)
-        self._positions = all_positions.gather(1, order)
+        if callable(positions):
+            fresh = order >= self.k  # candidates of this batch that made it
+            kept = self._positions.gather(1, order.clamp(max=self.k - 1))
+            unit, slot = fresh.nonzero(as_tuple=True)
+            kept[unit, slot] = positions(order[unit, slot] - self.k, unit).to(kept)
+            self._positions = kept
+        else:
+            all_positions = torch.cat([self._positions, positions.t().to(self._positions)], dim=1)
+            self._positions = all_positions.gather(1, order)
         self._images.masked_fill_(self._values == float("-inf"), -1)  # nothing finite: no hit
 
     def result(self) -> TopK:
