@@ -79,7 +79,7 @@ def lucent_loop(network, layer: str, units: list[int], steps: int, path: str) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=128)
-    parser.add_argument("--lucent-units", type=int, default=8)
+    parser.add_argument("--lucent-units", type=int, default=64)
     parser.add_argument("--lucent", default="/tmp/lucent-pkgs")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

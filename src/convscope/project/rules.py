@@ -73,11 +73,14 @@ class _ModifiedRelu(torch.autograd.Function):
         if ctx.rule == "guided":
             return grad_out.clamp_min(0) * positive, None, None
         plain = grad_out * positive
-        # Descent lowers an input where grad_out > 0: on a negative input only the part that raises it passes.
-        raising = grad_out * (positive | (grad_out < 0))
-        per_sample = plain if plain.dim() > 1 else plain[None]  # samples along dim 0
-        stuck = per_sample.flatten(1).abs().amax(dim=1) == 0
-        return torch.where(stuck.view(-1, *[1] * (per_sample.dim() - 1)), raising, plain), None, None
+        if plain.dim() < 2:  # one sample
+            return (plain if plain.any() else grad_out * (positive | (grad_out < 0))), None, None
+        stuck = ~plain.flatten(1).any(dim=1)  # samples (dim 0) whose gradient stops here
+        if stuck.any():
+            # Descent lowers an input where grad_out > 0: on a negative input only the part that raises it passes.
+            g, p = grad_out[stuck], positive[stuck]
+            plain[stuck] = g * (p | (g < 0))
+        return plain, None, None
 
 
 _RELU: frozenset[Callable] = frozenset({torch.relu, F.relu, torch.Tensor.relu})
@@ -183,5 +186,9 @@ def modified_relus(model: nn.Module, rule: Rule) -> Iterator[None]:
             "projections cannot change the ReLUs of a TorchScript model",
             hint="load the model from Python code (a torchvision name or file.py:make) for projections",
         )
+    if rule == "redirected":  # never warns, so it needs no module names (their hooks cost every call)
+        with _ReluRuleMode(rule, []):
+            yield
+        return
     with _module_names(model) as running, _ReluRuleMode(rule, running):
         yield
