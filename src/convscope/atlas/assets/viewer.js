@@ -524,6 +524,11 @@
         el("span", { class: "act", text: top, title: "strongest activation" })));
     const images = el("div", { class: "card-images" });
     const { width, height } = gridSize();
+    if (state.manifest.featurevis && isObject(unit.featurevis)) {  // the optimised image first, as Microscope shows it
+      const img = el("img", { class: "grid featurevis", alt: "optimised image", width: height, height, decoding: "async" });
+      img.dataset.src = gridUrl(layer.name, unit.unit, false, "-featurevis");
+      images.append(img);
+    }
     if (unit.hits.length) {
       images.append(el("canvas", { class: "grid", width, height, role: "img", "aria-label": "patches" }));
       if (state.manifest.projection) {
@@ -770,6 +775,7 @@
         el("span", { text: `${unit.hits.length} hits` }),
         !stats && labels && unit.hits.length ? el("span", { text: `selectivity ${Math.round(100 * selectivity(unit))}%` }) : null),
       stats ? statsPanel(layer, layerData, unit, stats, bottomSection) : (labels ? histogram(unit) : null),
+      state.manifest.featurevis && isObject(unit.featurevis) ? featureVisFigure(layer, unitNo, unit.featurevis) : null,
       state.manifest.occlusion && unit.hits.length ? el("figure", { class: "occlusion" },
         el("img", { src: gridUrl(layer.name, unitNo, false, "-occlusion"), alt: "occlusion map of the top hit" }),
         el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
@@ -778,6 +784,16 @@
       bottomSection,
       state.manifest.padding ? el("p", { class: "note padding", text: `Padding: ${state.manifest.padding}` }) : null);
     window.scrollTo(0, 0);
+  }
+
+  /* The image optimised for the unit, with how far it drives the unit against its top dataset hit. */
+  function featureVisFigure(layer, unitNo, vis) {
+    const ratio = isNum(vis.ratio) ? `${vis.ratio.toFixed(2)}× the activation of its top hit` : "no top hit to compare with";
+    return el("figure", { class: "featurevis" },
+      el("img", { src: gridUrl(layer.name, unitNo, false, "-featurevis"), alt: "image optimised for this unit" }),
+      el("figcaption", null,
+        el("span", { text: `Optimised image (feature visualisation, ${state.manifest.featurevis} steps): what the unit responds to at the centre with nothing else in the way. Its strongest activation there, ${fmt(vis.reached)}, is ${ratio}.` }),
+        vis.below_top === true ? el("span", { class: "warning", text: " Below the top hit: the optimisation fell short for this unit." }) : null));
   }
 
   /* The suggested label, large, with its confidence word; "no label" when the unit has none. */
