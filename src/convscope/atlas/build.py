@@ -222,12 +222,13 @@ def _layer(
         if not unit.pictures:
             continue
         if every:
-            figure, singles = _unit_figure(unit, views, k, options.cell)
-            for name, picture in singles.items():
-                if name or options.grids:
-                    files.unit_picture(info.name, unit.unit, name, picture)
             if options.grids:
+                figure, singles = _unit_figure(unit, views, k, options.cell)
                 thumbs.append(shrink(figure, scale) if scale < 1 else figure)
+            else:  # the viewer draws the patches: only the other views' pictures are made
+                singles = _own_pictures(unit, [v for v in views if v.name], k, options.cell)
+            for name, picture in singles.items():
+                files.unit_picture(info.name, unit.unit, name, picture)
         if in_overview and unit.unit in chosen:  # the part on the image, so deep layers' patches stay readable
             on_image = replace(unit, pictures={name: [p.on_image() for p in pictures] for name, pictures in unit.pictures.items()})
             small[unit.unit] = _unit_figure(on_image, views, k, options.overview_cell)[0]
@@ -255,6 +256,16 @@ def output_names(network: Network, info: LayerInfo, *, last: bool) -> Sequence[s
 def _unit_figure(unit: UnitResult, views: Sequence[UnitView], k: int, cell: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The unit's figure (its per-hit grids side by side, the patches rightmost, as in Zeiler &
     Fergus's Figure 2) and every view's own picture by view name."""
+    own = _own_pictures(unit, views, k, cell)
+    grids = [own[v.name] for v in views if v.per_hit]
+    height = grids[0].shape[0]
+    beside = [fit_cell(unit.pictures[v.name][0].pixels, height) for v in views if v.in_figure and not v.per_hit and unit.pictures.get(v.name)]
+    return unit_figure([*beside, *grids[1:], grids[0]]), own
+
+
+def _own_pictures(unit: UnitResult, views: Sequence[UnitView], k: int, cell: int) -> dict[str, np.ndarray]:
+    """Each of ``views``' picture of the unit by view name: a per-hit view's grid of ``cell`` cells,
+    a per-unit view's picture in a ``2 * cell`` square."""
     own: dict[str, np.ndarray] = {}
     for view in views:
         pictures = unit.pictures.get(view.name, [])
@@ -262,10 +273,7 @@ def _unit_figure(unit: UnitResult, views: Sequence[UnitView], k: int, cell: int)
             own[view.name] = unit_grid([fit_cell(p.pixels, cell, p.inside) for p in pictures], k)
         elif pictures:
             own[view.name] = fit_cell(pictures[0].pixels, 2 * cell, pictures[0].inside)
-    grids = [own[v.name] for v in views if v.per_hit]
-    height = grids[0].shape[0]
-    beside = [fit_cell(unit.pictures[v.name][0].pixels, height) for v in views if v.in_figure and not v.per_hit and unit.pictures.get(v.name)]
-    return unit_figure([*beside, *grids[1:], grids[0]]), own
+    return own
 
 
 def _figure_width(views: Sequence[UnitView], k: int, cell: int) -> int:
