@@ -20,11 +20,12 @@ ALLOWED = {
     "views": {"errors", "network", "data", "scan", "project", "render", "stats", "featurevis"},
     "atlas": {"errors", "network", "data", "scan", "render", "views", "stats", "featurevis"},
     "pipeline": {"errors", "network", "data", "scan", "project", "atlas", "stats"},
-    "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline"},
+    "demo": {"errors", "network", "data", "scan", "project", "render", "atlas", "pipeline", "analysis"},
     "featurevis": {"errors", "hooks", "network", "project", "render"},
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "notebook": {"errors", "network", "render", "views", "atlas"},
-    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis"},
+    "analysis": {"errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
+    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis"},
 }
 
 

@@ -1,0 +1,137 @@
+"""Write an :class:`~convscope.analysis.evolve.Evolution` as a folder, atomically.
+
+The folder (format ``convscope-evolution``, version :data:`VERSION`):
+
+- ``evolution.png``: the Figure 4 layout of every layer (:func:`evolution_figure`);
+- ``evolution-<layer>.png``: each layer's block alone;
+- ``settle.png``: the settle curve of every layer (:func:`settle_figure`);
+- ``evolution.json``: ``{"format", "version", "model", "checkpoints": [{"name", "file", "sha256"}], "k",
+  "projection", "images": {"root", "count"}, "layers": [{"layer", "units": [{"unit", "checkpoints":
+  [{"image", "activation", "row", "col", "box", "changed"} | null]}], "settle": [{"from", "to",
+  "topk_overlap", "top1_same", "units"}]}]}``; ``image`` is a path relative to the image root,
+  ``box`` is ``[top, left, bottom, right)`` in model-input pixels.
+
+It is built under a temporary name beside ``out`` and renamed into place, so a crash leaves
+the previous folder or none. ``out`` may be missing, empty, or a previous evolution folder
+(its ``evolution.json`` says ``"format": "convscope-evolution"``); anything else is refused
+before anything is written (like :func:`convscope.atlas.writer.check_out` for atlases).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from convscope.analysis.evolve import Evolution
+from convscope.analysis.evolve_figure import evolution_figure, layer_block
+from convscope.analysis.settle import settle_figure
+from convscope.atlas.writer import write_json, write_png_atomic
+from convscope.errors import AtlasError
+from convscope.network.load import file_sha256
+
+FORMAT = "convscope-evolution"
+VERSION = 1
+
+
+def check_evolution_out(out: Path) -> None:
+    """Refuse ``out`` unless writing there can only replace an evolution folder.
+
+    Raises:
+        AtlasError: ``out`` is a link, a file, or a non-empty folder that is not an evolution folder.
+    """
+    out = Path(out).absolute()
+    hint = f"choose another --out, or remove {out} yourself if it is no longer needed"
+    if out.is_symlink():
+        raise AtlasError(f"{out} is a symbolic link; convscope does not replace links", hint=hint)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise AtlasError(f"{out} exists and is a file, not an evolution folder", hint=hint)
+    record = out / "evolution.json"
+    if not record.exists() and not record.is_symlink():
+        if any(out.iterdir()):
+            raise AtlasError(f"{out} exists, is not empty and is not an evolution folder (it has no evolution.json)", hint=hint)
+        return
+    try:
+        data = json.loads(record.read_bytes()) if record.is_file() and not record.is_symlink() else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AtlasError(f"{out} holds an evolution.json that is not convscope's (no \"format\": \"{FORMAT}\")", hint=hint)
+
+
+def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON record of ``evolution`` (see the module docstring)."""
+    frames = evolution.frames
+    layers = []
+    for layer in evolution.layers:
+        units = []
+        for unit, cells in zip(layer.units, layer.cells):
+            column = []
+            for cell in cells:
+                if cell is None:
+                    column.append(None)
+                    continue
+                hit = cell.hit
+                column.append({
+                    "image": frames.path(hit.image), "activation": hit.activation, "row": hit.row, "col": hit.col,
+                    "box": list(hit.box), "changed": cell.changed,
+                })
+            units.append({"unit": unit, "checkpoints": column})
+        settle = [
+            {"from": evolution.names[i], "to": evolution.names[i + 1], **s.to_dict()} for i, s in enumerate(layer.settle)
+        ]
+        layers.append({"layer": layer.layer, "units": units, "settle": settle})
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model,
+        "checkpoints": [{"name": n, "file": str(p), "sha256": file_sha256(p)} for n, p in zip(evolution.names, evolution.checkpoints)],
+        "k": evolution.k,
+        "projection": evolution.projection,
+        "images": {"root": str(frames.images.root), "count": len(frames.pixels), "read": int(frames.ok.sum())},
+        "layers": layers,
+    }
+
+
+def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any] | None = None) -> Path:
+    """Write ``evolution`` to the folder ``out`` (replacing a previous evolution folder there).
+
+    Args:
+        model: the ``model`` section of the record (e.g. ``Network.describe()``).
+
+    Returns:
+        ``out``, absolute.
+
+    Example:
+        >>> write_evolution("evolve", evolve(net, "photos/", ["a.pt", "b.pt"]))  # doctest: +SKIP
+        PosixPath('/home/me/evolve')
+    """
+    out = Path(out).absolute()
+    check_evolution_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        projection = evolution.projection is not None
+        write_png_atomic(tmp / "evolution.png", evolution_figure(evolution))
+        for layer in evolution.layers:
+            write_png_atomic(tmp / f"evolution-{layer.layer}.png", layer_block(layer, evolution.names, projection))
+        write_png_atomic(
+            tmp / "settle.png",
+            settle_figure([l.layer for l in evolution.layers], evolution.names, [l.settle for l in evolution.layers]),
+        )
+        write_json(tmp / "evolution.json", evolution_record(evolution, model))
+        check_evolution_out(out)  # again: the folder may have changed meanwhile
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
