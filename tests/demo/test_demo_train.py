@@ -131,3 +131,23 @@ def test_images_beside_the_class_subfolders_are_a_data_error(tmp_path: Path) -> 
     with pytest.raises(DataError, match="no images in class subfolders") as error:
         train_demo(tmp_path / "cache", data, steps=1, progress=False)
     assert "one subfolder per class" in error.value.hint
+
+
+def test_training_keeps_checkpoints_on_the_way_without_training_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert train_module.checkpoint_steps(480) == [5, 14, 48, 120, 240]
+    result = train_demo(tmp_path, steps=3, progress=False)
+    assert [step for step, _ in result.checkpoints] == [1, 2, 3] and result.training["checkpoints"] == [1, 2]
+    assert result.checkpoints[-1][1] == result.weights
+    states = [torch.load(path, weights_only=True) for _, path in result.checkpoints]
+    assert states[0].keys() == states[-1].keys()
+    assert not torch.equal(states[0]["features.0.weight"], states[-1]["features.0.weight"])
+    # The run that keeps checkpoints ends at the same weights as one that does not.
+    generator = torch.Generator().manual_seed(0)
+    plain = train_module.TinyAlexNet(len(PHOTOS), generator=generator)
+    train_module._fit(plain, train_module._photo_task(), 3, generator, False)
+    assert torch.equal(plain.state_dict()["features.0.weight"], states[-1]["features.0.weight"])
+    # A checkpoint that went missing makes the cache incomplete: the next call trains again.
+    result.checkpoints[0][1].unlink()
+    again = train_demo(tmp_path, steps=3, progress=False)
+    assert again.checkpoints[0][1].is_file()
+    assert torch.equal(torch.load(again.checkpoints[0][1], weights_only=True)["features.0.weight"], states[0]["features.0.weight"])

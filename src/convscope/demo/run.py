@@ -1,4 +1,9 @@
-"""``convscope demo``: train the demo network (or load it from the cache) and build its atlas."""
+"""``convscope demo``: train the demo network (or load it from the cache) and build its atlas.
+
+Beside the atlas, in ``<atlas>/evolution/``, it writes the evolution of the demo network's
+units over its training checkpoints (Zeiler & Fergus's Figure 4, see
+:mod:`convscope.analysis.evolve`), from the checkpoints the training kept (no extra training).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from convscope.analysis.evolve import evolve
+from convscope.analysis.evolve_folder import write_evolution
 from convscope.atlas.writer import check_out
-from convscope.demo.model import CONV_LAYERS
+from convscope.demo.model import CONV_LAYERS, TinyAlexNet
 from convscope.demo.photos import export_tiles
 from convscope.demo.train import train_demo
 from convscope.network.load import Network, file_sha256
@@ -37,7 +44,7 @@ def run_demo(
     ImageFolder), it learns the folder's labels and scans the folder itself.
 
     Returns:
-        The atlas folder.
+        The atlas folder (the evolution over training in its ``evolution`` folder).
     """
     check_out(out)  # a bad --out fails now, not after the training
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -61,10 +68,27 @@ def run_demo(
         training=result.training,
     )
     atlas = make_atlas(network, images, out, layers=list(CONV_LAYERS), k=9, projection=projection, progress=progress)
+    evolution = None
+    if len(result.checkpoints) >= 2:
+        # A model of its own: evolve loads every checkpoint into it in turn.
+        fresh = replace(network, model=TinyAlexNet(len(result.class_names or ())).eval())
+        steps = evolve(
+            fresh,
+            images,
+            [path for _, path in result.checkpoints],
+            layers=list(CONV_LAYERS),
+            k=9,
+            projection=projection,
+            names=[f"step {step}" for step, _ in result.checkpoints],
+            progress=progress,
+        )
+        evolution = write_evolution(atlas / "evolution", steps, network.describe())
     training = result.training
     print(
         f"demo network: {training['task']} task, {training['steps']} steps, "
         f"accuracy {training['accuracy_held_out_crops']:.1%} on held-out crops"
     )
     print(f"atlas:    {atlas}\noverview: {atlas / 'overview.png'}\nviewer:   {atlas / 'index.html'}")
+    if evolution is not None:
+        print(f"training: {evolution / 'evolution.png'}\nsettling: {evolution / 'settle.png'}")
     return atlas

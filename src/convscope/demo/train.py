@@ -9,7 +9,10 @@ with lighter augmentation and the same step budget.
 Weights are cached as ``cache_dir/<name>.pt`` (a state dict) with the training
 record in ``cache_dir/<name>.json``; ``<name>`` holds a hash of everything that
 changes the result (task, data files, seed, steps, architecture version), so a
-second call with the same arguments loads instead of training.
+second call with the same arguments loads instead of training. The training also
+keeps a few checkpoints on the way (at :data:`CHECKPOINT_FRACTIONS` of its steps),
+``cache_dir/<name>.step-NNNNN.pt``, for ``convscope evolve`` (Zeiler & Fergus's
+Figure 4): they cost no extra training, only a copy of the weights each.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from convscope.errors import ConvscopeError, DataError
 from convscope.network.preprocess import Preprocess
 
 #: Bump when the training recipe changes, so cached weights are retrained.
-RECIPE_VERSION = 2
+#: 3: the same training, now also saving the checkpoints of :data:`CHECKPOINT_FRACTIONS`.
+RECIPE_VERSION = 3
 #: Optimiser steps when the caller does not choose: 0.49 CPU-seconds a step measured on one
 #: core, so about two minutes on two otherwise idle CPU cores.
 DEFAULT_STEPS = 480
@@ -58,6 +62,10 @@ HELD_OUT_CROPS = 512
 LAST_FRACTION = 0.1
 #: An image folder contributes at most this many images (spread over its classes).
 MAX_FOLDER_IMAGES = 2000
+#: Where in the training (share of the steps done) a checkpoint is kept besides the final
+#: weights: roughly log-spaced, as the epochs of Zeiler & Fergus's Figure 4 (1, 2, 5, ... 64).
+#: 480 steps give checkpoints after 5, 14, 48, 120 and 240 steps, and the weights after 480.
+CHECKPOINT_FRACTIONS = (0.01, 0.03, 0.1, 0.25, 0.5)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class DemoResult:
         class_names: the model's output classes: photo names for the Exemplar task,
             the image folder's class names otherwise.
         training: the record for the atlas manifest (task, steps, seconds, accuracies).
+        checkpoints: ``(steps done, state-dict file)`` in training order, the last being
+            ``weights`` itself (see :data:`CHECKPOINT_FRACTIONS`).
     """
 
     model: TinyAlexNet
@@ -79,6 +89,7 @@ class DemoResult:
     weights: Path
     class_names: tuple[str, ...] | None
     training: dict[str, Any]
+    checkpoints: tuple[tuple[int, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,17 +158,34 @@ def train_demo(
     else:
         generator = torch.Generator().manual_seed(seed)
         model = TinyAlexNet(len(task.class_names), generator=generator)
-        record = _fit(model, task, steps, generator, progress)
+        snapshots: dict[int, dict[str, torch.Tensor]] = {}
+        record = _fit(model, task, steps, generator, progress, snapshots)
         record["seed"] = seed
         record["cache_key"] = key
-        _save(model, record, weights, record_file)
+        _save(model, record, weights, record_file, snapshots)
     return DemoResult(
         model=model.eval(),
         preprocess=task.preprocess,
         weights=weights,
         class_names=task.class_names,
         training=record,
+        checkpoints=tuple((step, _checkpoint_file(weights, step)) for step in record.get("checkpoints", [])) + ((record["steps"], weights),),
     )
+
+
+def checkpoint_steps(steps: int) -> list[int]:
+    """The steps after which a checkpoint is kept, before the last one (whose weights are the result).
+
+    Example:
+        >>> checkpoint_steps(480), checkpoint_steps(2)
+        ([5, 14, 48, 120, 240], [1])
+    """
+    return sorted({max(1, round(f * steps)) for f in CHECKPOINT_FRACTIONS} - {steps})
+
+
+def _checkpoint_file(weights: Path, step: int) -> Path:
+    """``<name>.step-00005.pt`` beside ``<name>.pt``."""
+    return weights.with_name(f"{weights.stem}.step-{step:05d}.pt")
 
 
 def _photo_task() -> _Task:
@@ -244,8 +272,13 @@ def _to_tensor(image: Image.Image, short_side: int) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
-def _fit(model: TinyAlexNet, task: _Task, steps: int, generator: torch.Generator, progress: bool) -> dict[str, Any]:
-    """Train ``model`` in place with SGD; returns the training record."""
+def _fit(
+    model: TinyAlexNet, task: _Task, steps: int, generator: torch.Generator, progress: bool,
+    snapshots: dict[int, dict[str, torch.Tensor]] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place with SGD; returns the training record. ``snapshots`` gets a
+    copy of the weights after each of :func:`checkpoint_steps` (steps done -> state dict)."""
+    keep = set(checkpoint_steps(steps))
     data = task.load()
     held_out = _held_out(task, data, generator)
     optimiser = torch.optim.SGD(
@@ -268,6 +301,8 @@ def _fit(model: TinyAlexNet, task: _Task, steps: int, generator: torch.Generator
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if snapshots is not None and step + 1 in keep:
+            snapshots[step + 1] = {name: value.detach().clone() for name, value in model.state_dict().items()}
         if step >= steps - last:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -291,6 +326,7 @@ def _fit(model: TinyAlexNet, task: _Task, steps: int, generator: torch.Generator
         "last_training_batches": last,
         "model_version": MODEL_VERSION,
         "recipe_version": RECIPE_VERSION,
+        "checkpoints": sorted(keep),
     }
 
 
@@ -340,12 +376,23 @@ def _load_cached(weights: Path, record_file: Path, num_classes: int) -> tuple[Ti
         record = json.loads(record_file.read_text())
     except (OSError, RuntimeError, ValueError):
         return None
+    if not all(_checkpoint_file(weights, step).is_file() for step in record.get("checkpoints", [])):
+        return None  # a checkpoint went missing: train again (the same seed gives the same weights)
     return model.eval(), record
 
 
-def _save(model: TinyAlexNet, record: dict[str, Any], weights: Path, record_file: Path) -> None:
-    """Write weights, then the record, each to a temporary file renamed into place."""
+def _save(
+    model: TinyAlexNet, record: dict[str, Any], weights: Path, record_file: Path,
+    snapshots: dict[int, dict[str, torch.Tensor]] | None = None,
+) -> None:
+    """Write the checkpoints, the weights, then the record (the cache's completeness mark),
+    each to a temporary file renamed into place."""
     weights.parent.mkdir(parents=True, exist_ok=True)
+    for step, state in sorted((snapshots or {}).items()):
+        path = _checkpoint_file(weights, step)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
     tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, weights)

@@ -1,0 +1,44 @@
+"""run_demo also writes the evolution over the training's checkpoints, from the cache, with no extra training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from convscope.demo import run as demo_run
+from convscope.demo import train as train_module
+
+
+def _image_folder(root: Path) -> Path:
+    """Two classes of 4 small images each: reddish and bluish noise."""
+    g = torch.Generator().manual_seed(0)
+    for label, channel in (("blue", 2), ("red", 0)):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            pixels = torch.randint(0, 80, (40, 50, 3), generator=g, dtype=torch.uint8)
+            pixels[..., channel] += 170
+            Image.fromarray(pixels.numpy()).save(root / label / f"{i}.png")
+    return root
+
+
+@pytest.mark.filterwarnings("ignore:only 8 images were scanned")
+def test_the_demo_writes_the_evolution_of_its_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_module, "BATCH_SIZE", 8)
+    monkeypatch.setattr(train_module, "HELD_OUT_CROPS", 16)
+    train = train_module.train_demo
+    monkeypatch.setattr(demo_run, "train_demo", lambda cache, data, progress: train(cache, data, steps=3, progress=progress))
+    data = _image_folder(tmp_path / "data")
+    atlas = demo_run.run_demo(tmp_path / "atlas", data=data, cache_dir=tmp_path / "cache", projection=None, progress=False)
+    record = json.loads((atlas / "evolution" / "evolution.json").read_text())
+    assert [c["name"] for c in record["checkpoints"]] == ["step 1", "step 2", "step 3"]
+    assert [layer["layer"] for layer in record["layers"]] == ["features.0", "features.3", "features.6", "features.8", "features.10"]
+    assert all(len(layer["settle"]) == 2 for layer in record["layers"])
+    assert (atlas / "evolution" / "settle.png").is_file() and (atlas / "evolution" / "evolution.png").is_file()
+    # A second run loads the cache (checkpoints included) instead of training.
+    monkeypatch.setattr(train_module, "_fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    demo_run.run_demo(tmp_path / "atlas", data=data, cache_dir=tmp_path / "cache", projection=None, progress=False)
+    assert (atlas / "evolution" / "evolution.json").is_file()
