@@ -65,6 +65,7 @@ def test_two_identical_checkpoints_give_identical_columns_and_settle_one(tmp_pat
             assert np.array_equal(first.projection.pixels, second.projection.pixels)
         (settle,) = layer.settle
         assert settle.topk_overlap == 1.0 and settle.top1_same == 1.0 and settle.units > 0
+        assert [s.topk_overlap for s in layer.to_final] == [1.0, 1.0]
 
 
 def test_a_top_image_that_changes_is_marked_changed(tmp_path: Path) -> None:
@@ -78,6 +79,7 @@ def test_a_top_image_that_changes_is_marked_changed(tmp_path: Path) -> None:
     # units 0 and 1 lose their top image (top-2 sets {red, x} -> {green, x'}), unit 2 keeps all.
     first, second = layer.settle
     assert first.top1_same == pytest.approx(1 / 3) and second.top1_same == 1.0 and second.topk_overlap == 1.0
+    assert [s.top1_same for s in layer.to_final] == [pytest.approx(1 / 3), 1.0, 1.0]
     assert layer.cells[0][1].patch.pixels[0, 0].tolist() == [0, 255, 0]
 
 

@@ -15,7 +15,8 @@ The pieces, each callable alone:
    asked) its deconvnet or guided projection, with a ``changed`` flag where the hit's
    image differs from the previous checkpoint's.
 6. :func:`~convscope.analysis.settle.settle_layer`: how settled a layer is between two
-   checkpoints (over *all* its units, not only the shown ones).
+   checkpoints (over *all* its units, not only the shown ones): each checkpoint against
+   the one before (``settle``), and against the last one (``to_final``).
 
 :func:`evolve` runs them all and returns an :class:`Evolution`; nothing is saved here
 (:mod:`convscope.analysis.evolve_folder` writes it, :mod:`convscope.analysis.evolve_figure`
@@ -106,12 +107,15 @@ class LayerEvolution:
         layer: its name. units: the units shown, in order.
         cells: ``cells[u][c]``: unit ``units[u]`` at checkpoint ``c`` (``None``: no hit, e.g. no image read).
         settle: per checkpoint after the first, how settled the layer is since the one before.
+        to_final: per checkpoint, how much of the last checkpoint's top hits it already has
+            (the last one's is 1 wherever a unit is measured).
     """
 
     layer: str
     units: tuple[int, ...]
     cells: tuple[tuple[Cell | None, ...], ...]
     settle: tuple[Settle, ...]
+    to_final: tuple[Settle, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,8 @@ def evolve(
     for info in infos:
         columns = cells[info.name]
         rows = tuple(tuple(columns[c][u] for c in range(len(paths))) for u in range(len(chosen[info.name])))
-        settle = tuple(settle_layer(results[c - 1].layers[info.name].topk, results[c].layers[info.name].topk) for c in range(1, len(paths)))
-        out.append(LayerEvolution(info.name, chosen[info.name], rows, settle))
+        topk = [result.layers[info.name].topk for result in results]
+        settle = tuple(settle_layer(topk[c - 1], topk[c]) for c in range(1, len(paths)))
+        to_final = tuple(settle_layer(topk[c], topk[-1]) for c in range(len(paths)))
+        out.append(LayerEvolution(info.name, chosen[info.name], rows, settle, to_final))
     return Evolution(paths, labels, frames, tuple(out), k, projection)

@@ -8,7 +8,8 @@ The folder (format ``convscope-evolution``, version :data:`VERSION`):
 - ``evolution.json``: ``{"format", "version", "model", "checkpoints": [{"name", "file", "sha256"}], "k",
   "projection", "images": {"root", "count"}, "layers": [{"layer", "units": [{"unit", "checkpoints":
   [{"image", "activation", "row", "col", "box", "changed"} | null]}], "settle": [{"from", "to",
-  "topk_overlap", "top1_same", "units"}]}]}``; ``image`` is a path relative to the image root,
+  "topk_overlap", "top1_same", "units"}], "to_final": [{"checkpoint", "topk_overlap", "top1_same",
+  "units"}]}]}`` (``settle``: each checkpoint against the one before; ``to_final``: against the last); ``image`` is a path relative to the image root,
   ``box`` is ``[top, left, bottom, right)`` in model-input pixels.
 
 It is built under a temporary name beside ``out`` and renamed into place, so a crash leaves
@@ -85,7 +86,8 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
         settle = [
             {"from": evolution.names[i], "to": evolution.names[i + 1], **s.to_dict()} for i, s in enumerate(layer.settle)
         ]
-        layers.append({"layer": layer.layer, "units": units, "settle": settle})
+        to_final = [{"checkpoint": name, **s.to_dict()} for name, s in zip(evolution.names, layer.to_final)]
+        layers.append({"layer": layer.layer, "units": units, "settle": settle, "to_final": to_final})
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -122,7 +124,9 @@ def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any]
             write_png_atomic(tmp / f"evolution-{layer.layer}.png", layer_block(layer, evolution.names, projection))
         write_png_atomic(
             tmp / "settle.png",
-            settle_figure([l.layer for l in evolution.layers], evolution.names, [l.settle for l in evolution.layers]),
+            settle_figure(
+                [l.layer for l in evolution.layers], evolution.names, [l.settle for l in evolution.layers], [l.to_final for l in evolution.layers]
+            ),
         )
         write_json(tmp / "evolution.json", evolution_record(evolution, model))
         check_evolution_out(out)  # again: the folder may have changed meanwhile

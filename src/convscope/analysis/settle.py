@@ -75,13 +75,28 @@ def settle_layer(before: TopK, after: TopK) -> Settle:
     return Settle(float(np.mean(overlaps)), float(np.mean(same)), len(overlaps))
 
 
-def settle_figure(layers: Sequence[str], names: Sequence[str], settles: Sequence[Sequence[Settle]], title: str = "") -> np.ndarray:
-    """``uint8 (H, W, 3)``: per layer its top-k overlap (solid) and top-1 share (dashed) over training.
+def _line(row: Sequence[Settle], key: str) -> np.ndarray:
+    return np.array([np.nan if getattr(x, key) is None else getattr(x, key) for x in row], dtype=np.float64)
+
+
+def settle_figure(
+    layers: Sequence[str],
+    names: Sequence[str],
+    settles: Sequence[Sequence[Settle]],
+    to_final: Sequence[Sequence[Settle]] | None = None,
+    title: str = "",
+) -> np.ndarray:
+    """``uint8 (H, W, 3)``: the settle curves, one colour per layer (light: shallow, dark: deep).
+
+    Left: between consecutive checkpoints, each layer's top-k overlap (solid) and share of
+    top-1 images kept (dashed). Right (with ``to_final``): each checkpoint's top-k overlap
+    with the last checkpoint's, i.e. how much of its final top hits a layer already has.
 
     Args:
-        layers: layer names, shallow to deep (one colour each, light to dark).
-        names: the checkpoints' labels; the x axis has one tick per step ``names[i-1] -> names[i]``.
+        layers: layer names, shallow to deep.
+        names: the checkpoints' labels; the left x axis has one tick per step ``names[i-1] -> names[i]``.
         settles: per layer, per checkpoint after the first, its :class:`Settle`.
+        to_final: per layer, per checkpoint, its :class:`Settle` against the last checkpoint.
         title: the figure's title.
 
     Example:
@@ -92,26 +107,41 @@ def settle_figure(layers: Sequence[str], names: Sequence[str], settles: Sequence
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     steps = len(names) - 1
-    figure = Figure(figsize=(max(6.4, 0.9 * steps + 3) + 3.0, 4.4), dpi=100)
+    panels = 2 if to_final is not None else 1
+    width = panels * max(5.0, 0.9 * steps + 2.5) + 2.6
+    figure = Figure(figsize=(width, 4.6), dpi=100)
     canvas = FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    x = np.arange(1, steps + 1)
     colours = colormaps["viridis"](np.linspace(0.85, 0.0, max(1, len(layers))))
+    left = figure.add_subplot(1, panels, 1)
+    x = np.arange(1, steps + 1)
     for layer, row, colour in zip(layers, settles, colours):
-        overlap = np.array([np.nan if s.topk_overlap is None else s.topk_overlap for s in row], dtype=np.float64)
-        same = np.array([np.nan if s.top1_same is None else s.top1_same for s in row], dtype=np.float64)
-        axes.plot(x, overlap, "-o", color=colour, label=f"{layer}: top-k overlap")
-        axes.plot(x, same, "--", marker="x", color=colour, alpha=0.7, label=f"{layer}: top-1 image kept")
-    axes.set_xticks(x, [f"{names[i - 1]}\n-> {names[i]}" for i in x], fontsize=8)
-    axes.set_xlim(0.5, steps + 0.5)
-    axes.set_ylim(-0.02, 1.02)
-    axes.set_ylabel("share kept since the previous checkpoint")
-    axes.set_xlabel("training (checkpoint to checkpoint)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    axes.set_title(title or "how settled each layer is: top hits kept between checkpoints", fontsize=10)
+        left.plot(x, _line(row, "topk_overlap"), "-o", color=colour)
+        left.plot(x, _line(row, "top1_same"), "--", marker="x", color=colour, alpha=0.7)
+    left.set_xticks(x, [f"{names[i - 1]}\n-> {names[i]}" for i in x], fontsize=8)
+    left.set_xlim(0.5, steps + 0.5)
+    left.set_ylabel("share kept")
+    left.set_title("kept since the previous checkpoint", fontsize=10)
+    axes = [left]
+    if to_final is not None:
+        right = figure.add_subplot(1, panels, 2)
+        x = np.arange(len(names))
+        for layer, row, colour in zip(layers, to_final, colours):
+            right.plot(x, _line(row, "topk_overlap"), "-o", color=colour)
+        right.set_xticks(x, list(names), fontsize=8, rotation=30 if len(names) > 5 else 0)
+        right.set_title(f"top-k shared with the last checkpoint ({names[-1]})", fontsize=10)
+        axes.append(right)
+    for a in axes:
+        a.set_ylim(-0.02, 1.02)
+        a.grid(alpha=0.3)
+    styles = [Line2D([], [], color="0.3", linestyle="-", marker="o", label="top-k images: Jaccard overlap"),
+              Line2D([], [], color="0.3", linestyle="--", marker="x", label="top-1 image kept: share of units")]
+    left.legend(handles=styles, fontsize=8, loc="upper left", frameon=False)
+    layer_lines = [Line2D([], [], color=c, linestyle="-", marker="o", label=name) for name, c in zip(layers, colours)]
+    axes[-1].legend(handles=layer_lines, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="layer")
+    figure.suptitle(title or "how settled each layer is: the images of its units' top hits over training", fontsize=11)
     figure.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
