@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from convscope import __version__
+from convscope.analysis import evolve_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
 
 MODEL_HELP = (
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the images and transforms (default 0)")
     p.add_argument("--colour-from", metavar="IMAGES", help="decorrelate colour with the covariance of these images (a folder; a sample of 64) instead of ImageNet's")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    evolve_command.add_parser(sub)
 
     p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("atlas", metavar="ATLAS")
@@ -474,7 +477,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     serve(Path(args.atlas), host=args.host, port=args.port)
 
 
-COMMANDS = {"featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve}
+def _cmd_evolve(args: argparse.Namespace) -> None:
+    evolve_command.run(args, _network)
+
+
+COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

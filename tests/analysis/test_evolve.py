@@ -169,3 +169,17 @@ def test_the_command_runs_through_its_own_parser(tmp_path: Path, capsys: pytest.
     assert parse_units(["a:1-2", "a:5"]) == {"a": [1, 2, 5]}
     with pytest.raises(ConvscopeError, match="LAYER:UNIT"):
         parse_units(["a"])
+
+
+def test_convscope_evolve_through_the_main_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from convscope.cli import main
+
+    images = _colour_images(tmp_path / "images")
+    before, after = _save(ColourNet(), tmp_path / "e1.pt"), _save(_swapped_colours(), tmp_path / "e2.pt")
+    common = ["tiny_models:ColourNet", str(images), "--input-size", "8", "--mean", "0", "0", "0", "--std", "1", "1", "1", "-k", "2", "-q"]
+    assert main(["evolve", *common, "--checkpoints", str(before), str(after), "--out", str(tmp_path / "ev")]) == 0
+    record = json.loads((tmp_path / "ev" / "evolution.json").read_text())
+    assert len(record["layers"]) == 1 and (tmp_path / "ev" / "evolution.png").is_file()
+    assert main(["evolve", *common, "--checkpoints", str(before), "--out", str(tmp_path / "one")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("convscope: error:") == 1 and "e1.pt" in err and not (tmp_path / "one").exists()
