@@ -43,7 +43,7 @@ def diversity(output: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> same = torch.ones(2, 3, 4, 4)
-        >>> diversity(same, torch.tensor([0, 0])).tolist()  # identical images: similarity 1
+        >>> diversity(same, torch.tensor([0, 0])).round(decimals=4).tolist()  # identical images: similarity 1
         [-1.0, -1.0]
     """
     n, c = output.shape[:2]
