@@ -139,10 +139,11 @@ def test_deep_links_and_keys(watched: Watched) -> None:
     page.wait_for_selector('main[data-view="layer"]')
     press("Shift+ArrowRight", "#features.6")
     press("[", "#features.3")
-    page.wait_for_selector('.cards .card')
+    wait_until(page, "document.querySelector('main h1') && document.querySelector('main h1').textContent === 'features.3' && document.querySelectorAll('.cards .card').length > 0")
     page.keyboard.press("j")
     page.keyboard.press("j")
-    assert page.locator(".card.cursor").get_attribute("data-unit") == "1"
+    # A busy machine handles the keys a little later: wait for the cursor rather than read it at once.
+    wait_until(page, "(document.querySelector('.card.cursor') || {}).dataset?.unit === '1'")
     press("Enter", "#features.3/1")
     page.wait_for_selector('main[data-view="unit"]')
     press("Escape", "#features.3")
