@@ -291,16 +291,22 @@ def _class_index(network, text: str) -> int:
     return names.index(text)
 
 
-def _cmd_style(args: argparse.Namespace) -> None:
-    from convscope.atlas.writer import write_json, write_png_atomic
-
+def _png_and_record(args: argparse.Namespace, example: str) -> tuple[Path, Path]:
+    """``--out`` (a .png) and the .json beside it, refused if either exists without ``--force``."""
     out = Path(args.out)
     record = out.with_suffix(".json")
     if out.suffix.lower() != ".png":
-        raise ConvscopeError(f"--out must name a .png file, got {out}", hint="e.g. --out result.png")
+        raise ConvscopeError(f"--out must name a .png file, got {out}", hint=f"e.g. --out {example}")
     for path in (out, record):
         if path.exists() and not args.force:
             raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out")
+    return out, record
+
+
+def _cmd_style(args: argparse.Namespace) -> None:
+    from convscope.atlas.writer import write_json, write_png_atomic
+
+    out, record = _png_and_record(args, "result.png")
     if args.explain and args.texture:
         raise ConvscopeError("--explain needs a content image; it cannot be combined with --texture", hint="drop --texture")
     args.input_size = args.resize = args.mean = args.std = None
@@ -403,13 +409,7 @@ def _cmd_featurevis(args: argparse.Namespace) -> None:
     from convscope.featurevis import colour_matrix, featurevis_sheet, visualise
     from convscope.network.layers import select_layers
 
-    out = Path(args.out)
-    record = out.with_suffix(".json")
-    if out.suffix.lower() != ".png":
-        raise ConvscopeError(f"--out must name a .png file, got {out}", hint="e.g. --out featurevis.png")
-    for path in (out, record):
-        if path.exists() and not args.force:
-            raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out")
+    out, record = _png_and_record(args, "featurevis.png")
     network = _network(args)
     wanted: dict[str, list[int] | None] = {}
     for text in args.units:
