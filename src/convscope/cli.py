@@ -140,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     evolve_command.add_parser(sub)
 
+    p = sub.add_parser("invariance", help="Zeiler & Fergus's Figure 5: feature distances and class probability under translation, scale and rotation", description="Sweep a few images (default 5 of IMAGES, or the files given) through vertical translation (the paper's -60..+60 px of 224, as 27% of the input side), scale 1.0..1.8 and rotation 0..350 degrees in the model-input frame; record the relative distance ||f(Tx)-f(x)||/||f(x)|| at the first conv and at the penultimate layer (pooled), the true class's probability where labels are known, optionally one unit's spatial max, and Zhang (2019)'s shift consistency. Writes OUT/invariance.png and OUT/invariance.json.")
+    _add_model_args(p)
+    p.add_argument("images", metavar="IMAGES", nargs="+", help="a folder (COUNT images spread over it, one per class in an ImageFolder layout) or image files")
+    p.add_argument("--out", "-o", default="invariance", metavar="FOLDER", help="folder for invariance.png and invariance.json (default invariance/)")
+    p.add_argument("--count", type=_positive, default=5, help="images taken from a folder (default 5)")
+    p.add_argument("--labels-from-name", metavar="REGEX", help="the true class from the file name: the regex's first group, matched against the model's class names, e.g. '^n\\d+_(.+)\\.' for ImageNet's n01440764_tench.jpg")
+    p.add_argument("--unit", metavar="LAYER:UNIT", help="also draw this unit's spatial max under each transformation")
+    p.add_argument("--max-shift", type=_positive, metavar="PX", help="translation reach in model-input px (default: 60/224 of the input height)")
+    p.add_argument("--pairs", type=_positive, default=20, help="random shift pairs per image for the shift consistency (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shift pairs (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite invariance.png and invariance.json in --out")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
     p = sub.add_parser("serve", help="serve an atlas read-only on 127.0.0.1", description="Serve the atlas folder over HTTP, read-only, bound to 127.0.0.1 unless --host says otherwise.")
     p.add_argument("atlas", metavar="ATLAS")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -481,7 +494,23 @@ def _cmd_evolve(args: argparse.Namespace) -> None:
     evolve_command.run(args, _network)
 
 
-COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve}
+def _cmd_invariance(args: argparse.Namespace) -> None:
+    from convscope.analysis.invariance_run import run_invariance, write_invariance
+
+    unit = None
+    if args.unit:
+        layer, _, index = args.unit.rpartition(":")
+        if not layer or not index.isdigit():
+            raise ConvscopeError(f"--unit takes LAYER:UNIT, e.g. conv1:3, not {args.unit!r}")
+        unit = (layer, int(index))
+    images = args.images[0] if len(args.images) == 1 else args.images
+    result = run_invariance(_network(args), images, count=args.count, labels_from_name=args.labels_from_name, unit=unit, shift=args.max_shift, pairs=args.pairs, seed=args.seed, progress=not args.quiet)
+    out = write_invariance(result, args.out, model=args.model, force=args.force)
+    print(f"layers {result.first_layer} and {result.late_layer}; mean shift consistency {result.mean_consistency:.3f}")
+    print(f"figure and numbers: {out}/invariance.png, {out}/invariance.json")
+
+
+COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve, "invariance": _cmd_invariance}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
