@@ -137,7 +137,7 @@ def shift_consistency(network: Network, image: torch.Tensor, shift: int, *, pair
             top = model(network.preprocess.standardize(batch.to(_device(network)))).flatten(1).argmax(1).cpu().view(pairs, 2)
     finally:
         model.train(was)
-    return float((top[:, 0] == top[:, 1]).float().mean())
+    return int((top[:, 0] == top[:, 1]).sum()) / pairs
 
 
 @dataclass(frozen=True)
