@@ -161,3 +161,12 @@ def test_cli_end_to_end_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert picture.ndim == 3 and picture.shape[1] > 1000  # four columns
     assert main(argv) == 1 and "exists" in capsys.readouterr().err  # refused without --force
     assert main([*argv, "--force"]) == 0
+
+
+def test_the_whole_job_is_deterministic(tmp_path: Path) -> None:
+    from tiny_models import tiny_alexnet, write_images
+
+    write_images(tmp_path, 2, size=20)
+    network = _network(tiny_alexnet(), 16)
+    first, second = (run_invariance(network, tmp_path, count=2, unit=("features.3", 0), pairs=5, progress=False).to_dict() for _ in range(2))
+    assert first == second and first["late_layer"] == "features.3" and first["images"][0]["curves"][0]["unit"] is not None

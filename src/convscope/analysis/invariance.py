@@ -102,7 +102,13 @@ def sweep_curves(
     """The curves of one image ``(3, H, W)`` (float, ``[0, 1]``, model-input frame) under ``sweep``.
 
     Example:
-        >>> sweep_curves(network, torch.rand(3, 32, 32), default_sweeps((32, 32))[0], label=3).late  # doctest: +SKIP
+        >>> from torch import nn
+        >>> from convscope.network.preprocess import Preprocess
+        >>> model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+        >>> network = Network(model.eval(), "example", Preprocess(input_size=(16, 16), resize=None))
+        >>> curves = sweep_curves(network, torch.rand(3, 16, 16), Sweep("rotation", (0.0, 90.0)), label=1)
+        >>> curves.first[0], curves.late[0], len(curves.probability)  # 0 degrees changes nothing
+        (0.0, 0.0, 2)
     """
     layers = layers or feature_layers(network)
     fill = network.preprocess.mean
