@@ -36,9 +36,12 @@ def _size(text: str) -> tuple[int, int]:
     return (sizes[0], sizes[-1])
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, *, weights: bool = True) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--weights", metavar="FILE|NAME", help="a state-dict file (loaded with weights_only=True; a 'state_dict' key and a 'module.' prefix are handled), or a torchvision weights name such as DEFAULT or IMAGENET1K_V1 (downloads through torch's cache)")
+    if not weights:  # the command brings its own weights (evolve: one file per checkpoint)
+        p.set_defaults(weights=None)
+    else:
+        p.add_argument("--weights", metavar="FILE|NAME", help="a state-dict file (loaded with weights_only=True; a 'state_dict' key and a 'module.' prefix are handled), or a torchvision weights name such as DEFAULT or IMAGENET1K_V1 (downloads through torch's cache)")
     g = p.add_argument_group("preprocessing (default: from the torchvision weights' metadata, else ImageNet's 224/256)")
     g.add_argument("--input-size", type=_size, metavar="SIZE|HxW", help="model input size after the crop, e.g. 224 or 32")
     g.add_argument("--resize", type=int, metavar="N", help="resize the short side to N before the centre crop (0: resize straight to the input size)")
@@ -138,7 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--colour-from", metavar="IMAGES", help="decorrelate colour with the covariance of these images (a folder; a sample of 64) instead of ImageNet's")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    evolve_command.add_parser(sub)
+    p = sub.add_parser(
+        "evolve",
+        help="follow units over training checkpoints (Zeiler & Fergus's Figure 4) and how settled each layer is",
+        description="Load each of CHECKPOINTS (in training order) into MODEL, scan IMAGES once per checkpoint "
+        "(decoded once, kept in memory), and write per layer a figure of chosen units' strongest hit at every "
+        "checkpoint (units down, checkpoints across, a red frame where the image changed) and a settle curve "
+        "(how much of each unit's top-k images stays between checkpoints).",
+    )
+    _add_model_args(p, weights=False)
+    p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively")
+    p.add_argument("--checkpoints", nargs="+", required=True, metavar="CKPT", help="two or more state-dict files (as --weights takes), in training order")
+    p.add_argument("--names", nargs="+", metavar="NAME", help="a label per checkpoint for the figures (default: the file names without suffix)")
+    p.add_argument("--out", "-o", default="evolve", metavar="FOLDER", help="folder to write (default ./evolve); a previous evolution folder there is replaced atomically")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to follow (as for `convscope atlas`; default: the stem and every block)")
+    p.add_argument("--units", nargs="+", metavar="LAYER:UNITS", help="units to show, e.g. features.3:12 or features.3:0-5 (default: per layer the --per-layer clearest, mutually different units of the last checkpoint)")
+    p.add_argument("--per-layer", type=_positive, default=6, metavar="N", help="units shown per layer by the default rule (default 6)")
+    p.add_argument("-k", type=_positive, default=9, help="hits kept per unit; the settle curve compares these top-k image sets (default 9)")
+    p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each top hit's projection beside its patch (default none)")
+    p.add_argument("--max-images", type=_positive, default=2000, metavar="N", help="images decoded and kept in memory at most; a larger folder is cut to a seeded subsample (default 2000)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes for the one decoding pass (default 0)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     p = sub.add_parser("invariance", help="Zeiler & Fergus's Figure 5: feature distances and class probability under translation, scale and rotation", description="Sweep a few images (default 5 of IMAGES, or the files given) through vertical translation (the paper's -60..+60 px of 224, as 27% of the input side), scale 1.0..1.8 and rotation 0..350 degrees in the model-input frame; record the relative distance ||f(Tx)-f(x)||/||f(x)|| at the first conv and at the penultimate layer (pooled), the true class's probability where labels are known, optionally one unit's spatial max, and Zhang (2019)'s shift consistency. Writes OUT/invariance.png and OUT/invariance.json.")
     _add_model_args(p)

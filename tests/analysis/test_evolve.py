@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from convscope.analysis.evolve import check_checkpoints, evolve
-from convscope.analysis.evolve_command import add_parser, parse_units, run
+from convscope.analysis.evolve_command import parse_units, run
+from convscope.cli import build_parser
 from convscope.analysis.evolve_folder import write_evolution
 from convscope.analysis.settle import settle_layer
 from convscope.errors import AtlasError, ConvscopeError, WeightsError
@@ -144,11 +145,10 @@ def test_the_folder_is_written_atomically_and_refuses_foreign_folders(tmp_path: 
     assert write_evolution(out, result) == out
 
 
-def test_the_command_runs_through_its_own_parser(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_the_command_runs_through_the_cli_parser(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     images = _colour_images(tmp_path / "images")
     before, after = _save(ColourNet(), tmp_path / "e1.pt"), _save(_swapped_colours(), tmp_path / "e2.pt")
-    parser = argparse.ArgumentParser(prog="convscope")
-    add_parser(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     loaded = []
 
     def network_from_args(args: argparse.Namespace) -> Network:
