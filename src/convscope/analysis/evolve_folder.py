@@ -20,18 +20,13 @@ before anything is written (like :func:`convscope.atlas.writer.check_out` for at
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from convscope.analysis.evolve import Evolution
 from convscope.analysis.evolve_figure import evolution_figure, layer_block
 from convscope.analysis.settle import settle_figure
-from convscope.atlas.writer import write_json, write_png_atomic
-from convscope.errors import AtlasError
+from convscope.atlas.writer import atomic_folder, check_out, write_json, write_png_atomic
 from convscope.network.load import file_sha256
 
 FORMAT = "convscope-evolution"
@@ -39,30 +34,14 @@ VERSION = 1
 
 
 def check_evolution_out(out: Path) -> None:
-    """Refuse ``out`` unless writing there can only replace an evolution folder.
+    """Refuse ``out`` unless writing there can only replace an evolution folder (missing, empty,
+    or one whose ``evolution.json`` says ``"format": "convscope-evolution"``): the atlas's own check,
+    :func:`convscope.atlas.writer.check_out`, with this folder's record.
 
     Raises:
-        AtlasError: ``out`` is a link, a file, or a non-empty folder that is not an evolution folder.
+        AtlasError: ``out`` is a link, a file, or a folder that is not an evolution folder.
     """
-    out = Path(out).absolute()
-    hint = f"choose another --out, or remove {out} yourself if it is no longer needed"
-    if out.is_symlink():
-        raise AtlasError(f"{out} is a symbolic link; convscope does not replace links", hint=hint)
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise AtlasError(f"{out} exists and is a file, not an evolution folder", hint=hint)
-    record = out / "evolution.json"
-    if not record.exists() and not record.is_symlink():
-        if any(out.iterdir()):
-            raise AtlasError(f"{out} exists, is not empty and is not an evolution folder (it has no evolution.json)", hint=hint)
-        return
-    try:
-        data = json.loads(record.read_bytes()) if record.is_file() and not record.is_symlink() else None
-    except (OSError, UnicodeDecodeError, ValueError):
-        data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise AtlasError(f"{out} holds an evolution.json that is not convscope's (no \"format\": \"{FORMAT}\")", hint=hint)
+    check_out(out, record="evolution.json", format=FORMAT, what="an evolution folder")
 
 
 def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -114,10 +93,7 @@ def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any]
         PosixPath('/home/me/evolve')
     """
     out = Path(out).absolute()
-    check_evolution_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_folder(out, check_evolution_out) as tmp:
         projection = evolution.projection is not None
         write_png_atomic(tmp / "evolution.png", evolution_figure(evolution))
         for layer in evolution.layers:
@@ -129,13 +105,4 @@ def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any]
             ),
         )
         write_json(tmp / "evolution.json", evolution_record(evolution, model))
-        check_evolution_out(out)  # again: the folder may have changed meanwhile
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

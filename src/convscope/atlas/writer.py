@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,20 +22,21 @@ from convscope.atlas.format import FORMAT
 from convscope.errors import AtlasError
 
 
-def check_out(out: Path) -> None:
-    """Refuse ``out`` unless writing an atlas there can only replace a convscope atlas.
+def check_out(out: Path, *, record: str = "manifest.json", format: str = FORMAT, what: str = "a convscope atlas") -> None:
+    """Refuse ``out`` unless writing there can only replace a folder of ours (default: an atlas).
 
-    ``out`` may be missing, an empty folder, or a previous atlas: a real folder
-    (not a symlink) whose ``manifest.json`` is a regular file (not a symlink)
-    holding a JSON object with ``"format": "convscope-atlas"``. Anything else (a
-    file, a folder of the user's, a web app's or browser extension's
-    ``manifest.json``, an unreadable one) raises, and nothing is touched.
+    ``out`` may be missing, an empty folder, or a previous one: a real folder (not a
+    symlink) whose ``record`` file is a regular file (not a symlink) holding a JSON
+    object with ``"format": format``. Anything else (a file, a folder of the user's, a
+    web app's or browser extension's ``manifest.json``, an unreadable one) raises, and
+    nothing is touched. Other folders convscope writes (an evolution folder) pass their
+    own ``record``, ``format`` and ``what``.
 
     Call it before long work (a scan, a training) so that a bad ``--out`` fails fast;
     :func:`atomic_folder` calls it again before replacing anything.
 
     Raises:
-        AtlasError: ``out`` holds something that is not a convscope atlas.
+        AtlasError: ``out`` holds something that is not ``what``.
 
     Example:
         >>> check_out(Path("new-atlas"))  # missing: fine  # doctest: +SKIP
@@ -47,41 +48,41 @@ def check_out(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise AtlasError(f"{out} exists and is a file, not a convscope atlas", hint=hint)
-    manifest = out / "manifest.json"
-    if not manifest.exists() and not manifest.is_symlink():
+        raise AtlasError(f"{out} exists and is a file, not {what}", hint=hint)
+    marker = out / record
+    if not marker.exists() and not marker.is_symlink():
         if any(out.iterdir()):
-            raise AtlasError(f"{out} exists, is not empty and is not a convscope atlas (it has no manifest.json)", hint=hint)
+            raise AtlasError(f"{out} exists, is not empty and is not {what} (it has no {record})", hint=hint)
         return
-    if manifest.is_symlink() or not manifest.is_file():
-        raise AtlasError(f"{out} has a manifest.json that is not a regular file, so it is not a convscope atlas", hint=hint)
+    if marker.is_symlink() or not marker.is_file():
+        raise AtlasError(f"the {record} in {out} is not a regular file, so it is not {what}", hint=hint)
     try:
-        data = json.loads(manifest.read_bytes())
+        data = json.loads(marker.read_bytes())
     except (OSError, UnicodeDecodeError, ValueError):
         data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != format:
         raise AtlasError(
-            f"{out} holds a manifest.json that is not a convscope atlas's (no \"format\": \"{FORMAT}\"); "
-            "it may be a web app or a browser extension, so it is left as it is",
+            f"the {record} in {out} is not {what}'s (no \"format\": \"{format}\"): it may be a web app's "
+            "or a browser extension's, so the folder is left as it is",
             hint=hint,
         )
 
 
 @contextmanager
-def atomic_folder(out: Path) -> Iterator[Path]:
+def atomic_folder(out: Path, check: Callable[[Path], None] = check_out) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out`` that replaces ``out`` on success.
 
-    ``out`` may be missing, an empty folder or a previous convscope atlas (see
-    :func:`check_out`); anything else is refused before anything is written, so a
-    user's folder is never deleted.
+    ``out`` may be missing, an empty folder or a previous folder of ours (``check``,
+    default :func:`check_out`: an atlas); anything else is refused before anything is
+    written, so a user's folder is never deleted.
     """
     out = Path(out).absolute()
-    check_out(out)
+    check(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         yield tmp
-        check_out(out)  # again: the folder may have changed while the atlas was built
+        check(out)  # again: the folder may have changed while it was built
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             os.replace(out, old)
