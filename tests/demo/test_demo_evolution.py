@@ -6,23 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from PIL import Image
 
 from convscope.demo import run as demo_run
 from convscope.demo import train as train_module
-
-
-def _image_folder(root: Path) -> Path:
-    """Two classes of 4 small images each: reddish and bluish noise."""
-    g = torch.Generator().manual_seed(0)
-    for label, channel in (("blue", 2), ("red", 0)):
-        (root / label).mkdir(parents=True)
-        for i in range(4):
-            pixels = torch.randint(0, 80, (40, 50, 3), generator=g, dtype=torch.uint8)
-            pixels[..., channel] += 170
-            Image.fromarray(pixels.numpy()).save(root / label / f"{i}.png")
-    return root
+from test_demo_train import _image_folder
 
 
 @pytest.mark.filterwarnings("ignore:only 8 images were scanned")

@@ -60,6 +60,22 @@ def striped(patch: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return out
 
 
+def assert_cell_shows(grid: np.ndarray, rank: int, patch: np.ndarray, inside: np.ndarray, layout: tuple[int, int, int], context: object) -> None:
+    """Cell ``rank`` of a drawn grid ``(H, W, 3)`` shows ``patch`` enlarged into it, centred (the
+    viewer's nearest-neighbour scaling): each patch pixel at the centre of its block, or the
+    stripe colour where the patch lies past the image. ``layout``: ``(cell, gap, cols)``."""
+    cell, gap, cols = layout
+    h, w = patch.shape[:2]
+    scale = cell / max(h, w)
+    y0 = (rank // cols) * (cell + gap) + (cell - round(h * scale)) // 2
+    x0 = (rank % cols) * (cell + gap) + (cell - round(w * scale)) // 2
+    for i in range(h):
+        for j in range(w):
+            pixel = grid[int(y0 + (i + 0.5) * scale), int(x0 + (j + 0.5) * scale)]
+            same = np.abs(pixel - patch[i, j]).max() <= DECODE_TOLERANCE
+            assert same or (not inside[i, j] and tuple(pixel) == STRIPE), (context, rank, i, j, pixel, patch[i, j])
+
+
 def read(page, selector: str) -> np.ndarray:
     got = page.locator(selector).evaluate(READ_CANVAS)
     return np.array(got["data"], dtype=np.int16).reshape(got["h"], got["w"], 4)[..., :3]
@@ -121,16 +137,7 @@ def test_layer_view_grid_cells_are_the_boxes_enlarged(served) -> None:
         got = read(page, f'.card[data-unit="{record["unit"]}"] canvas.grid')
         for hit in record["hits"]:
             patch, inside = expected_patch(stored(atlas, hit), hit["box"], mode)
-            h, w = patch.shape[:2]
-            scale = cell / max(h, w)
-            y0 = (hit["rank"] // cols) * (cell + gap) + (cell - round(h * scale)) // 2
-            x0 = (hit["rank"] % cols) * (cell + gap) + (cell - round(w * scale)) // 2
-            for i in range(h):
-                for j in range(w):
-                    y, x = int(y0 + (i + 0.5) * scale), int(x0 + (j + 0.5) * scale)
-                    pixel = got[y, x]
-                    same = np.abs(pixel - patch[i, j]).max() <= DECODE_TOLERANCE
-                    assert same or (not inside[i, j] and tuple(pixel) == STRIPE), (record["unit"], hit["rank"], i, j, pixel, patch[i, j])
+            assert_cell_shows(got, hit["rank"], patch, inside, (cell, gap, cols), record["unit"])
 
 
 def test_grid_pngs_show_the_boxes_of_the_source_images(served) -> None:

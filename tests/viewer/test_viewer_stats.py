@@ -31,7 +31,7 @@ from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
 from make_atlas import make_atlas as make_synthetic_atlas, rank_grid_png
 from test_viewer_page import Watched, wait_until
-from test_viewer_patches import DECODE_TOLERANCE, MEAN, STRIPE, expected_patch, read, stored, striped
+from test_viewer_patches import DECODE_TOLERANCE, MEAN, assert_cell_shows, expected_patch, read, stored, striped
 
 pytestmark = pytest.mark.browser
 
@@ -254,15 +254,7 @@ def test_bottom_hits_are_the_boxes_of_the_stored_images(watched: Page, tiny: Pat
                 assert np.abs(got - striped(patch, inside)).max() <= DECODE_TOLERANCE, (layer, record["unit"], hit)
                 border += int((~inside).any())
                 # The glance grid: the same patch enlarged into its cell, as the layer view's cards draw it.
-                h, w = patch.shape[:2]
-                scale = cell / max(h, w)
-                y0 = (hit["rank"] // cols) * (cell + gap) + (cell - round(h * scale)) // 2
-                x0 = (hit["rank"] % cols) * (cell + gap) + (cell - round(w * scale)) // 2
-                for i in range(h):
-                    for j in range(w):
-                        pixel = glance[int(y0 + (i + 0.5) * scale), int(x0 + (j + 0.5) * scale)]
-                        same = np.abs(pixel - patch[i, j]).max() <= DECODE_TOLERANCE
-                        assert same or (not inside[i, j] and tuple(pixel) == STRIPE), (layer, record["unit"], hit["rank"], i, j)
+                assert_cell_shows(glance, hit["rank"], patch, inside, (cell, gap, cols), (layer, record["unit"]))
     assert border > 0
 
 
