@@ -41,8 +41,12 @@ class Watched:
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     def open(self, fragment: str = "", view: str = "home"):
+        # Going from one unit to another keeps main[data-view="unit"]: mark what is on screen now and
+        # wait for the view drawn after the navigation, not the one before it.
+        if self.page.url != "about:blank":
+            self.page.evaluate("(() => { const first = document.querySelector('main')?.firstElementChild; if (first) first.dataset.stale = '1'; })()")
         self.page.goto(self.base_url + fragment)
-        self.page.wait_for_selector(f'main[data-view="{view}"]')
+        wait_until(self.page, f"(() => {{ const m = document.querySelector('main'); return !!m && m.dataset.view === {json.dumps(view)} && !!m.firstElementChild && !m.firstElementChild.dataset.stale; }})()")
         return self.page
 
     def shot(self, name: str) -> None:
