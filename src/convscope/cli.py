@@ -459,7 +459,7 @@ def _cmd_featurevis(args: argparse.Namespace) -> None:
             wanted[layer] = None
         elif chosen is not None:
             chosen.extend(_unit_range(units, text))
-    select_layers(network.model, list(wanted), network.preprocess.input_size)  # unknown layers fail before any work
+    infos = {i.name: i for i in select_layers(network.model, list(wanted), network.preprocess.input_size)}  # unknown layers fail now
     colour = None
     if args.colour_from:
         from convscope.atlas.build import data_colour
@@ -485,7 +485,7 @@ def _cmd_featurevis(args: argparse.Namespace) -> None:
             results.append(visualise(
                 network, layer, units, where=args.where, negative=args.negative, per_unit=args.per_unit,
                 diversity_weight=args.diversity, size=args.size, steps=args.steps, lr=args.lr, seed=args.seed, colour=colour,
-                progress=progress if bar is not None else None,
+                progress=progress if bar is not None else None, info=infos[layer],
             ))
     finally:
         if bar is not None:

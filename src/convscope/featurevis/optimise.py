@@ -29,7 +29,7 @@ from convscope.featurevis.param import FourierImage, colour_matrix
 from convscope.featurevis.transforms import Robustness
 from convscope.hooks import capture, run_until_captured
 from convscope.network.device import model_device, model_dtype
-from convscope.network.layers import NCHW, select_layers, to_nchw
+from convscope.network.layers import NCHW, LayerInfo, select_layers, to_nchw
 from convscope.network.load import Network
 from convscope.network.modes import eval_mode, frozen
 from convscope.project.rules import modified_relus
@@ -67,11 +67,10 @@ class FeatureVis:
     seconds: float = 0.0
 
 
-def image_size(network: Network, layer: str, units: Sequence[int]) -> tuple[int, int]:
-    """The size that fits ``units``: their largest receptive field, at least :data:`MIN_SIZE`,
-    at most the model's input size (the whole input where the field is unknown)."""
-    height, width = network.preprocess.input_size
-    info = select_layers(network.model, [layer], (height, width))[0]
+def image_size(info: LayerInfo, units: Sequence[int], input_size: tuple[int, int]) -> tuple[int, int]:
+    """The size that fits ``units`` of the layer ``info``: their largest receptive field, at least
+    :data:`MIN_SIZE`, at most ``input_size`` (the whole input where the field is unknown)."""
+    height, width = input_size
     if info.fields is None:
         return height, width
     sizes = [info.fields.field(u).size for u in units]
@@ -96,6 +95,7 @@ def visualise(
     robustness: Robustness = Robustness(),
     batch_size: int = 64,
     progress: ProgressFn | None = None,
+    info: LayerInfo | None = None,
 ) -> FeatureVis:
     """Optimise an image for each of ``units`` of ``layer``.
 
@@ -113,6 +113,8 @@ def visualise(
         robustness: the random transforms.
         batch_size: images optimised together.
         progress: called after every step.
+        info: the layer's :class:`~convscope.network.layers.LayerInfo` for the model's input size,
+            when the caller has it (the atlas does): saves a dry run of the network.
 
     Returns:
         A :class:`FeatureVis`; ``images`` is ``uint8 (len(units) * per_unit, H, W, 3)``, a unit's images next to each other.
@@ -132,7 +134,8 @@ def visualise(
         raise ConvscopeError(f"steps, per_unit and batch_size must be at least 1 and lr above 0, got {steps}, {per_unit}, {batch_size}, {lr}")
     model = network.model
     input_size = network.preprocess.input_size
-    info = select_layers(model, [layer], input_size)[0]  # unknown names fail here
+    if info is None:
+        info = select_layers(model, [layer], input_size)[0]  # unknown names fail here
     if info.shape[1] * info.shape[2] < 1 or info.dims is None:
         raise LayerError(f"layer {layer!r} has no spatial map to optimise", hint="pick a convolutional layer; `convscope layers MODEL` lists them")
     chosen = list(range(info.units)) if units is None else [int(u) for u in units]
@@ -141,7 +144,7 @@ def visualise(
         raise LayerError(f"layer {layer!r} has {info.units} units; no unit {bad[0]}", hint=f"units are 0 to {info.units - 1}")
     if not chosen:
         raise ConvscopeError("no unit to visualise", hint="name at least one unit")
-    hw = _size(size) if size is not None else image_size(network, layer, chosen)
+    hw = _size(size) if size is not None else image_size(info, chosen, input_size)
     every = np.repeat(np.array(chosen, dtype=np.int64), per_unit)
     colour = colour if colour is not None else colour_matrix()
     device = model_device(model)

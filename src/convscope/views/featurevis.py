@@ -36,5 +36,7 @@ class FeatureVisView:
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
         if not chunk.units:
             return []
-        vis = visualise(self.network, layer.name, chunk.units, steps=self.steps, seed=self.seed + chunk.units[0], colour=self.colour)
+        vis = visualise(
+            self.network, layer.name, chunk.units, steps=self.steps, seed=self.seed + chunk.units[0], colour=self.colour, info=layer
+        )
         return [[Picture(image, None, float(value))] for image, value in zip(vis.images, vis.reached)]
