@@ -56,17 +56,22 @@ def test_merge_and_state_round_trip() -> None:
     values[10, 2] = -np.inf
     labels = rng.integers(0, 5, size=300)
     whole, first, second = RunningClassMeans(4, 5), RunningClassMeans(4, 5), RunningClassMeans(4, 5)
-    whole.add(values, labels)
-    first.add(values[150:], labels[150:])  # no non-finite value in this half
-    second.add(values[:150], labels[:150])
+    for block, start in enumerate(range(0, 300, 16)):
+        batch = slice(start, start + 16)
+        whole.add(values[batch], labels[batch])
+        (first if block >= 7 else second).add(values[batch], labels[batch], block=block)
     buffer = io.BytesIO()
     torch.save(second.state_dict(), buffer)
     buffer.seek(0)
     restored = RunningClassMeans(4, 5)
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     first.merge(restored)
-    np.testing.assert_allclose(first.result().means, whole.result().means, rtol=1e-12)
+    np.testing.assert_array_equal(first.result().means, whole.result().means)  # the same tree: bit for bit
     assert first.result().counts.tolist() == whole.result().counts.tolist()
+    for c in range(5):  # and a per-class loop agrees to rounding
+        mine = values[labels == c].astype(np.float64)
+        expected = np.ma.masked_array(mine, ~np.isfinite(mine)).mean(axis=0).filled(np.nan)
+        np.testing.assert_allclose(whole.result().means[:, c], expected, rtol=1e-12)
 
 
 def test_a_batch_without_labels_changes_nothing() -> None:

@@ -68,10 +68,12 @@ def test_against_a_direct_computation_on_random_batches() -> None:
 def test_merge_of_halves_equals_the_whole_and_state_round_trip() -> None:
     rng = np.random.default_rng(1)
     values = rng.normal(size=(500, 6)).astype(np.float32) * 10 + 100  # a large mean: Chan's update matters
+    values[7, 2] = -np.inf
+    batches = [values[i : i + 32] for i in range(0, 500, 32)]  # 16 blocks, the last one short
     whole, first, second = RunningMoments(6), RunningMoments(6), RunningMoments(6)
-    whole.add(values)
-    first.add(values[:123])
-    second.add(values[123:])
+    for block, batch in enumerate(batches):
+        whole.add(batch)
+        (first if block < 5 else second).add(batch, block=block)  # a shard boundary inside the tree
     buffer = io.BytesIO()
     torch.save(second.state_dict(), buffer)
     buffer.seek(0)
@@ -80,9 +82,21 @@ def test_merge_of_halves_equals_the_whole_and_state_round_trip() -> None:
     first.merge(restored)
     a, b = first.result(), whole.result()
     assert a.images == b.images == 500
-    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-13)
-    np.testing.assert_allclose(a.std, b.std, rtol=1e-10)
+    # The same tree whatever the split: equal to the last bit, not only to rounding.
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
     np.testing.assert_array_equal(a.firing_rate, b.firing_rate)
+    finite = np.ma.masked_array(values.astype(np.float64), ~np.isfinite(values))
+    np.testing.assert_allclose(b.mean, finite.mean(axis=0).filled(np.nan), rtol=1e-13)
+    np.testing.assert_allclose(b.std, finite.std(axis=0).filled(np.nan), rtol=1e-10)
+
+
+def test_a_block_added_twice_is_refused() -> None:
+    first, second = RunningMoments(2), RunningMoments(2)
+    first.add(np.ones((3, 2)))
+    second.add(np.ones((3, 2)))  # also block 0
+    with pytest.raises(ConvscopeError, match="added twice"):
+        first.merge(second)
 
 
 def test_before_any_image_and_read_only_results() -> None:

@@ -6,19 +6,22 @@ pass). Its *firing rate* is the share of all images on which it fires, so an ima
 without a finite value (``-inf``, NaN, ``+-inf``) counts as not firing. A unit is
 *dead* when it fired on no image, *always on* when it fired on every image.
 Mean and standard deviation are over the finite values only, accumulated in
-float64 with Chan et al.'s pairwise update (exact to rounding, order-independent
-up to rounding, and mergeable).
+float64 with Chan et al.'s pairwise update, along the fixed tree of
+:mod:`convscope.stats.tree` (mergeable, and the same to the last bit however the
+images were sharded).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from convscope.errors import ConvscopeError
 from convscope.stats.inputs import ArrayLike, as_numpy, as_values, check_positive
+from convscope.stats.tree import BlockTree
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,8 +48,23 @@ class Moments:
     always_on: np.ndarray
 
 
+class _Part(NamedTuple):
+    """The moments of some images: per unit finite count, mean and sum of squared deviations
+    of the finite values, and how many images fired; ``images`` in all."""
+
+    finite: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    firing: np.ndarray
+    images: int
+
+
 class RunningMoments:
     """Streaming mean, standard deviation and firing rate of each of ``units`` units.
+
+    Each :meth:`add` is one block of a :class:`~convscope.stats.tree.BlockTree`, so the
+    result is the same to the last bit however the blocks were split over processes and
+    merged (see :mod:`convscope.stats.tree`).
 
     Example:
         >>> moments = RunningMoments(units=3)
@@ -60,75 +78,65 @@ class RunningMoments:
 
     def __init__(self, units: int) -> None:
         self.units = check_positive("units", units)
-        self.images = 0
-        self._finite = np.zeros(self.units, np.int64)
-        self._mean = np.zeros(self.units, np.float64)
-        self._m2 = np.zeros(self.units, np.float64)  # sum of squared deviations from the mean
-        self._firing = np.zeros(self.units, np.int64)
+        self._tree: BlockTree[_Part] = BlockTree(_combine)
+        self._next = 0
 
-    def add(self, values: ArrayLike) -> None:
-        """Add ``values`` ``(N, units)``: one value per image and unit (tensor or array)."""
+    @property
+    def images(self) -> int:
+        """Images added so far."""
+        return sum(part.images for part in self._tree.nodes.values())
+
+    def add(self, values: ArrayLike, block: int | None = None) -> None:
+        """Add ``values`` ``(N, units)``: one value per image and unit (tensor or array).
+
+        Args:
+            block: the batch's number in the whole data set (batches of the same size,
+                each in one shard), for results that do not depend on sharding; default:
+                one more than the last block added. ``N`` may be 0 (a batch whose images
+                all failed).
+        """
         batch = as_values(values, self.units)
-        if not len(batch):
-            return
-        x = batch.astype(np.float64)
-        if np.isfinite(x.min(axis=0)).all():
-            count = np.full(self.units, len(x), np.int64)
-            mean = x.mean(axis=0)
-            x -= mean
-        else:  # leave the -inf out
-            finite = x > -np.inf
-            x[~finite] = 0
-            count = finite.sum(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = x.sum(axis=0) / count
-            x -= np.where(count > 0, mean, 0)
-            x[~finite] = 0
-        np.square(x, out=x)
-        self._combine(count, mean, x.sum(axis=0))
-        self._firing += (batch > 0).sum(axis=0)
-        self.images += len(batch)
+        block = self._next if block is None else block
+        self._tree.add(block, _part(batch, self.units))
+        self._next = block + 1
 
     def merge(self, other: RunningMoments) -> None:
-        """Absorb ``other``, the moments of a disjoint set of images (``other`` unchanged)."""
+        """Absorb ``other``, the moments of a disjoint set of blocks (``other`` unchanged)."""
         if not isinstance(other, RunningMoments) or other.units != self.units:
             raise ConvscopeError(
                 "cannot merge moments of layers with different numbers of units",
                 hint="merge the statistics of the same layer",
             )
-        self._combine(other._finite, other._mean, other._m2)
-        self._firing += other._firing
-        self.images += other.images
+        self._tree.merge(other._tree)
+        self._next = max(self._next, other._next)
 
     def result(self) -> Moments:
         """The current :class:`Moments` (copies)."""
-        seen = self.images > 0
+        total = self._tree.result() or _part(np.zeros((0, self.units), np.float32), self.units)
+        seen = total.images > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(self._finite > 0, self._mean, np.nan)
-            std = np.sqrt(np.where(self._finite > 0, self._m2, np.nan) / self._finite)
-            rate = self._firing / self.images if seen else np.full(self.units, np.nan)
+            mean = np.where(total.finite > 0, total.mean, np.nan)
+            std = np.sqrt(np.where(total.finite > 0, total.m2, np.nan) / total.finite)
+            rate = total.firing / total.images if seen else np.full(self.units, np.nan)
         arrays = {
-            "finite": self._finite.copy(),
+            "finite": total.finite.copy(),
             "mean": mean,
             "std": std,
             "firing_rate": rate,
-            "dead": (self._firing == 0) & seen,
-            "always_on": (self._firing == self.images) & seen,
+            "dead": (total.firing == 0) & seen,
+            "always_on": (total.firing == total.images) & seen,
         }
         for array in arrays.values():
             array.setflags(write=False)
-        return Moments(images=self.images, **arrays)
+        return Moments(images=total.images, **arrays)
 
     def state_dict(self) -> dict:
         """Tensors and ints only: loads with ``torch.load(weights_only=True)``."""
-        return {
-            "units": self.units,
-            "images": self.images,
-            "finite": torch.from_numpy(self._finite.copy()),
-            "mean": torch.from_numpy(self._mean.copy()),
-            "m2": torch.from_numpy(self._m2.copy()),
-            "firing": torch.from_numpy(self._firing.copy()),
-        }
+        nodes = [
+            {"level": level, "index": index, "images": part.images, **{name: torch.from_numpy(getattr(part, name).copy()) for name in _ARRAYS}}
+            for (level, index), part in self._tree.items()
+        ]
+        return {"units": self.units, "next": self._next, "nodes": nodes}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` of the same number of units."""
@@ -137,20 +145,44 @@ class RunningMoments:
                 f"the state holds moments of {state['units']} units, expected {self.units}",
                 hint="load the state of the same layer",
             )
-        self.images = int(state["images"])
-        self._finite = as_numpy(state["finite"]).astype(np.int64, copy=True)
-        self._mean = as_numpy(state["mean"]).astype(np.float64, copy=True)
-        self._m2 = as_numpy(state["m2"]).astype(np.float64, copy=True)
-        self._firing = as_numpy(state["firing"]).astype(np.int64, copy=True)
+        self._tree = BlockTree(_combine)
+        for node in state["nodes"]:
+            arrays = {name: as_numpy(node[name]).astype(dtype, copy=True) for name, dtype in _ARRAYS.items()}
+            self._tree.nodes[(int(node["level"]), int(node["index"]))] = _Part(images=int(node["images"]), **arrays)
+        self._next = int(state["next"])
 
-    def _combine(self, count: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
-        """Chan, Golub and LeVeque's pairwise update with a part of ``count`` values per unit."""
-        total = self._finite + count
-        some = count > 0
+
+_ARRAYS = {"finite": np.int64, "mean": np.float64, "m2": np.float64, "firing": np.int64}
+
+
+def _part(batch: np.ndarray, units: int) -> _Part:
+    """The moments of a float32 ``(N, units)`` batch whose non-finite values are ``-inf``."""
+    x = batch.astype(np.float64)
+    if not len(x):
+        zero = np.zeros(units, np.float64)
+        return _Part(np.zeros(units, np.int64), zero, zero.copy(), np.zeros(units, np.int64), 0)
+    if np.isfinite(x.min(axis=0)).all():
+        count = np.full(units, len(x), np.int64)
+        mean = x.mean(axis=0)
+        x -= mean
+    else:  # leave the -inf out
+        finite = x > -np.inf
+        x[~finite] = 0
+        count = finite.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            delta = mean - self._mean
-            new_mean = self._mean + delta * (count / total)
-            new_m2 = self._m2 + m2 + delta**2 * (self._finite * (count / total))
-        self._mean = np.where(some, new_mean, self._mean)
-        self._m2 = np.where(some, new_m2, self._m2)
-        self._finite = total
+            mean = np.where(count > 0, x.sum(axis=0) / count, 0.0)
+        x -= mean
+        x[~finite] = 0
+    np.square(x, out=x)
+    return _Part(count, mean, x.sum(axis=0), (batch > 0).sum(axis=0).astype(np.int64), len(batch))
+
+
+def _combine(left: _Part, right: _Part) -> _Part:
+    """Chan, Golub and LeVeque's pairwise update: the moments of both parts' images."""
+    total = left.finite + right.finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, right.finite / total, 0.0)
+        delta = right.mean - left.mean
+        mean = np.where(right.finite > 0, left.mean + delta * share, left.mean)
+        m2 = np.where(right.finite > 0, left.m2 + right.m2 + delta**2 * (left.finite * share), left.m2)
+    return _Part(total, mean, m2, left.firing + right.firing, left.images + right.images)
