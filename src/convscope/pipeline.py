@@ -9,23 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.atlas.writer import check_out
-from convscope.data import ImageDataset, ImageList, failure_reason, find_images, labels_from_csv, labels_from_name, make_loader, open_rgb
+from convscope.data import ImageList, failure_reason, image_source, labels_from_csv, labels_from_name, open_rgb, take
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
-from convscope.network.layers import NCHW, select_layers
+from convscope.network.layers import LayerInfo, select_layers
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.project.occlusion import ClassTarget, UnitTarget, occlusion_map, render_occlusion, target_values
-from convscope.scan import resume as scan_resume
-from convscope.scan.scan import ScanState, scan, signature_sample
-
-#: Images between two saves of the scan state (a rerun resumes from the last one).
-CHECKPOINT_EVERY = 2000
+from convscope.scan import distributed
+from convscope.scan.job import ScanJob, remove_states, run_scan
+from convscope.scan.scan import ScanResult
 
 
 def make_atlas(
@@ -48,13 +45,24 @@ def make_atlas(
     labels_from_name: str | None = None,
     progress: bool = True,
     resume: bool = True,
+    checkpoint_every: int | None = None,
+    root: str | Path | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> Path:
     """Scan ``images`` with ``model`` and write the atlas of its units to ``out``.
+
+    Under ``torchrun`` (or in a process group the caller made) every process scans its
+    shard of the images, the shards are merged exactly on rank 0, and rank 0 writes the
+    atlas: the same atlas one process writes (see :mod:`convscope.scan.distributed`).
 
     Args:
         model: a model source (``torchvision:alexnet``, ``file.py:make``, a TorchScript
             file) or an already loaded :class:`Network`.
-        images: a folder of images (recursive; an ImageFolder layout gives labels).
+        images: a folder of images (recursive; an ImageFolder layout gives labels), or a
+            text file listing image paths, one per line, relative to ``root`` (default: the
+            file's folder), in the order to scan them.
         out: the atlas folder to write (a previous atlas there is replaced).
         weights: weights for a model source (file or torchvision weights name).
         layers: layer names to scan; default: every Conv2d.
@@ -75,7 +83,10 @@ def make_atlas(
             ``'^(n\\d+)_'`` for ImageNet's ``n01440764_tench.jpg``. With labels, every
             unit gets class means, a selectivity, a purity and a suggested label.
         resume: go on from the state an interrupted run of the same job saved
-            beside ``out``; False starts afresh and removes that state.
+            beside ``out`` (one file per rank); False starts afresh and removes that state.
+        checkpoint_every: images between two saves of that state (default 2000).
+        limit, sample, seed: scan only the first ``limit`` images, or ``sample`` drawn at
+            random with ``seed`` (kept in image order), to try a big data set quickly.
 
     Returns:
         The atlas folder.
@@ -93,36 +104,35 @@ def make_atlas(
     network = model if isinstance(model, Network) else load_network(model, weights, preprocess=preprocess)
     if isinstance(model, Network) and preprocess is not None:
         network = replace(network, preprocess=preprocess)
+    device = distributed.rank_device(device)
     if device is not None:
         network.model.to(device)
-    image_list = with_labels(find_images(Path(images)), labels, labels_from_name)
+    image_list = take(with_labels(image_source(images, root), labels, labels_from_name), limit, sample, seed)
     infos = select_layers(network.model, layers, network.preprocess.input_size)
-    pairs = [(info.name, info.units) for info in infos]
-    classes = len(image_list.class_names or ())
-    state = ScanState(pairs, k, signature_sample(len(image_list.paths)), model_device(network.model), image_list.labels, classes)
-    saved, digest = scan_resume.state_file(Path(out)), scan_resume.fingerprint(network, infos, image_list, k)
-    if scan_resume.start(saved, digest, state, resume=resume):
-        warnings.warn(f"resuming an interrupted scan at image {state.seen} of {len(image_list)}", ConvscopeWarning, stacklevel=2)
-    dataset = ImageDataset(image_list, network.preprocess)
-    todo = Subset(dataset, range(state.seen, len(dataset))) if state.seen else dataset
-    result = scan(
-        network.model,
-        pairs,
-        make_loader(todo, batch_size=batch_size, workers=workers),
-        network.preprocess.normalize,
-        k=k,
-        total=len(image_list.paths),
-        progress=progress,
-        state=state,
-        checkpoint=lambda s: scan_resume.save(saved, digest, s),
-        checkpoint_every=CHECKPOINT_EVERY,
-        layouts={info.name: info.dims for info in infos if info.dims is not None and info.dims != NCHW},
-    )
-    if state.seen >= CHECKPOINT_EVERY:  # a long scan: keep it until the atlas is written
-        scan_resume.save(saved, digest, state)
+    job = ScanJob(k, batch_size, workers, resume, checkpoint_every, progress)
+    options = RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis)
+    with distributed.process_group(model_device(network.model)) as group:
+        result = run_scan(network, image_list, infos, Path(out), job, group)
+        error = None
+        try:
+            if result is not None:  # rank 0 writes
+                _write(Path(out), network, image_list, infos, result, k, projection, options, progress)
+        except Exception as exc:  # told to the other ranks before it is raised here
+            error = exc
+        distributed.agree(group, error, "writing the atlas")
+        if result is not None:
+            remove_states(Path(out))
+    return Path(out)
+
+
+def _write(
+    out: Path, network: Network, image_list: ImageList, infos: Sequence[LayerInfo], result: ScanResult, k: int, projection: str | None,
+    options: RenderOptions, progress: bool,
+) -> Path:
+    """Warn about what the scan found, then write the atlas (rank 0's part of :func:`make_atlas`)."""
     if result.image_count == 0:
         reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in result.failed[:3])
-        raise DataError(f"no image in {images} could be read ({reasons})", hint="check the files open in an image viewer")
+        raise DataError(f"no image in {image_list.root} could be read ({reasons})", hint="check the files open in an image viewer")
     skipped = len(image_list.skipped) + len(result.failed)
     if skipped:
         warnings.warn(f"{skipped} files were skipped (listed in the atlas manifest)", ConvscopeWarning, stacklevel=2)
@@ -149,11 +159,7 @@ def make_atlas(
             ConvscopeWarning,
             stacklevel=2,
         )
-    atlas = write_atlas(
-        Path(out), network, image_list, infos, result, k=k, options=RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis), progress=progress
-    )
-    saved.unlink(missing_ok=True)
-    return atlas
+    return write_atlas(out, network, image_list, infos, result, k=k, options=options, progress=progress)
 
 
 def with_labels(images: ImageList, csv: str | Path | None, pattern: str | None) -> ImageList:

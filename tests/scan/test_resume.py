@@ -60,7 +60,7 @@ def test_resumed_scan_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_cli_resumes_after_ctrl_c_and_cleans_up(tmp_path, monkeypatch, capsys):
-    import convscope.pipeline as pipeline
+    from convscope.scan import job as pipeline  # where pass 1 loads its batches and saves its state
 
     write_images(tmp_path / "images", 12, classes=("a", "b"))
     args = ["atlas", "tiny_models:ColourNet", str(tmp_path / "images"), "--input-size", "16", "-q", "--batch-size", "2"]
@@ -104,7 +104,7 @@ COLOUR = ["atlas", "tiny_models:ColourNet", "--input-size", "16", "-q", "--batch
 
 def interrupt_after(monkeypatch, batches: int, every: int = 4) -> None:
     """Make the next scan save its state every ``every`` images and raise Ctrl-C after ``batches`` batches."""
-    import convscope.pipeline as pipeline
+    from convscope.scan import job as pipeline  # where pass 1 loads its batches and saves its state
 
     real_loader = pipeline.make_loader
     monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY", every)

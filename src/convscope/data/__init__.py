@@ -1,6 +1,7 @@
 """convscope.data: image folders as datasets.
 
-:func:`find_images` lists a folder (image order, labels, skipped files);
+:func:`find_images` lists a folder (image order, labels, skipped files), :func:`list_images`
+a text file of image paths, :func:`take` the first or a random few of them;
 :class:`ImageDataset` and :func:`make_loader` stream it in the model-input frame
 for pass 1; :func:`load_pixels` reloads the winning images for pass 2.
 :func:`labels_from_csv`, :func:`labels_from_name` and :func:`read_class_names` give
@@ -9,7 +10,7 @@ labels to folders that are not in ImageFolder layout.
 
 from convscope.data.dataset import Batch, ImageDataset, Item, collate, load_pixels, make_loader
 from convscope.data.decode import failure_reason, open_rgb, to_rgb
-from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images
+from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images, image_source, list_images, take
 from convscope.data.labels import Labels, labels_from_csv, labels_from_name, read_class_names
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "collate",
     "failure_reason",
     "find_images",
+    "image_source",
+    "list_images",
+    "take",
     "labels_from_csv",
     "labels_from_name",
     "load_pixels",

@@ -12,7 +12,8 @@ class names, and each image's label is the index of its first-level folder.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from convscope.errors import DataError
@@ -166,3 +167,83 @@ def _folder_labels(paths: tuple[str, ...]) -> tuple[tuple[int, ...] | None, tupl
     class_names = tuple(sorted({p[0] for p in parts}))
     index = {name: i for i, name in enumerate(class_names)}
     return tuple(index[p[0]] for p in parts), class_names
+
+
+def list_images(listing: Path | str, root: Path | str | None = None) -> ImageList:
+    """The images named in a text file, one path per line, in the file's order.
+
+    Blank lines and lines starting with ``#`` are ignored. Paths are relative to ``root``
+    (default: the folder of ``listing``), ``/``-separated; an absolute path must lie below
+    ``root``. The file's order is the image order. Labels come, as for a folder, from an
+    ImageFolder layout of the paths (every path below a first-level folder). Whether each
+    file exists and decodes is found out when it is read (a missing one is skipped then).
+
+    Raises:
+        DataError: the file cannot be read, names no image, names one twice, or names a path
+            outside ``root`` or with a non-image extension.
+
+    Example:
+        >>> images = list_images("train.txt", root="/data/imagenet")  # doctest: +SKIP
+    """
+    listing = Path(listing).expanduser().absolute()
+    base = Path(root).expanduser().absolute() if root is not None else listing.parent
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the image list {listing}: {exc}", hint="give a UTF-8 text file with one image path per line") from None
+    paths: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        path = Path(text)
+        if path.is_absolute():
+            try:
+                path = path.relative_to(base)
+            except ValueError:
+                raise DataError(f"{listing}:{number}: {text} is not below the root {base}", hint="give paths relative to --root, or the right --root") from None
+        relative = PurePosixPath(path.as_posix())
+        if ".." in relative.parts:
+            raise DataError(f"{listing}:{number}: {text} leaves the root {base}", hint="give paths below the root")
+        if not _is_image(str(relative)):
+            raise DataError(f"{listing}:{number}: {text} is not an image file (extension {relative.suffix or 'none'})", hint=f"list files ending in {', '.join(sorted(IMAGE_EXTENSIONS))}")
+        paths.append(str(relative))
+    if not paths:
+        raise DataError(f"the image list {listing} names no image", hint="write one image path per line")
+    if len(set(paths)) != len(paths):
+        twice = next(p for i, p in enumerate(paths) if p in paths[:i])
+        raise DataError(f"the image list {listing} names {twice} twice", hint="list every image once: a repeated image would be two of a unit's hits")
+    labels, class_names = _folder_labels(tuple(paths))
+    return ImageList(root=base, paths=tuple(paths), labels=labels, class_names=class_names, skipped=())
+
+
+def image_source(source: Path | str, root: Path | str | None = None) -> ImageList:
+    """A folder (:func:`find_images`) or a text file listing images (:func:`list_images`)."""
+    path = Path(source).expanduser()
+    if path.is_file() and not _is_image(path.name):
+        return list_images(path, root)
+    if root is not None:
+        raise DataError("--root goes with a text file listing images, not with a folder", hint="leave out --root, or give the list file")
+    return find_images(path)
+
+
+def take(images: ImageList, limit: int | None = None, sample: int | None = None, seed: int = 0) -> ImageList:
+    """The first ``limit`` images, or ``sample`` images drawn at random (seeded, kept in image
+    order), to try a big data set quickly; ``images`` itself when neither is given.
+
+    Example:
+        >>> small = take(find_images("imagenet/train"), sample=5000)  # doctest: +SKIP
+    """
+    if limit is not None and sample is not None:
+        raise DataError("give --limit or --sample, not both", hint="--limit N takes the first N images, --sample N a seeded random N")
+    count = limit if limit is not None else sample
+    if count is None or count >= len(images):
+        return images
+    if count < 1:
+        raise DataError(f"--limit and --sample take a positive number of images, got {count}")
+    if limit is not None:
+        chosen = list(range(count))
+    else:
+        chosen = sorted(random.Random(seed).sample(range(len(images)), count))
+    labels = tuple(images.labels[i] for i in chosen) if images.labels is not None else None
+    return replace(images, paths=tuple(images.paths[i] for i in chosen), labels=labels)

@@ -4,8 +4,8 @@ The state lives beside the atlas folder as ``.<atlas>.scan.pt`` and holds a
 fingerprint of everything that decides the scan: the model's source and weights
 file, a hash of its actual parameters and buffers (so a ``file.py:factory`` that
 loads its own checkpoint, or an unseeded random model, never resumes another
-run), the layers, k, the preprocessing, and every image's path, size and
-modification time. A rerun with the same fingerprint goes on from the last saved
+run), the layers, k, the batch size, the preprocessing, every image's path, size and
+modification time and, on many processes, the world size and this rank's shard. A rerun with the same fingerprint goes on from the last saved
 batch; anything else starts afresh and drops the foreign state. The file is
 removed once the atlas is written.
 """
@@ -76,14 +76,19 @@ def images_digest(images: ImageList) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(network: Network, layers: Sequence[LayerInfo], images: ImageList, k: int) -> str:
-    """A digest of everything that decides the scan's result (see the module's docstring)."""
+def fingerprint(
+    network: Network, layers: Sequence[LayerInfo], images: ImageList, k: int, batch_size: int = 0, shard: dict[str, int] | None = None
+) -> str:
+    """A digest of everything that decides the scan's result (see the module's docstring); the
+    batch size numbers the statistics' blocks, and ``shard`` is this rank's part of a distributed scan."""
     described = {
         "model": [network.source, network.weights, network.weights_sha256],
         "parameters": model_digest(network.model),
         "preprocess": network.preprocess.to_dict(),
         "layers": [[info.name, info.units] for info in layers],
         "k": k,
+        "batch_size": batch_size,
+        "shard": shard,
         "root": str(images.root),
         "images": images_digest(images),
         "labels": [list(images.labels or ()), list(images.class_names or ())],

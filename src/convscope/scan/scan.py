@@ -124,8 +124,9 @@ class _LayerStats:
         self.units = units
         self.cols = 0
 
-    def add(self, output: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        """``output`` ``(N, units, rows, cols)`` or ``(N, units)``; ``images`` ``(N,)`` their indices; ``labels`` ``(N,)`` or None."""
+    def add(self, output: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None = None, block: int | None = None) -> None:
+        """``output`` ``(N, units, rows, cols)`` or ``(N, units)``; ``images`` ``(N,)`` their indices; ``labels`` ``(N,)`` or None;
+        ``block`` the batch's number in the data set (see :mod:`convscope.stats.tree`)."""
         if output.dim() == 2:
             output = output[:, :, None, None]
         n, units, _, cols = output.shape
@@ -147,13 +148,33 @@ class _LayerStats:
         self.bottom_of_max.add(-values, images, at_max)
         self.bottom_of_min.add(-least, images, lambda rows, unit: lows[rows, unit].argmin(dim=1))
         values = values.float().cpu()
-        self.moments.add(values)
+        self.moments.add(values, block)
         self.quantiles.add(values)
         if self.classes is not None and labels is not None:
-            self.classes.add(values, labels)
+            self.classes.add(values, labels, block)
         sample = torch.isin(images.cpu(), self.signature_images)
         if sample.any():
             self.signature.append(values[sample])
+
+    def skip(self, block: int) -> None:
+        """A batch none of whose images could be read: an empty block, so the statistics' tree stays whole."""
+        empty = torch.zeros(0, self.units)
+        self.moments.add(empty, block)
+        if self.classes is not None:
+            self.classes.add(empty, torch.zeros(0, dtype=torch.long), block)
+
+    def merge(self, other: _LayerStats) -> None:
+        """Absorb ``other``, the same layer scanned over the next shard of images (higher indices)."""
+        self.topk.merge(other.topk.result())
+        self.bottom_of_max.merge(other.bottom_of_max.result())
+        self.bottom_of_min.merge(other.bottom_of_min.result())
+        self.moments.merge(other.moments)
+        self.quantiles.merge(other.quantiles)
+        if self.classes is not None and other.classes is not None:
+            self.classes.merge(other.classes)
+        self.nonfinite += other.nonfinite
+        self.signature += other.signature
+        self.cols = self.cols or other.cols
 
     def result(self) -> LayerScan:
         moments = self.moments.result()
@@ -224,6 +245,19 @@ class ScanState:
         self.seen = 0
         self.count = 0
         self.failed: list[tuple[int, str]] = []
+        self.block_size = 0  # images per batch: batch ``i`` starts at image ``i * block_size``
+
+    def merge(self, other: ScanState) -> None:
+        """Absorb ``other``: the same scan over the next shard of images (every image above this
+        state's, whole batches of the same size); the result is what one pass over both gives."""
+        if sorted(other.layers) != sorted(self.layers):
+            raise ValueError(f"cannot merge the scan of layers {sorted(other.layers)} into {sorted(self.layers)}")
+        for name, layer in self.layers.items():
+            layer.merge(other.layers[name])
+        self.seen = max(self.seen, other.seen)
+        self.count += other.count
+        self.failed += other.failed
+        self.block_size = self.block_size or other.block_size
 
     def result(self) -> ScanResult:
         return ScanResult(
@@ -235,6 +269,7 @@ class ScanState:
     def state_dict(self) -> dict:
         return {
             "seen": self.seen,
+            "block_size": self.block_size,
             "count": self.count,
             "failed": [[i, reason] for i, reason in self.failed],
             "layers": {name: s.state_dict() for name, s in self.layers.items()},
@@ -243,7 +278,7 @@ class ScanState:
     def load_state_dict(self, state: dict) -> None:
         if sorted(state["layers"]) != sorted(self.layers):
             raise ValueError(f"state holds layers {sorted(state['layers'])}, expected {sorted(self.layers)}")
-        self.seen, self.count = state["seen"], state["count"]
+        self.seen, self.count, self.block_size = state["seen"], state["count"], state["block_size"]
         self.failed = [(int(i), str(reason)) for i, reason in state["failed"]]
         for name, layer_state in state["layers"].items():
             self.layers[name].load_state_dict(layer_state)
@@ -271,8 +306,9 @@ def scan(
     Args:
         model: the network; its device is used and its train/eval mode restored.
         layers: ``(layer name, units)`` for every layer to scan.
-        batches: :data:`Batch` tuples in image order (see convscope.data); when
-            resuming, starting at image ``state.seen``.
+        batches: :data:`Batch` tuples in image order, all of one size but the last, each
+            starting at a multiple of that size (batch ``i`` is block ``i`` of the statistics'
+            tree, :mod:`convscope.stats.tree`); when resuming, starting at image ``state.seen``.
         normalize: ``uint8 (N, 3, H, W)`` pixels to the model input, e.g.
             ``Preprocess.normalize``; it is cast to the model's dtype.
         k: hits kept per unit.
@@ -313,14 +349,19 @@ def scan(
                 f"layer {name!r} gave {units} units during the scan, {stats[name].units} in the dry run",
                 hint="the model's output shape depends on its input; use a fixed --input-size",
             )
-        stats[name].add(output, current["images"], current.get("labels"))
+        stats[name].add(output, current["images"], current.get("labels"), current["block"])
 
     bar = tqdm(total=total, initial=state.seen, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
     try:
         with eval_mode(model), torch.inference_mode(), capture(model, [n for n, _ in layers], on_output, stop_after_last=True):
             for pixels, indices, ok, errors in batches:
                 state.failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
-                if ok.any():
+                state.block_size = state.block_size or len(indices)
+                current["block"] = block = int(indices[0]) // state.block_size
+                if not ok.any():
+                    for layer in stats.values():
+                        layer.skip(block)
+                else:
                     current["images"] = indices[ok].to(device)
                     if state.labels is not None:
                         current["labels"] = state.labels[indices[ok]]

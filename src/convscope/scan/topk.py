@@ -85,6 +85,23 @@ class RunningTopK:
             self._positions = all_positions.gather(1, order)
         self._images.masked_fill_(self._values == float("-inf"), -1)  # nothing finite: no hit
 
+    def merge(self, other: TopK) -> None:
+        """Absorb the hits of another shard of images (e.g. another process's).
+
+        The result is what one pass over both shards would have kept: the ``k`` largest
+        values, ties broken by the lower image index, whichever shard came first.
+        """
+        values = torch.cat([self._values, other.values.to(self._values)], dim=1)
+        images = torch.cat([self._images, other.images.to(self._images)], dim=1)
+        positions = torch.cat([self._positions, other.positions.to(self._positions)], dim=1)
+        # Lower image first, then a stable sort by value: ties keep the lower image first.
+        # An empty slot (image -1) is always -inf and sorts after every real hit.
+        by_image = torch.sort(torch.where(images < 0, torch.iinfo(torch.long).max, images), dim=1, stable=True).indices
+        by_value = torch.sort(values.gather(1, by_image), dim=1, descending=True, stable=True).indices
+        order = by_image.gather(1, by_value)[:, : self.k]
+        self._values, self._images, self._positions = values.gather(1, order), images.gather(1, order), positions.gather(1, order)
+        self._images.masked_fill_(self._values == float("-inf"), -1)
+
     def result(self) -> TopK:
         """The current hits, strongest first (copies on the CPU)."""
         return TopK(self._values.cpu().clone(), self._images.cpu().clone(), self._positions.cpu().clone())
