@@ -107,15 +107,19 @@ def test_shards_scanned_apart_and_merged_equal_one_pass() -> None:
 
     def run(lo: int, hi: int) -> ScanState:
         state = ScanState(layers, k, sample, torch.device("cpu"), labels, 3)
-        state.seen = lo
+        state.seen, state.block_size, state.block = lo, batch, lo // batch  # what scan.job does for a shard
         scan(model, layers, batches(lo, hi), lambda p: p.float() / 255, k=k, progress=False, state=state)
         return state
 
     whole = run(0, 23).result()
-    parts = [run(s.start, s.stop) for s in (shard(23, batch, rank, 3) for rank in range(3))]
-    for part in parts[1:]:
-        parts[0].merge(part)
-    merged = parts[0].result()
+    for world in (3, 4):  # with 4, the last shard is the short last batch alone
+        parts = [run(s.start, s.stop) for s in (shard(23, batch, rank, world) for rank in range(world))]
+        for part in parts[1:]:
+            parts[0].merge(part)
+        _same_scan(parts[0].result(), whole, layers)
+
+
+def _same_scan(merged, whole, layers) -> None:
     assert merged.image_count == whole.image_count == 22 and merged.failed == whole.failed == ((8, "broken"),)
     for name, _ in layers:
         a, b = merged.layers[name], whole.layers[name]

@@ -130,7 +130,8 @@ def agree(group: dist.ProcessGroup | None, error: BaseException | None, what: st
         what: the step, for the message (``"the scan"``).
 
     Raises:
-        ConvscopeError: some other rank failed (this rank's own ``error`` is re-raised as is).
+        ConvscopeError: some rank failed; a rank's own ConvscopeError is raised as it is, any
+            other error becomes this message (chained to it).
     """
     if group is None:
         if error is not None:
@@ -139,15 +140,17 @@ def agree(group: dist.ProcessGroup | None, error: BaseException | None, what: st
     verdicts: list[str | None] = [None] * dist.get_world_size(group)
     mine = None if error is None else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     dist.all_gather_object(verdicts, mine, group=group)
-    if error is not None:
-        raise error
     failed = [(rank, text) for rank, text in enumerate(verdicts) if text is not None]
-    if failed:
-        rank, text = failed[0]
-        raise ConvscopeError(
-            f"{what} failed on rank {rank} of {len(verdicts)} ({text}); nothing was written",
-            hint="read that rank's error above; the scan state each rank saved lets the same command resume",
-        )
+    if not failed:
+        return
+    if isinstance(error, ConvscopeError):  # this rank's own clear message
+        raise error
+    rank, text = failed[0]
+    # Every rank says it, the failing one too: torchrun may stop the others before they print.
+    raise ConvscopeError(
+        f"{what} failed on rank {rank} of {len(verdicts)} ({text}); nothing was written",
+        hint="read that rank's error (--debug shows its traceback); the scan state each rank saved lets the same command resume",
+    ) from error
 
 
 def merge_on_rank0(state: ScanState, group: dist.ProcessGroup | None) -> ScanState | None:

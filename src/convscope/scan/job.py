@@ -78,7 +78,7 @@ def run_scan(
     pairs = [(info.name, info.units) for info in layers]
     classes = len(images.class_names or ())
     state = ScanState(pairs, job.k, signature_sample(len(images.paths)), model_device(network.model), images.labels, classes)
-    state.seen = part.start
+    state.seen, state.block_size, state.block = part.start, job.batch_size, part.start // job.batch_size
     saved = state_path(out, part)
     digest = resume.fingerprint(network, layers, images, job.k, job.batch_size, part.to_dict())
     every = job.checkpoint_every or CHECKPOINT_EVERY

@@ -246,6 +246,7 @@ class ScanState:
         self.count = 0
         self.failed: list[tuple[int, str]] = []
         self.block_size = 0  # images per batch: batch ``i`` starts at image ``i * block_size``
+        self.block = 0  # the number of the next batch (its block in the statistics' trees)
 
     def merge(self, other: ScanState) -> None:
         """Absorb ``other``: the same scan over the next shard of images (every image above this
@@ -258,6 +259,7 @@ class ScanState:
         self.count += other.count
         self.failed += other.failed
         self.block_size = self.block_size or other.block_size
+        self.block = max(self.block, other.block)
 
     def result(self) -> ScanResult:
         return ScanResult(
@@ -270,6 +272,7 @@ class ScanState:
         return {
             "seen": self.seen,
             "block_size": self.block_size,
+            "block": self.block,
             "count": self.count,
             "failed": [[i, reason] for i, reason in self.failed],
             "layers": {name: s.state_dict() for name, s in self.layers.items()},
@@ -278,7 +281,7 @@ class ScanState:
     def load_state_dict(self, state: dict) -> None:
         if sorted(state["layers"]) != sorted(self.layers):
             raise ValueError(f"state holds layers {sorted(state['layers'])}, expected {sorted(self.layers)}")
-        self.seen, self.count, self.block_size = state["seen"], state["count"], state["block_size"]
+        self.seen, self.count, self.block_size, self.block = state["seen"], state["count"], state["block_size"], state["block"]
         self.failed = [(int(i), str(reason)) for i, reason in state["failed"]]
         for name, layer_state in state["layers"].items():
             self.layers[name].load_state_dict(layer_state)
@@ -306,9 +309,11 @@ def scan(
     Args:
         model: the network; its device is used and its train/eval mode restored.
         layers: ``(layer name, units)`` for every layer to scan.
-        batches: :data:`Batch` tuples in image order, all of one size but the last, each
-            starting at a multiple of that size (batch ``i`` is block ``i`` of the statistics'
-            tree, :mod:`convscope.stats.tree`); when resuming, starting at image ``state.seen``.
+        batches: :data:`Batch` tuples in image order, all of one size but the last; batch
+            ``i`` is block ``state.block + i`` of the statistics' trees
+            (:mod:`convscope.stats.tree`: a shard that starts at image ``s`` sets
+            ``state.block_size`` and ``state.block = s // block_size``); when resuming,
+            starting at image ``state.seen``.
         normalize: ``uint8 (N, 3, H, W)`` pixels to the model input, e.g.
             ``Preprocess.normalize``; it is cast to the model's dtype.
         k: hits kept per unit.
@@ -356,8 +361,10 @@ def scan(
         with eval_mode(model), torch.inference_mode(), capture(model, [n for n, _ in layers], on_output, stop_after_last=True):
             for pixels, indices, ok, errors in batches:
                 state.failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
-                state.block_size = state.block_size or len(indices)
-                current["block"] = block = int(indices[0]) // state.block_size
+                if not state.block_size:  # the first batch: its number in the whole data set
+                    state.block_size, state.block = len(indices), state.seen // len(indices)
+                current["block"] = block = state.block
+                state.block += 1
                 if not ok.any():
                     for layer in stats.values():
                         layer.skip(block)
