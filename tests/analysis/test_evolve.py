@@ -117,7 +117,7 @@ def test_the_folder_is_written_atomically_and_refuses_foreign_folders(tmp_path: 
     before, after = _save(ColourNet(), tmp_path / "before.pt"), _save(_swapped_colours(), tmp_path / "after.pt")
     result = evolve(_network(ColourNet()), images, [before, after], k=2, projection="guided", progress=False)
     out = write_evolution(tmp_path / "evolve", result)
-    assert sorted(p.name for p in out.iterdir()) == ["evolution-conv.png", "evolution.json", "evolution.png", "settle.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["evolution-conv.png", "evolution.json", "evolution.png", "images", "settle.png"]
     record = json.loads((out / "evolution.json").read_text())
     assert record["format"] == "convscope-evolution" and [c["name"] for c in record["checkpoints"]] == ["before", "after"]
     (layer,) = record["layers"]

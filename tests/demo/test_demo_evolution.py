@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from convscope.atlas.viewer import find_analyses
 from convscope.demo import run as demo_run
 from convscope.demo import train as train_module
 from test_demo_train import _image_folder
@@ -25,6 +26,12 @@ def test_the_demo_writes_the_evolution_of_its_checkpoints(tmp_path: Path, monkey
     assert [layer["layer"] for layer in record["layers"]] == ["features.0", "features.3", "features.6", "features.8", "features.10"]
     assert all(len(layer["settle"]) == 2 for layer in record["layers"])
     assert (atlas / "evolution" / "settle.png").is_file() and (atlas / "evolution" / "evolution.png").is_file()
+    # The atlas's viewer was refreshed after the evolution was written: its data holds the record.
+    assert find_analyses(atlas) == [("evolution", "evolution", record)]
+    script = (atlas / "viewer" / "data" / "analyses.js").read_text()
+    assert script.startswith('window.convscopeRegister("evolution", 0, ') and script.count("\n") == 1
+    cells = [c for layer in record["layers"] for u in layer["units"] for c in u["checkpoints"] if c is not None]
+    assert cells and all((atlas / "evolution" / c["image_file"]).is_file() for c in cells)
     # A second run loads the cache (checkpoints included) instead of training.
     monkeypatch.setattr(train_module, "_fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
     demo_run.run_demo(tmp_path / "atlas", data=data, cache_dir=tmp_path / "cache", projection=None, progress=False)

@@ -54,7 +54,7 @@ def test_write_viewer_writes_page_assets_and_lazy_data(tmp_path: Path) -> None:
     manifest = json.loads((root / "manifest.json").read_text())
     assert decode_register_call((root / "viewer/data/manifest.js").read_text()) == ("manifest", None, manifest)
     data = sorted(p.name for p in (root / "viewer/data").iterdir())
-    assert data == ["layer-0.js", "layer-1.js", "layer-2.js", "manifest.js"]
+    assert data == ["analyses.js", "layer-0.js", "layer-1.js", "layer-2.js", "manifest.js"]
     for index, layer in enumerate(manifest["layers"]):
         hits = json.loads((root / layer["hits"]).read_text())
         assert decode_register_call((root / f"viewer/data/layer-{index}.js").read_text()) == ("layer", index, hits)
@@ -67,7 +67,7 @@ def test_write_viewer_writes_page_assets_and_lazy_data(tmp_path: Path) -> None:
 def test_assets_reference_nothing_outside_the_atlas(tmp_path: Path) -> None:
     root = make_atlas(tmp_path / "atlas", [("features.0", 1, 2, 2)])
     write_viewer(root)
-    for path in [root / "index.html", root / "viewer/viewer.js", root / "viewer/viewer.css"]:
+    for path in [root / "index.html", root / "viewer/viewer.js", root / "viewer/analyses.js", root / "viewer/viewer.css"]:
         text = path.read_text()
         assert not re.search(r"https?:|//[a-z]|@import|fonts\.", text, re.I), path
 

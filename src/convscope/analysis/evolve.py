@@ -44,7 +44,7 @@ from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
 from convscope.scan.gather import Chunk, Hit, units_hits
 from convscope.scan.scan import ScanResult, scan, signature_sample
-from convscope.views.base import Picture
+from convscope.views.base import Picture, padding_of
 from convscope.views.patch import PatchView
 from convscope.views.projection import ProjectionView
 
@@ -109,6 +109,8 @@ class LayerEvolution:
         settle: per checkpoint after the first, how settled the layer is since the one before.
         to_final: per checkpoint, how much of the last checkpoint's top hits it already has
             (the last one's is 1 wherever a unit is measured).
+        padding: per unit, how the network padded the image for it (``"zeros"``, ``"reflect"``, ...;
+            what a patch shows past the border).
     """
 
     layer: str
@@ -116,6 +118,7 @@ class LayerEvolution:
     cells: tuple[tuple[Cell | None, ...], ...]
     settle: tuple[Settle, ...]
     to_final: tuple[Settle, ...] = ()
+    padding: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class Evolution:
         checkpoints: the weights files, in training order. names: their labels (file stems by default).
         frames: the decoded images. layers: per layer its :class:`LayerEvolution`, shallow to deep.
         k: hits per unit in the scans. projection: ``"deconvnet"``, ``"guided"`` or ``None``.
+        fill: the ``uint8`` RGB colour of a zero model input (the mean), what zero padding shows.
     """
 
     checkpoints: tuple[Path, ...]
@@ -134,6 +138,7 @@ class Evolution:
     layers: tuple[LayerEvolution, ...]
     k: int
     projection: str | None
+    fill: tuple[int, int, int] = (0, 0, 0)
 
 
 def check_checkpoints(checkpoints: Sequence[str | Path]) -> tuple[Path, ...]:
@@ -378,5 +383,7 @@ def evolve(
         topk = [result.layers[info.name].topk for result in results]
         settle = tuple(settle_layer(topk[c - 1], topk[c]) for c in range(1, len(paths)))
         to_final = tuple(settle_layer(topk[c], topk[-1]) for c in range(len(paths)))
-        out.append(LayerEvolution(info.name, chosen[info.name], rows, settle, to_final))
-    return Evolution(paths, labels, frames, tuple(out), k, projection)
+        padding = tuple(padding_of(info, unit) for unit in chosen[info.name])
+        out.append(LayerEvolution(info.name, chosen[info.name], rows, settle, to_final, padding))
+    fill = tuple(int(c) for c in mean_colour(network.preprocess.mean))
+    return Evolution(paths, labels, frames, tuple(out), k, projection, fill)

@@ -3,7 +3,8 @@
 The flags are defined in :mod:`convscope.cli` with the other commands'; ``run`` gets the
 CLI's own model loader (``network_from_args(args) -> Network``), so the model and
 preprocessing flags mean exactly what they mean for ``convscope atlas``; there is no
-``--weights`` (each checkpoint brings its own).
+``--weights`` (each checkpoint brings its own). With ``--atlas ATLAS`` (instead of ``--out``)
+the folder is ``ATLAS/evolution`` and the atlas's viewer is refreshed to show it.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
     """Do ``convscope evolve``: returns the folder written."""
     from convscope.analysis.evolve import check_checkpoints, evolve
     from convscope.analysis.evolve_folder import check_evolution_out, write_evolution
+    from convscope.analysis.in_atlas import analysis_folder, refresh_viewer
 
     check_checkpoints(args.checkpoints)  # before loading anything: one checkpoint fails at once
-    check_evolution_out(Path(args.out))
+    target = analysis_folder(args.atlas, "evolution") if args.atlas else Path(args.out or "evolve")
+    check_evolution_out(target)
     network = network_from_args(args)
     evolution = evolve(
         network,
@@ -59,8 +62,10 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
         workers=args.workers,
         progress=not args.quiet,
     )
-    out = write_evolution(Path(args.out), evolution, {"source": network.source})
+    out = write_evolution(target, evolution, {"source": network.source})
     print(f"evolution: {out}\n  figure: {out / 'evolution.png'}\n  settle: {out / 'settle.png'}")
+    if args.atlas:
+        print(f"  viewer: {refresh_viewer(args.atlas)}#/evolution")
     for layer in evolution.layers:
         numbers = ", ".join("-" if s.topk_overlap is None else f"{s.topk_overlap:.2f}" for s in layer.settle)
         print(f"  {layer.layer}: top-{evolution.k} overlap between checkpoints: {numbers}")

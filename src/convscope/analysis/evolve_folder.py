@@ -5,12 +5,19 @@ The folder (format ``convscope-evolution``, version :data:`VERSION`):
 - ``evolution.png``: the Figure 4 layout of every layer (:func:`evolution_figure`);
 - ``evolution-<layer>.png``: each layer's block alone;
 - ``settle.png``: the settle curve of every layer (:func:`settle_figure`);
+- ``images/000012.jpg``: each image that is some cell's strongest hit, once, in the model-input
+  frame (after resize and crop, before normalisation), JPEG, as an atlas stores its images
+  (version 2; the viewer cuts the cells' patches out of them);
 - ``evolution.json``: ``{"format", "version", "model", "checkpoints": [{"name", "file", "sha256"}], "k",
-  "projection", "images": {"root", "count"}, "layers": [{"layer", "units": [{"unit", "checkpoints":
-  [{"image", "activation", "row", "col", "box", "changed"} | null]}], "settle": [{"from", "to",
-  "topk_overlap", "top1_same", "units"}], "to_final": [{"checkpoint", "topk_overlap", "top1_same",
-  "units"}]}]}`` (``settle``: each checkpoint against the one before; ``to_final``: against the last); ``image`` is a path relative to the image root,
-  ``box`` is ``[top, left, bottom, right)`` in model-input pixels.
+  "projection", "input_size": [H, W], "fill": [R, G, B], "images": {"root", "count", "read"},
+  "layers": [{"layer", "units": [{"unit", "padding", "checkpoints": [{"image", "image_file",
+  "activation", "row", "col", "box", "changed"} | null]}], "settle": [{"from", "to", "topk_overlap",
+  "top1_same", "units"}], "to_final": [{"checkpoint", "topk_overlap", "top1_same", "units"}]}]}``
+  (``settle``: each checkpoint against the one before; ``to_final``: against the last); ``image`` is
+  a path relative to the image root, ``image_file`` the stored image relative to this folder,
+  ``box`` is ``[top, left, bottom, right)`` in model-input pixels, ``padding`` what the network
+  padded the unit's input with (``"zeros"``: ``fill``, the mean colour), as in an atlas.
+  Version 1 had no ``images/``, ``image_file``, ``padding``, ``input_size`` or ``fill``.
 
 It is built under a temporary name beside ``out`` and renamed into place, so a crash leaves
 the previous folder or none. ``out`` may be missing, empty, or a previous evolution folder
@@ -26,11 +33,12 @@ from typing import Any
 from convscope.analysis.evolve import Evolution
 from convscope.analysis.evolve_figure import evolution_figure, layer_block
 from convscope.analysis.settle import settle_figure
-from convscope.atlas.writer import atomic_folder, check_out, write_json, write_png_atomic
+from convscope.atlas.format import image_file
+from convscope.atlas.writer import atomic_folder, check_out, write_jpeg, write_json, write_png_atomic
 from convscope.network.load import file_sha256
 
 FORMAT = "convscope-evolution"
-VERSION = 1
+VERSION = 2
 
 
 def check_evolution_out(out: Path) -> None:
@@ -50,7 +58,8 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
     layers = []
     for layer in evolution.layers:
         units = []
-        for unit, cells in zip(layer.units, layer.cells):
+        paddings = layer.padding or ("zeros",) * len(layer.units)
+        for unit, padding, cells in zip(layer.units, paddings, layer.cells):
             column = []
             for cell in cells:
                 if cell is None:
@@ -58,10 +67,10 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
                     continue
                 hit = cell.hit
                 column.append({
-                    "image": frames.path(hit.image), "activation": hit.activation, "row": hit.row, "col": hit.col,
-                    "box": list(hit.box), "changed": cell.changed,
+                    "image": frames.path(hit.image), "image_file": image_file(hit.image), "activation": hit.activation,
+                    "row": hit.row, "col": hit.col, "box": list(hit.box), "changed": cell.changed,
                 })
-            units.append({"unit": unit, "checkpoints": column})
+            units.append({"unit": unit, "padding": padding, "checkpoints": column})
         settle = [
             {"from": evolution.names[i], "to": evolution.names[i + 1], **s.to_dict()} for i, s in enumerate(layer.settle)
         ]
@@ -74,9 +83,16 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
         "checkpoints": [{"name": n, "file": str(p), "sha256": file_sha256(p)} for n, p in zip(evolution.names, evolution.checkpoints)],
         "k": evolution.k,
         "projection": evolution.projection,
+        "input_size": list(frames.pixels.shape[-2:]),
+        "fill": list(evolution.fill),
         "images": {"root": str(frames.images.root), "count": len(frames.pixels), "read": int(frames.ok.sum())},
         "layers": layers,
     }
+
+
+def winning_frames(evolution: Evolution) -> list[int]:
+    """The frames that are some cell's strongest hit, each once, in order (what ``images/`` holds)."""
+    return sorted({cell.hit.image for layer in evolution.layers for cells in layer.cells for cell in cells if cell is not None})
 
 
 def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any] | None = None) -> Path:
@@ -104,5 +120,7 @@ def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any]
                 [l.layer for l in evolution.layers], evolution.names, [l.settle for l in evolution.layers], [l.to_final for l in evolution.layers]
             ),
         )
+        for frame in winning_frames(evolution):
+            write_jpeg(tmp / image_file(frame), evolution.frames.pixels_hwc(frame))
         write_json(tmp / "evolution.json", evolution_record(evolution, model))
     return out

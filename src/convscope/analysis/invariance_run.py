@@ -3,6 +3,8 @@
 The folder holds ``invariance.png`` (:func:`~convscope.analysis.plots.invariance_figure`) and
 ``invariance.json`` (:meth:`Invariance.to_dict` plus the model and the sweeps); each file is
 written under a temporary name and renamed; existing files are refused unless ``force``.
+``convscope invariance --atlas ATLAS`` writes the folder as ``ATLAS/invariance`` (the atlas viewer
+shows it: its record says ``"format": "convscope-invariance"``).
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def run_invariance(
             bar.close()
 
 
-def write_invariance(result: Invariance, out: str | Path, *, model: str = "", force: bool = False) -> Path:
-    """Write ``out/invariance.png`` and ``out/invariance.json``; returns ``out``.
+def check_invariance_out(out: str | Path, force: bool = False) -> tuple[Path, Path]:
+    """``(out/invariance.png, out/invariance.json)``, refused if either exists without ``force``
+    (call it before the sweeps, so that a wrong ``--out`` fails at once).
 
     Raises:
         ConvscopeError: a file exists and ``force`` is not set.
@@ -71,7 +74,18 @@ def write_invariance(result: Invariance, out: str | Path, *, model: str = "", fo
     picture, record = out / "invariance.png", out / "invariance.json"
     for path in (picture, record):
         if path.exists() and not force:
-            raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out")
+            raise ConvscopeError(f"{path} exists", hint="pass --force to overwrite it, or choose another --out or --atlas")
+    return picture, record
+
+
+def write_invariance(result: Invariance, out: str | Path, *, model: str = "", force: bool = False) -> Path:
+    """Write ``out/invariance.png`` and ``out/invariance.json``; returns ``out``.
+
+    Raises:
+        ConvscopeError: a file exists and ``force`` is not set.
+    """
+    out = Path(out)
+    picture, record = check_invariance_out(out, force)
     write_png_atomic(picture, invariance_figure(result, model))
     tmp = record.with_name(".invariance.json.partial")
     write_json(tmp, {"format": "convscope-invariance", "version": 1, "model": model, **result.to_dict()})

@@ -9,8 +9,13 @@ small JavaScript files that hand it to one registration function::
     ATLAS/viewer/data/manifest.js     convscopeRegister("manifest", null, JSON.parse('...'))
     ATLAS/viewer/data/layer-0.js      convscopeRegister("layer", 0, JSON.parse('...'))
 
+    ATLAS/viewer/data/analyses.js     convscopeRegister("evolution", 0, JSON.parse('{"folder": ...}')) ...
+
 ``layer-<i>.js`` holds ``layers[i].hits`` of the manifest; the page loads it
-only when that layer is shown. Nothing is fetched from outside the atlas.
+only when that layer is shown. ``analyses.js`` holds the records of the analyses
+kept inside the atlas (:func:`find_analyses`: ``ATLAS/evolution/`` from ``convscope
+evolve --atlas``, ``ATLAS/invariance/`` ...), one call per folder, loaded with the
+page. Nothing is fetched from outside the atlas.
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ from typing import Any
 
 from convscope.atlas.format import read_layer_hits, read_manifest
 
-#: The assets copied from the package: the page, its script and its styles.
-ASSET_NAMES = ("index.html", "viewer.js", "viewer.css")
+#: The assets copied from the package: the page, its scripts and its styles.
+ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "viewer.css")
+
+#: Analysis folders the viewer shows: record file -> (its "format", the data script's kind).
+ANALYSIS_RECORDS = {
+    "evolution.json": ("convscope-evolution", "evolution"),
+    "invariance.json": ("convscope-invariance", "invariance"),
+}
 
 #: Characters that must not appear raw inside a JS string literal in a page.
 _JS_STRING_ESCAPES = str.maketrans({
@@ -66,10 +77,54 @@ def _register(kind: str, index: int | None, text: str) -> str:
     return f"window.convscopeRegister({kind_js}, {index_js}, JSON.parse('{literal}'));\n"
 
 
+def find_analyses(atlas_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """The analyses kept inside an atlas: ``(kind, folder name, record)`` per direct subfolder
+    whose record file (:data:`ANALYSIS_RECORDS`) holds a JSON object with that record's
+    ``"format"``, in folder-name order.
+
+    Links (folders or records) are skipped, so the viewer never reads outside the atlas; so
+    are folders whose record is missing, unreadable or of another format.
+
+    Example:
+        >>> find_analyses(Path("atlas"))  # doctest: +SKIP
+        [('evolution', 'evolution', {'format': 'convscope-evolution', ...})]
+    """
+    found = []
+    for folder in sorted(Path(atlas_dir).iterdir(), key=lambda path: path.name):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for record_name, (format, kind) in ANALYSIS_RECORDS.items():
+            record = _read_record(folder / record_name)
+            if isinstance(record, dict) and record.get("format") == format:
+                found.append((kind, folder.name, record))
+    return found
+
+
+def _read_record(path: Path) -> Any:
+    """The parsed JSON of a regular file (not a link), or ``None`` if it is missing, unreadable or
+    holds ``NaN`` or ``Infinity`` (not JSON, and not what convscope writes)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_bytes(), parse_constant=_not_json)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def analyses_script(analyses: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
+    """The data script of :func:`find_analyses`'s result: per analysis one call with
+    ``{"folder": name, "record": record}``, indexed in order (an empty script without any)."""
+    return "".join(js_register_call(kind, index, {"folder": folder, "record": record}) for index, (kind, folder, record) in enumerate(analyses))
+
+
 def write_viewer(atlas_dir: Path, layer_texts: Sequence[str] | None = None) -> None:
     """Write ``index.html`` and ``viewer/`` (assets and data scripts) into an atlas.
 
-    Reads ``manifest.json`` and, unless ``layer_texts`` (each layer's hits as
+    Reads ``manifest.json``, the analysis folders inside the atlas (:func:`find_analyses`) and, unless ``layer_texts`` (each layer's hits as
     :func:`to_json` text, in the manifest's order: what its ``hits.json`` holds) is
     given, each layer's ``hits.json``; replaces any earlier ``viewer/`` folder so no
     stale layer data is left behind.
@@ -96,3 +151,4 @@ def write_viewer(atlas_dir: Path, layer_texts: Sequence[str] | None = None) -> N
     (data_dir / "manifest.js").write_text(js_register_call("manifest", None, manifest), encoding="ascii")
     for index, text in enumerate(layer_texts):
         (data_dir / f"layer-{index}.js").write_text(_register("layer", index, text), encoding="ascii")
+    (data_dir / "analyses.js").write_text(analyses_script(find_analyses(atlas_dir)), encoding="ascii")

@@ -2,7 +2,8 @@
 
 Beside the atlas, in ``<atlas>/evolution/``, it writes the evolution of the demo network's
 units over its training checkpoints (Zeiler & Fergus's Figure 4, see
-:mod:`convscope.analysis.evolve`), from the checkpoints the training kept (no extra training).
+:mod:`convscope.analysis.evolve`), from the checkpoints the training kept (no extra training),
+and refreshes the atlas's viewer so that it shows them (``index.html#/evolution``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from convscope.analysis.evolve import evolve
 from convscope.analysis.evolve_folder import write_evolution
+from convscope.analysis.in_atlas import refresh_viewer
 from convscope.atlas.writer import check_out
 from convscope.demo.model import CONV_LAYERS, TinyAlexNet
 from convscope.demo.photos import export_tiles
@@ -83,6 +85,7 @@ def run_demo(
             progress=progress,
         )
         evolution = write_evolution(atlas / "evolution", steps, network.describe())
+        refresh_viewer(atlas)  # the viewer shows the evolution (its route #/evolution)
     training = result.training
     print(
         f"demo network: {training['task']} task, {training['steps']} steps, "
@@ -90,5 +93,5 @@ def run_demo(
     )
     print(f"atlas:    {atlas}\noverview: {atlas / 'overview.png'}\nviewer:   {atlas / 'index.html'}")
     if evolution is not None:
-        print(f"training: {evolution / 'evolution.png'}\nsettling: {evolution / 'settle.png'}")
+        print(f"training: {evolution / 'evolution.png'}\nsettling: {evolution / 'settle.png'}\nin the viewer: {atlas / 'index.html'}#/evolution")
     return atlas

@@ -1,9 +1,10 @@
 /* convscope atlas viewer: vanilla JS, no build step, works from file://.
  *
  * Data arrives as scripts that call window.convscopeRegister(kind, index, payload):
- * viewer/data/manifest.js at page load, viewer/data/layer-<i>.js when layer i is shown.
- * Every string from the data goes into the page as text (textContent / text nodes),
- * never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>.
+ * viewer/data/analyses.js and viewer/data/manifest.js at page load, viewer/data/layer-<i>.js
+ * when layer i is shown. Every string from the data goes into the page as text (textContent /
+ * text nodes), never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>, and #/<folder>
+ * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it).
  */
 (function () {
   "use strict";
@@ -21,6 +22,8 @@
     cursor: -1,              // position in order of the highlighted card (layer view)
     observer: null,
     token: 0,
+    analyses: [],            // [{kind, folder, record}] of the analysis folders inside the atlas
+    views: null,             // what window.convscopeAnalyses returned (viewer/analyses.js)
   };
 
   window.convscopeRegister = function (kind, index, payload) {
@@ -31,6 +34,8 @@
       state.layers.set(index, payload);
       const waiting = state.pending.get(index);
       if (waiting) waiting.resolve(payload);
+    } else if ((kind === "evolution" || kind === "invariance") && isObject(payload) && isObject(payload.record) && typeof payload.folder === "string") {
+      state.analyses.push({ kind, folder: payload.folder, record: payload.record });
     }
   };
 
@@ -350,6 +355,13 @@
 
   /* One hit's patch at one canvas pixel per image pixel (up to PICTURE_SIDE), shown `display` wide. */
   function patchCanvas(layer, unit, hit, display) {
+    return boxCanvas(hit, atlasUrl(hit.image_file), paddingOf(layer, unit), fillColour(), display);
+  }
+
+  /* The patch of `hit.box` cut out of the image at `url` (null: none), past the border as padding
+     `mode` shows it (`fill` for zero padding), one canvas pixel per image pixel up to PICTURE_SIDE,
+     shown `display` CSS pixels on its longer side; data-drawn="1" once drawn. */
+  function boxCanvas(hit, url, mode, fill, display) {
     const [top, left, bottom, right] = hit.box;
     const scale = Math.min(1, PICTURE_SIDE / Math.max(bottom - top, right - left));
     const canvas = el("canvas", { class: "patch", width: Math.max(1, Math.round((right - left) * scale)), height: Math.max(1, Math.round((bottom - top) * scale)) });
@@ -357,12 +369,13 @@
     canvas.style.width = `${canvas.width * fit}px`;
     canvas.style.height = `${canvas.height * fit}px`;
     canvas.dataset.box = hit.box.join(",");
-    const url = atlasUrl(hit.image_file);
     if (url) {
       loadImage(url).then((img) => {
-        drawPatch(canvas.getContext("2d"), img, hit.box, paddingOf(layer, unit), fillColour(), 0, 0, scale);
+        drawPatch(canvas.getContext("2d"), img, hit.box, mode, fill, 0, 0, scale);
         canvas.dataset.drawn = "1";
       }, () => canvas.classList.add("broken"));
+    } else {
+      canvas.classList.add("broken");
     }
     return canvas;
   }
@@ -423,6 +436,7 @@
         el("span", { class: "layer-meta", text: `RF ${describeField(layer)}` })));
       names.append(el("option", { value: layer.name }));
     });
+    if (state.views) nav.append(...state.views.navLinks());
   }
 
   function markCurrentLayer(index) {
@@ -454,7 +468,8 @@
       el("tbody", null, ...rows));
     const overview = el("img", { class: "overview", src: "overview.png", alt: "overview: top patches of a few units per layer" });
     overview.onerror = () => overview.remove();
-    setMain("home", el("h1", { text: "Layers" }), table, ...depthSection(), el("h2", { text: "Overview" }), overview);
+    setMain("home", el("h1", { text: "Layers" }), table, ...(state.views ? state.views.homeSection() : []), ...depthSection(),
+      el("h2", { text: "Overview" }), overview);
   }
 
   /* The layers' summaries over depth (version 3) as a table, and statistics.png when the atlas has it. */
@@ -779,6 +794,7 @@
       state.manifest.occlusion && unit.hits.length ? el("figure", { class: "occlusion" },
         el("img", { src: gridUrl(layer.name, unitNo, false, "-occlusion"), alt: "occlusion map of the top hit" }),
         el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
+      state.views ? state.views.unitSection(layer.name, unitNo) : null,
       bottom ? el("h2", { class: "section-title", text: "Top hits: strongest activations" }) : null,
       unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
       bottomSection,
@@ -949,6 +965,7 @@
     let hash = location.hash.slice(1);
     try { hash = decodeURIComponent(hash); } catch (e) { return { view: "missing", text: hash }; }
     if (!hash) return { view: "home" };
+    if (hash.startsWith("/")) return { view: "analysis", folder: hash.slice(1) };
     if (state.layerIndex.has(hash)) return { view: "layer", layer: state.layerIndex.get(hash) };
     const slash = hash.lastIndexOf("/");
     const name = hash.slice(0, slash), unit = hash.slice(slash + 1);
@@ -965,6 +982,12 @@
     state.route = target;
     if (target.view === "home") { renderHome(); return; }
     if (target.view === "missing") { renderMissing(`nothing in this atlas is called “${target.text}”`); return; }
+    if (target.view === "analysis") {
+      markCurrentLayer(-1);
+      if (!state.views || !state.views.render(target.folder)) renderMissing(`this atlas has no analysis folder “${target.folder}”`);
+      else window.scrollTo(0, 0);
+      return;
+    }
     let layerData;
     try {
       layerData = await loadLayer(target.layer);
@@ -1057,7 +1080,16 @@
     if (handled) event.preventDefault();
   }
 
+  /* The helpers viewer/analyses.js draws with (it keeps no state of its own but its data). */
+  function analysisApi() {
+    return {
+      el, fmt, pct, num2, isNum, isObject, atlasUrl, boxCanvas, fillColour, routeHash, setMain,
+      layerNamed: (name) => (state.layerIndex.has(name) ? state.manifest.layers[state.layerIndex.get(name)] : null),
+    };
+  }
+
   function start() {
+    if (typeof window.convscopeAnalyses === "function") state.views = window.convscopeAnalyses(analysisApi(), state.analyses);
     renderHeader();
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
