@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -61,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("atlas", help="scan a folder of images and write the atlas of every unit", description="Scan IMAGES with MODEL; for every unit of the chosen layers keep the k image patches that activate it most, cropped to its receptive field, and write them as an atlas folder (the winning images, every unit's hits, overview.png, the viewer index.html, manifest.json; --grids adds a PNG grid per unit and a mosaic per layer).")
     _add_model_args(p)
-    p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively; an ImageFolder layout (one folder per class) gives labels")
+    p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively (an ImageFolder layout, one folder per class, gives labels), or a text file listing image paths one per line, relative to --root")
     p.add_argument("--out", "-o", required=True, metavar="ATLAS", help="atlas folder to write; a previous atlas there is replaced atomically")
+    p.add_argument("--root", metavar="FOLDER", help="the folder the paths of an IMAGES list file are relative to (default: the list file's folder)")
+    subset = p.add_mutually_exclusive_group()
+    subset.add_argument("--limit", type=_positive, metavar="N", help="scan only the first N images (in image order)")
+    subset.add_argument("--sample", type=_positive, metavar="N", help="scan N images drawn at random (seeded by --seed, kept in image order): a quick look at a big data set")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan: dotted names, shell globs ('layer*.conv2', quote them) or type:CLASS ('type:Conv2d': every conv) or the keywords 'blocks' and 'convs' (default: blocks, the stem and every block; 'convs': every Conv2d that runs); `convscope layers MODEL` lists them")
     p.add_argument("-k", type=_positive, default=9, help="hits kept per unit (default 9: 3x3 grids)")
     p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
@@ -78,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast-decode", action="store_true", help="decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8, Pillow's draft) before the resize: faster, but trades exactness for speed, as pixels (and so activations) no longer equal torchvision's Resize + CenterCrop of the full image (default: full-resolution decode)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
+    p.add_argument("--checkpoint-every", type=_positive, metavar="N", help="images between two saves of the scan state that a rerun resumes from (default 2000; per process under torchrun)")
 
     p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
     _add_model_args(p)
@@ -153,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively")
     p.add_argument("--checkpoints", nargs="+", required=True, metavar="CKPT", help="two or more state-dict files (as --weights takes), in training order")
     p.add_argument("--names", nargs="+", metavar="NAME", help="a label per checkpoint for the figures (default: the file names without suffix)")
-    p.add_argument("--out", "-o", default="evolve", metavar="FOLDER", help="folder to write (default ./evolve); a previous evolution folder there is replaced atomically")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", "-o", metavar="FOLDER", help="folder to write (default ./evolve); a previous evolution folder there is replaced atomically")
+    where.add_argument("--atlas", metavar="ATLAS", help="write into this atlas, as ATLAS/evolution, and refresh its viewer to show it (instead of --out)")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to follow (as for `convscope atlas`; default: the stem and every block)")
     p.add_argument("--units", nargs="+", metavar="LAYER:UNITS", help="units to show, e.g. features.3:12 or features.3:0-5 (default: per layer the --per-layer clearest, mutually different units of the last checkpoint)")
     p.add_argument("--per-layer", type=_positive, default=6, metavar="N", help="units shown per layer by the default rule (default 6)")
@@ -167,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("invariance", help="Zeiler & Fergus's Figure 5: feature distances and class probability under translation, scale and rotation", description="Sweep a few images (default 5 of IMAGES, or the files given) through vertical translation (the paper's -60..+60 px of 224, as 27% of the input side), scale 1.0..1.8 and rotation 0..350 degrees in the model-input frame; record the relative distance ||f(Tx)-f(x)||/||f(x)|| at the first conv and at the penultimate layer (pooled), the true class's probability where labels are known, optionally one unit's spatial max, and Zhang (2019)'s shift consistency. Writes OUT/invariance.png and OUT/invariance.json.")
     _add_model_args(p)
     p.add_argument("images", metavar="IMAGES", nargs="+", help="a folder (COUNT images spread over it, one per class in an ImageFolder layout) or image files")
-    p.add_argument("--out", "-o", default="invariance", metavar="FOLDER", help="folder for invariance.png and invariance.json (default invariance/)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", "-o", metavar="FOLDER", help="folder for invariance.png and invariance.json (default invariance/)")
+    where.add_argument("--atlas", metavar="ATLAS", help="write into this atlas, as ATLAS/invariance, and refresh its viewer to show it (instead of --out)")
     p.add_argument("--count", type=_positive, default=5, help="images taken from a folder (default 5)")
     p.add_argument("--labels-from-name", metavar="REGEX", help="the true class from the file name: the regex's first group, matched against the model's class names, e.g. '^n\\d+_(.+)\\.' for ImageNet's n01440764_tench.jpg")
     p.add_argument("--unit", metavar="LAYER:UNIT", help="also draw this unit's spatial max under each transformation")
@@ -242,7 +253,14 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         labels_from_name=args.labels_from_name,
         progress=not args.quiet,
         resume=not args.no_resume,
+        checkpoint_every=args.checkpoint_every,
+        root=args.root,
+        limit=args.limit,
+        sample=args.sample,
+        seed=args.seed,
     )
+    if int(os.environ.get("RANK", "0")) > 0:  # another process of a torchrun job: rank 0 wrote the atlas and says where
+        return
     print(f"atlas: {out}\n  overview: {out / 'overview.png'}\n  viewer:   {out / 'index.html'}")
 
 
@@ -519,8 +537,11 @@ def _cmd_evolve(args: argparse.Namespace) -> None:
 
 
 def _cmd_invariance(args: argparse.Namespace) -> None:
-    from convscope.analysis.invariance_run import run_invariance, write_invariance
+    from convscope.analysis.in_atlas import analysis_folder, refresh_viewer
+    from convscope.analysis.invariance_run import check_invariance_out, run_invariance, write_invariance
 
+    out = analysis_folder(args.atlas, "invariance") if args.atlas else Path(args.out or "invariance")
+    check_invariance_out(out, args.force)
     unit = None
     if args.unit:
         layer, _, index = args.unit.rpartition(":")
@@ -529,9 +550,11 @@ def _cmd_invariance(args: argparse.Namespace) -> None:
         unit = (layer, int(index))
     images = args.images[0] if len(args.images) == 1 else args.images
     result = run_invariance(_network(args), images, count=args.count, labels_from_name=args.labels_from_name, unit=unit, shift=args.max_shift, pairs=args.pairs, seed=args.seed, progress=not args.quiet)
-    out = write_invariance(result, args.out, model=args.model, force=args.force)
+    write_invariance(result, out, model=args.model, force=args.force)
     print(f"layers {result.first_layer} and {result.late_layer}; mean shift consistency {result.mean_consistency:.3f}")
     print(f"figure and numbers: {out}/invariance.png, {out}/invariance.json")
+    if args.atlas:
+        print(f"viewer: {refresh_viewer(args.atlas)}#/invariance")
 
 
 COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve, "invariance": _cmd_invariance}
