@@ -88,7 +88,10 @@ def served(request, tmp_path_factory, browser):
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=2, padding_mode=mode)
     ).eval()
-    nn.init.normal_(model[0].weight, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)  # every weight seeded: the test does not depend on earlier tests' random state
+    for layer in (model[0], model[2]):
+        nn.init.normal_(layer.weight, generator=generator)
+        nn.init.normal_(layer.bias, generator=generator)
     write_images(root / "images", 10, SIDE, seed=3)
     preprocess = Preprocess(input_size=(SIDE, SIDE), resize=None, mean=MEAN, std=(0.25,) * 3)
     out = make_atlas(Network(model, "pad", preprocess), root / "images", root / "atlas", layers=["0", "2"], k=4, grids=True, progress=False)
