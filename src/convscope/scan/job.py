@@ -92,7 +92,7 @@ def run_scan(
         scan(
             network.model,
             pairs,
-            make_loader(todo, batch_size=job.batch_size, workers=job.workers),
+            make_loader(todo, batch_size=job.batch_size, workers=job.workers, pin_memory=model_device(network.model).type == "cuda"),
             network.preprocess.normalize,
             k=job.k,
             total=part.stop,

@@ -372,7 +372,8 @@ def scan(
                     current["images"] = indices[ok].to(device)
                     if state.labels is not None:
                         current["labels"] = state.labels[indices[ok]]
-                    x = normalize(pixels[ok].to(device, non_blocking=True)).to(dtype)
+                    on_device = pixels.to(device, non_blocking=True)  # from pinned memory, an asynchronous copy
+                    x = normalize(on_device if ok.all() else on_device[ok.to(device)]).to(dtype)
                     run_until_captured(model, x)
                     state.count += int(ok.sum())
                 state.seen += len(indices)
