@@ -71,13 +71,6 @@ def shard(images: int, batch_size: int, rank: int = 0, world: int = 1) -> Shard:
     return Shard(rank, world, min(images, first * batch_size), min(images, last * batch_size))
 
 
-def rank_and_world() -> tuple[int, int]:
-    """``(rank, world size)`` of the default process group, ``(0, 1)`` without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def launched() -> bool:
     """Whether this process was started by ``torchrun`` (or with its environment) for more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
@@ -162,11 +155,11 @@ def merge_on_rank0(state: ScanState, group: dist.ProcessGroup | None) -> ScanSta
         return state
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     if rank != 0:
-        dist.send_object_list([state.state_dict()], dst=_global(group, 0), group=group)
+        dist.send_object_list([state.state_dict()], dst=dist.get_global_rank(group, 0), group=group)
         return None
     for other in range(1, world):
         received: list[dict | None] = [None]
-        dist.recv_object_list(received, src=_global(group, other), group=group)
+        dist.recv_object_list(received, src=dist.get_global_rank(group, other), group=group)
         part = _empty_like(state)
         part.load_state_dict(received[0])
         state.merge(part)
@@ -179,8 +172,3 @@ def _empty_like(state: ScanState) -> ScanState:
     classes = first.classes.classes if first.classes is not None else 0
     layers = [(name, layer.units) for name, layer in state.layers.items()]
     return ScanState(layers, first.topk.k, first.signature_images, torch.device("cpu"), state.labels.tolist() if state.labels is not None else None, classes)
-
-
-def _global(group: dist.ProcessGroup, rank: int) -> int:
-    """The default group's rank of ``group``'s rank ``rank``."""
-    return dist.get_global_rank(group, rank)

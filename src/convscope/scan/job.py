@@ -77,7 +77,8 @@ def run_scan(
     part = distributed.shard(len(images), job.batch_size, rank, world)
     pairs = [(info.name, info.units) for info in layers]
     classes = len(images.class_names or ())
-    state = ScanState(pairs, job.k, signature_sample(len(images.paths)), model_device(network.model), images.labels, classes)
+    device = model_device(network.model)
+    state = ScanState(pairs, job.k, signature_sample(len(images.paths)), device, images.labels, classes)
     state.seen, state.block_size, state.block = part.start, job.batch_size, part.start // job.batch_size
     saved = state_path(out, part)
     digest = resume.fingerprint(network, layers, images, job.k, job.batch_size, part.to_dict())
@@ -92,7 +93,7 @@ def run_scan(
         scan(
             network.model,
             pairs,
-            make_loader(todo, batch_size=job.batch_size, workers=job.workers, pin_memory=model_device(network.model).type == "cuda"),
+            make_loader(todo, batch_size=job.batch_size, workers=job.workers, pin_memory=device.type == "cuda"),
             network.preprocess.normalize,
             k=job.k,
             total=part.stop,
