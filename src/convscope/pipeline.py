@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.atlas.build import RenderOptions, write_atlas
+from convscope.atlas.build import RenderOptions, serve_atlas, write_atlas
+from convscope.atlas.deal import Deal
 from convscope.atlas.writer import check_out
 from convscope.data import ImageList, failure_reason, image_source, labels_from_csv, labels_from_name, open_rgb, take
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
@@ -54,8 +55,9 @@ def make_atlas(
     """Scan ``images`` with ``model`` and write the atlas of its units to ``out``.
 
     Under ``torchrun`` (or in a process group the caller made) every process scans its
-    shard of the images, the shards are merged exactly on rank 0, and rank 0 writes the
-    atlas: the same atlas one process writes (see :mod:`convscope.scan.distributed`).
+    shard of the images, the shards are merged exactly on rank 0, every rank computes its
+    share of the units' pictures (pass 2), and rank 0 writes the atlas: the same atlas one
+    process writes (see :mod:`convscope.scan.distributed` and :mod:`convscope.atlas.deal`).
 
     Args:
         model: a model source (``torchvision:alexnet``, ``file.py:make``, a TorchScript
@@ -112,27 +114,31 @@ def make_atlas(
     job = ScanJob(k, batch_size, workers, resume, checkpoint_every, progress)
     options = RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis)
     with distributed.process_group(model_device(network.model)) as group:
-        result = run_scan(network, image_list, infos, Path(out), job, group)
+        result = distributed.share(run_scan(network, image_list, infos, Path(out), job, group), group)
+        deal = Deal(group)
         error = None
         try:
-            if result is not None:  # rank 0 writes
-                _write(Path(out), network, image_list, infos, result, k, projection, options, progress)
+            if result.image_count == 0:  # on every rank
+                reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in result.failed[:3])
+                raise DataError(f"no image in {image_list.root} could be read ({reasons})", hint="check the files open in an image viewer")
+            if deal.writes:
+                _write(Path(out), network, image_list, infos, result, k, projection, options, progress, deal)
+            else:
+                serve_atlas(network, image_list, infos, result, options=options, deal=deal)
         except Exception as exc:  # told to the other ranks before it is raised here
             error = exc
+        deal.finish(error)
         distributed.agree(group, error, "writing the atlas")
-        if result is not None:
+        if deal.writes:
             remove_states(Path(out))
     return Path(out)
 
 
 def _write(
     out: Path, network: Network, image_list: ImageList, infos: Sequence[LayerInfo], result: ScanResult, k: int, projection: str | None,
-    options: RenderOptions, progress: bool,
+    options: RenderOptions, progress: bool, deal: Deal,
 ) -> Path:
     """Warn about what the scan found, then write the atlas (rank 0's part of :func:`make_atlas`)."""
-    if result.image_count == 0:
-        reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in result.failed[:3])
-        raise DataError(f"no image in {image_list.root} could be read ({reasons})", hint="check the files open in an image viewer")
     skipped = len(image_list.skipped) + len(result.failed)
     if skipped:
         warnings.warn(f"{skipped} files were skipped (listed in the atlas manifest)", ConvscopeWarning, stacklevel=2)
@@ -159,7 +165,7 @@ def _write(
             ConvscopeWarning,
             stacklevel=2,
         )
-    return write_atlas(out, network, image_list, infos, result, k=k, options=options, progress=progress)
+    return write_atlas(out, network, image_list, infos, result, k=k, options=options, progress=progress, deal=deal)
 
 
 def with_labels(images: ImageList, csv: str | Path | None, pattern: str | None) -> ImageList:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from convscope import __version__
+from convscope.atlas.deal import Deal
 from convscope.atlas.files import AtlasFiles
 from convscope.atlas.unit_stats import layer_statistics
 from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_file, layer_dir
@@ -44,7 +46,7 @@ from convscope.render.depth import depth_figure
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
-from convscope.scan.gather import Chunk, Hit, PixelCache, chunks
+from convscope.scan.gather import Chunk, Hit, PixelCache, gather_chunk, unit_chunks
 from convscope.scan.scan import LayerScan, ScanResult
 from convscope.views import FeatureVisView, OcclusionView, PatchView, Picture, ProjectionView, UnitView
 
@@ -132,18 +134,34 @@ class UnitResult:
 
 
 def unit_results(
-    info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], cache: PixelCache, pictured: Container[int] | None = None
+    info: LayerInfo,
+    scan: LayerScan,
+    views: Sequence[UnitView],
+    cache: PixelCache,
+    pictured: Container[int] | None = None,
+    deal: Deal | None = None,
 ) -> Iterator[UnitResult]:
     """Every unit of a layer in unit order, with its views' pictures if it is in ``pictured``
-    (default: every unit); memory bounded by a chunk."""
-    for chunk in chunks(scan, range(info.units), info.fields, cache):
-        chosen = [i for i, unit in enumerate(chunk.units) if pictured is None or unit in pictured]
-        part = Chunk([chunk.units[i] for i in chosen], [chunk.hits[i] for i in chosen], chunk.pixels)
-        made = {view.name: dict(zip(chosen, view(info, part))) for view in views} if chosen else {}
-        bottoms = chunk.bottom or [[] for _ in chunk.units]
-        for i, (unit, hits, bottom) in enumerate(zip(chunk.units, chunk.hits, bottoms)):
-            pixels = {hit.image: chunk.pixels[hit.image] for hit in hits + bottom}
-            yield UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels, bottom)
+    (default: every unit); memory bounded by a chunk. With a ``deal`` (pass 2 on many
+    processes), each chunk is computed by its rank and the results come out on rank 0 only."""
+    for units in unit_chunks(info.units):
+        compute = partial(_chunk_results, info, scan, units, views, cache, pictured)
+        yield from (deal.chunk(compute) if deal is not None else compute()) or []
+
+
+def _chunk_results(
+    info: LayerInfo, scan: LayerScan, units: Sequence[int], views: Sequence[UnitView], cache: PixelCache, pictured: Container[int] | None
+) -> list[UnitResult]:
+    """:func:`unit_results` of one chunk of ``units``."""
+    chunk = gather_chunk(scan, units, info.fields, cache)
+    chosen = [i for i, unit in enumerate(chunk.units) if pictured is None or unit in pictured]
+    part = Chunk([chunk.units[i] for i in chosen], [chunk.hits[i] for i in chosen], chunk.pixels)
+    made = {view.name: dict(zip(chosen, view(info, part))) for view in views} if chosen else {}
+    results = []
+    for i, (unit, hits, bottom) in enumerate(zip(chunk.units, chunk.hits, chunk.bottom or [[] for _ in chunk.units])):
+        pixels = {hit.image: chunk.pixels[hit.image] for hit in hits + bottom}
+        results.append(UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels, bottom))
+    return results
 
 
 def write_atlas(
@@ -156,16 +174,21 @@ def write_atlas(
     k: int,
     options: RenderOptions = RenderOptions(),
     progress: bool = True,
+    deal: Deal | None = None,
 ) -> Path:
-    """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas)."""
-    views = views_for(network, options, data_colour(images, network) if options.featurevis else None)
+    """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas).
+
+    With a ``deal`` (rank 0 of many processes, the others calling :func:`serve_atlas`), the
+    other ranks compute their share of the units' pictures.
+    """
+    views = _views(network, images, options)
     cache = PixelCache(images, network.preprocess)
     with atomic_folder(Path(out)) as tmp, AtlasFiles(tmp) as files:
         shown = overview_layers(len(layers), options.overview_layers)
         entries, blocks = [], []
         for number, info in enumerate(layers, start=1):
             names = output_names(network, info, last=number == len(layers))
-            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown, names)
+            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown, names, deal)
             entries.append(entry)
             blocks += [block] if block is not None else []
         manifest = _manifest(network, images, result, entries, k, options) | {"overview_layers": [layers[i].name for i in shown]}
@@ -175,6 +198,34 @@ def write_atlas(
             manifest["statistics_figure"] = STATISTICS_FIGURE
         files.finish(overview(blocks), manifest, depth)
     return Path(out)
+
+
+def serve_atlas(
+    network: Network, images: ImageList, layers: Sequence[LayerInfo], result: ScanResult, *, options: RenderOptions, deal: Deal
+) -> None:
+    """A rank other than 0's part of :func:`write_atlas`: compute its chunks of every layer and
+    send them to rank 0 (``result``: the merged scan, the same on every rank)."""
+    views = _views(network, images, options)
+    cache = PixelCache(images, network.preprocess)
+    shown = overview_layers(len(layers), options.overview_layers)
+    for number, info in enumerate(layers):
+        scan = result.layers[info.name]
+        for _ in unit_results(info, scan, views, cache, _pictured(scan, views, options, number in shown)[2], deal):
+            pass  # nothing comes out on this rank: its chunks went to rank 0
+
+
+def _views(network: Network, images: ImageList, options: RenderOptions) -> list[UnitView]:
+    """:func:`views_for` with the data's colour matrix when feature visualisations are asked for."""
+    return views_for(network, options, data_colour(images, network) if options.featurevis else None)
+
+
+def _pictured(scan: LayerScan, views: Sequence[UnitView], options: RenderOptions, in_overview: bool) -> tuple[list[int], bool, set[int] | None]:
+    """The overview's units of the layer, whether every unit is pictured, and which are
+    (``None``: every unit): every unit when grids, projections or occlusion maps are asked
+    for, else the overview's units alone."""
+    chosen = choose_units(scan.topk.values, scan.signature, options.overview_units)
+    every = options.grids or any(view.name for view in views)
+    return chosen, every, None if every else (set(chosen) if in_overview else set())
 
 
 def _layer(
@@ -190,21 +241,18 @@ def _layer(
     progress: bool,
     in_overview: bool,
     unit_names: Sequence[str] | None = None,
+    deal: Deal | None = None,
 ) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]] | None]:
     """Write one layer's images, hits and asked-for unit pictures; return its manifest entry
-    and, if ``in_overview``, its overview block.
-
-    Only the units that need a picture go through the views: every unit when grids,
-    projections or occlusion maps are asked for, else the overview's units alone.
+    and, if ``in_overview``, its overview block. Only the units that need a picture go
+    through the views (:func:`_pictured`).
     """
-    chosen = choose_units(scan.topk.values, scan.signature, options.overview_units)
-    every = options.grids or any(view.name for view in views)
-    pictured = None if every else (set(chosen) if in_overview else set())
+    chosen, every, pictured = _pictured(scan, views, options, in_overview)
     records: list[dict[str, Any]] = []
     thumbs: list[np.ndarray] = []
     small: dict[int, np.ndarray] = {}
     scale = mosaic_scale(info.units, _figure_width(views, k, options.cell), options.mosaic_width)
-    results = unit_results(info, scan, views, cache, pictured)
+    results = unit_results(info, scan, views, cache, pictured, deal)
     statistics = layer_statistics(scan, images.labels, images.class_names) if scan.moments is not None else None
     for unit in tqdm(results, total=info.units, unit="unit", desc=f"atlas {info.name}", disable=not progress, dynamic_ncols=True):
         for index, pixels in unit.pixels.items():

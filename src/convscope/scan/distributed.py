@@ -27,12 +27,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from convscope.errors import ConvscopeError
 from convscope.scan.scan import ScanState
+
+T = TypeVar("T")
 
 #: How long a rank waits for the others at a meeting point before giving up.
 TIMEOUT = timedelta(minutes=30)
@@ -114,12 +117,17 @@ def process_group(device: torch.device | None = None) -> Iterator[dist.ProcessGr
             dist.destroy_process_group()
 
 
+class Relayed(Exception):
+    """A failure that only relays another rank's: at :func:`agree` that rank reports its own error."""
+
+
 def agree(group: dist.ProcessGroup | None, error: BaseException | None, what: str) -> None:
     """Meet the other ranks: raise on every rank if any rank brings an error.
 
     Args:
         group: the merge group (``None``: one process, only ``error`` is raised).
-        error: this rank's exception, or ``None``.
+        error: this rank's exception, or ``None`` (a :class:`Relayed` one counts as ``None``:
+            the rank it relays brings its own).
         what: the step, for the message (``"the scan"``).
 
     Raises:
@@ -131,7 +139,7 @@ def agree(group: dist.ProcessGroup | None, error: BaseException | None, what: st
             raise error
         return
     verdicts: list[str | None] = [None] * dist.get_world_size(group)
-    mine = None if error is None else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    mine = None if error is None or isinstance(error, Relayed) else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     dist.all_gather_object(verdicts, mine, group=group)
     failed = [(rank, text) for rank, text in enumerate(verdicts) if text is not None]
     if not failed:
@@ -172,3 +180,12 @@ def _empty_like(state: ScanState) -> ScanState:
     classes = first.classes.classes if first.classes is not None else 0
     layers = [(name, layer.units) for name, layer in state.layers.items()]
     return ScanState(layers, first.topk.k, first.signature_images, torch.device("cpu"), state.labels.tolist() if state.labels is not None else None, classes)
+
+
+def share(value: T | None, group: dist.ProcessGroup | None) -> T:
+    """Rank 0's ``value`` on every rank (e.g. the merged scan, which pass 2 deals out)."""
+    if group is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=dist.get_global_rank(group, 0), group=group)
+    return box[0]

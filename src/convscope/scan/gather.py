@@ -7,7 +7,7 @@ the chunk, not by the number of units or images.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,18 +129,18 @@ class PixelCache:
         return out
 
 
-def chunks(
-    layer: LayerScan,
-    units: Sequence[int],
-    fields: UnitFields | None,
-    cache: PixelCache,
-    *,
-    units_per_chunk: int = 64,
-) -> Iterator[Chunk]:
-    """The hits of ``units`` with their images, ``units_per_chunk`` units at a time."""
-    for start in range(0, len(units), units_per_chunk):
-        some = list(units[start : start + units_per_chunk])
-        hits = units_hits(layer, some, fields, cache.preprocess.input_size)
-        bottom = units_hits(layer, some, fields, cache.preprocess.input_size, bottom=True)
-        wanted = [hit.image for unit in hits + bottom for hit in unit]
-        yield Chunk(some, hits, cache.get(wanted), bottom)
+#: Units gathered and pictured together: the unit of work of pass 2 (and of its deal over ranks).
+UNITS_PER_CHUNK = 64
+
+
+def unit_chunks(units: int, per_chunk: int = UNITS_PER_CHUNK) -> list[range]:
+    """The units ``0..units-1`` in runs of ``per_chunk``: pass 2's chunks of a layer."""
+    return [range(start, min(start + per_chunk, units)) for start in range(0, units, per_chunk)]
+
+
+def gather_chunk(layer: LayerScan, units: Sequence[int], fields: UnitFields | None, cache: PixelCache) -> Chunk:
+    """The top and bottom hits of ``units`` with the pixels of their images."""
+    hits = units_hits(layer, units, fields, cache.preprocess.input_size)
+    bottom = units_hits(layer, units, fields, cache.preprocess.input_size, bottom=True)
+    wanted = [hit.image for unit in hits + bottom for hit in unit]
+    return Chunk(list(units), hits, cache.get(wanted), bottom)

@@ -25,8 +25,9 @@ class ProjectionView:
 
     Hits are projected together per receptive field (a layer whose units come from
     branches with different fields has several), each on a crop of its image just holding
-    its box; the crop classes of each field are checked once against the full image and
-    remembered for the layer's later chunks.
+    its box; the crop classes of each field are checked against the full image once per
+    chunk, so a chunk's pictures never depend on the chunks before it (pass 2 on many
+    processes deals the chunks out, :mod:`convscope.atlas.deal`).
     """
 
     name = "projection"
@@ -36,7 +37,6 @@ class ProjectionView:
     def __init__(self, network: Network, rule: str) -> None:
         self.network = network
         self.rule = rule
-        self._crop_checks: dict[tuple[str, ReceptiveField | None], dict] = {}
 
     def __call__(self, layer: LayerInfo, chunk: Chunk) -> list[list[Picture]]:
         pictures: dict[tuple[int, int], Picture] = {}
@@ -52,7 +52,6 @@ class ProjectionView:
                 long([h.col for h in hits]),
                 self.rule,
                 receptive_field=field,
-                crop_checks=self._crop_checks.setdefault((layer.name, field), {}),
                 image_ids=[h.image for h in hits],
                 dims=layer.dims or NCHW,
             ).cpu()
