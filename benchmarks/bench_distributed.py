@@ -10,6 +10,11 @@ barriers. Beside it, in one process, the plain loop a user writes (``PIL`` + tor
 and workers, the whole model under ``inference_mode``). Runs alternate between the process
 counts, ``--repeats`` times; the median and the spread (min-max) are printed.
 
+With ``--projection deconvnet`` (or ``guided``) each rank runs the whole ``make_atlas``
+instead: pass 1, then pass 2 dealt over the ranks (every unit's top-9 projected, in chunks of
+64 units, computed where dealt and sent to rank 0, which renders and writes the atlas); the
+rates are then images/s of the whole atlas, and the plain loop is not run.
+
 Efficiency of P processes = (images/s with P) / (P x images/s with 1); the target is >= 0.9.
 With ``--device cuda`` each rank uses ``cuda:LOCAL_RANK`` and NCCL; the line "projected for
 1.28M images" is 1,281,167 / (images/s).
@@ -59,6 +64,7 @@ def worker(args: argparse.Namespace) -> None:
     from convscope.network.layers import select_layers
     from convscope.network.load import Network
     from convscope.network.preprocess import Preprocess
+    from convscope.pipeline import make_atlas
     from convscope.scan import distributed
     from convscope.scan.job import ScanJob, run_scan
 
@@ -71,17 +77,22 @@ def worker(args: argparse.Namespace) -> None:
     job = ScanJob(batch_size=args.batch_size, workers=args.workers, resume=False, progress=False)
     with tempfile.TemporaryDirectory() as tmp, distributed.process_group(device) as group:
         world = dist.get_world_size() if group is not None else 1
+        rank = dist.get_rank(group) if group is not None else 0
+        out = Path(tmp) / "atlas"  # each rank's own folder: rank 0's gets the atlas
         if group is not None:
             dist.barrier(group)
         start = time.perf_counter()
-        result = run_scan(network, images, layers, Path(tmp) / "atlas", job, group)
+        if args.projection:
+            make_atlas(network, args.folder, out, projection=args.projection, batch_size=args.batch_size, workers=args.workers, progress=False, resume=False)
+        else:
+            run_scan(network, images, layers, out, job, group)
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
         if group is not None:
             dist.barrier(group)
         seconds = time.perf_counter() - start
-        if result is not None:
-            print(json.dumps({"processes": world, "images": result.image_count, "seconds": seconds}))
+        if rank == 0:
+            print(json.dumps({"processes": world, "images": len(images), "seconds": seconds}))
 
 
 def plain_loop(args: argparse.Namespace) -> float:
@@ -108,7 +119,7 @@ def timed_run(args: argparse.Namespace, processes: int) -> float:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", __file__, "--worker",
         "--folder", str(args.folder), "--model", args.model, "--device", args.device, "--batch-size", str(args.batch_size),
-        "--workers", str(args.workers), "--threads", str(args.threads),
+        "--workers", str(args.workers), "--threads", str(args.threads), *(["--projection", args.projection] if args.projection else []),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     if run.returncode != 0:
@@ -128,6 +139,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="threads per process on a CPU (default 1)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--projection", choices=["deconvnet", "guided"], help="time the whole atlas with these projections (pass 2 dealt over the ranks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,15 +148,18 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         args.folder = str(photo_folder(args.images, args.repeat_images, Path(tmp)))
-        rates: dict[str, list[float]] = {"plain": []} | {str(p): [] for p in args.processes}
+        rates: dict[str, list[float]] = ({} if args.projection else {"plain": []}) | {str(p): [] for p in args.processes}
         for _ in range(args.repeats):  # alternate: drift hits every count alike
-            rates["plain"].append(plain_loop(args))
+            if not args.projection:
+                rates["plain"].append(plain_loop(args))
             for processes in args.processes:
                 rates[str(processes)].append(timed_run(args, processes))
     count = args.images * args.repeat_images
-    print(f"{args.model} on {args.device}, {count} images, batch {args.batch_size}, {args.workers} workers, {args.threads} thread(s) per process, {args.repeats} runs")
-    plain = statistics.median(rates["plain"])
-    print(f"plain decode-and-forward loop, 1 process: {plain:.1f} images/s (spread {min(rates['plain']):.1f}-{max(rates['plain']):.1f})")
+    what = f"the whole atlas with {args.projection} projections of every unit's top 9" if args.projection else "pass 1"
+    print(f"{what}: {args.model} on {args.device}, {count} images, batch {args.batch_size}, {args.workers} workers, {args.threads} thread(s) per process, {args.repeats} runs")
+    plain = statistics.median(rates["plain"]) if "plain" in rates else None
+    if plain is not None:
+        print(f"plain decode-and-forward loop, 1 process: {plain:.1f} images/s (spread {min(rates['plain']):.1f}-{max(rates['plain']):.1f})")
     single = statistics.median(rates[str(args.processes[0])]) / args.processes[0]
     for processes in args.processes:
         values = rates[str(processes)]
@@ -153,7 +168,8 @@ def main() -> None:
         print(
             f"{processes} process(es): {rate:.1f} images/s (spread {min(values):.1f}-{max(values):.1f}); "
             f"per-process efficiency {statistics.median(efficiency):.2f} ({min(efficiency):.2f}-{max(efficiency):.2f}); "
-            f"pass 1 / plain loop per process {plain / (rate / processes):.2f}x; projected for 1.28M images {IMAGENET_TRAIN / rate / 60:.0f} min"
+            + (f"pass 1 / plain loop per process {plain / (rate / processes):.2f}x; " if plain is not None else "")
+            + f"projected for 1.28M images {IMAGENET_TRAIN / rate / 60:.0f} min"
         )
 
 

@@ -31,6 +31,7 @@ from convscope.data import ImageDataset, find_images, load_pixels, make_loader
 from convscope.network.layers import select_layers
 from convscope.network.preprocess import Preprocess
 from convscope.project import project_hits
+from convscope.scan.gather import UNITS_PER_CHUNK
 from convscope.scan.scan import scan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "project"))
@@ -49,14 +50,16 @@ def hits_of(result, layer: str) -> tuple[torch.Tensor, ...]:
     return top.images.flatten(), unit, positions // width, positions % width
 
 
-def ours(model, layer, rf, pixels, pre, hits, checks) -> torch.Tensor:
+def ours(model, layer, rf, pixels, pre, hits, chunk: int = CHUNK, per_layer_checks: bool = True) -> torch.Tensor:
+    """convscope's projections of ``hits``, ``chunk`` hits per call, the crop classes
+    checked once for the layer or (``per_layer_checks=False``) anew in every call."""
     image, unit, row, col = hits
-    out = []
-    for s in range(0, len(unit), CHUNK):
-        part = slice(s, s + CHUNK)
+    out, checks = [], {}
+    for s in range(0, len(unit), chunk):
+        part = slice(s, s + chunk)
         x = pre.normalize(pixels[image[part]])
-        out.append(project_hits(model, layer, x, unit[part], row[part], col[part], "deconvnet",
-                                receptive_field=rf, crop_checks=checks, image_ids=image[part].tolist()))  # fmt: skip
+        out.append(project_hits(model, layer, x, unit[part], row[part], col[part], "deconvnet", receptive_field=rf,
+                                crop_checks=checks if per_layer_checks else {}, image_ids=image[part].tolist()))  # fmt: skip
     return torch.cat(out)
 
 
@@ -91,15 +94,17 @@ def main() -> None:
     pixels = load_pixels(images, range(len(images.paths)), pre)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random-weight AlexNet, "
           f"{result.image_count} images; scan (pass 1) {t_scan:.1f} s")  # fmt: skip
-    rows = []
+    rows, t_chunks = [], []
     for info in layers:
         hits = hits_of(result, info.name)
         pick = torch.randperm(len(hits[0]), generator=g)[: args.plain_per_layer]
         sub = tuple(h[pick] for h in hits)
-        checks: dict = {}
         t = time.perf_counter()
-        every = ours(model, info.name, info.receptive_field, pixels, pre, hits, checks)
+        every = ours(model, info.name, info.receptive_field, pixels, pre, hits)
         t_all = time.perf_counter() - t
+        t = time.perf_counter()
+        dealt = ours(model, info.name, info.receptive_field, pixels, pre, hits, UNITS_PER_CHUNK * 9, per_layer_checks=False)
+        t_chunks.append((t_all, time.perf_counter() - t, float((dealt - every).abs().max())))
         t = time.perf_counter()
         theirs = plain(model, info.name, pixels, pre, sub)
         t_plain = time.perf_counter() - t
@@ -117,6 +122,10 @@ def main() -> None:
           f"{plain_estimate / t_total:>7.1f}x{max(r[5] for r in rows):>11.2e}")  # fmt: skip
     print(f"\nplain way for all hits, from its per-layer rates: {plain_estimate:.0f} s")
     print(f"projections / scan time: {t_total / t_scan:.1f}x (convscope), {plain_estimate / t_scan:.1f}x (plain)")
+    ratios = [chunked / whole for whole, chunked, _ in t_chunks]
+    print(f"crop classes checked per chunk of {UNITS_PER_CHUNK} units (the atlas's way, each chunk on its own) / once per layer: "
+          f"{sum(c for _, c, _ in t_chunks) / sum(w for w, _, _ in t_chunks):.2f}x in all (per layer {min(ratios):.2f}-{max(ratios):.2f}x); "
+          f"max|difference| of their pictures {max(d for _, _, d in t_chunks):.2e}")
 
 
 if __name__ == "__main__":

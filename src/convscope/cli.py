@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
     p.add_argument("--checkpoint-every", type=_positive, metavar="N", help="images between two saves of the scan state that a rerun resumes from (default 2000; per process under torchrun)")
+    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see the README)")
+    p.add_argument("--channels-last", action="store_true", help="scan with the model in channels-last memory (faster convolutions on GPUs)")
 
     p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
     _add_model_args(p)
@@ -258,6 +260,8 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         limit=args.limit,
         sample=args.sample,
         seed=args.seed,
+        precision=args.precision,
+        channels_last=args.channels_last,
     )
     if int(os.environ.get("RANK", "0")) > 0:  # another process of a torchrun job: rank 0 wrote the atlas and says where
         return

@@ -51,6 +51,8 @@ def make_atlas(
     limit: int | None = None,
     sample: int | None = None,
     seed: int = 0,
+    precision: str = "float32",
+    channels_last: bool = False,
 ) -> Path:
     """Scan ``images`` with ``model`` and write the atlas of its units to ``out``.
 
@@ -89,6 +91,11 @@ def make_atlas(
         checkpoint_every: images between two saves of that state (default 2000).
         limit, sample, seed: scan only the first ``limit`` images, or ``sample`` drawn at
             random with ``seed`` (kept in image order), to try a big data set quickly.
+        precision: the scan's forward passes in ``"float32"`` (the model's own type) or,
+            under autocast, ``"bfloat16"`` / ``"float16"``: faster on GPUs, and some units'
+            top hits change (measured in the README); the pictures of pass 2 stay in float32.
+        channels_last: scan with the model in channels-last memory (faster convolutions on
+            GPUs, the same hits up to the kernels' rounding).
 
     Returns:
         The atlas folder.
@@ -111,7 +118,7 @@ def make_atlas(
         network.model.to(device)
     image_list = take(with_labels(image_source(images, root), labels, labels_from_name), limit, sample, seed)
     infos = select_layers(network.model, layers, network.preprocess.input_size)
-    job = ScanJob(k, batch_size, workers, resume, checkpoint_every, progress)
+    job = ScanJob(k, batch_size, workers, resume, checkpoint_every, progress, precision, channels_last)
     options = RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis)
     with distributed.process_group(model_device(network.model)) as group:
         result = distributed.share(run_scan(network, image_list, infos, Path(out), job, group), group)
@@ -122,7 +129,7 @@ def make_atlas(
                 reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in result.failed[:3])
                 raise DataError(f"no image in {image_list.root} could be read ({reasons})", hint="check the files open in an image viewer")
             if deal.writes:
-                _write(Path(out), network, image_list, infos, result, k, projection, options, progress, deal)
+                _write(Path(out), network, image_list, infos, result, job, options, deal)
             else:
                 serve_atlas(network, image_list, infos, result, options=options, deal=deal)
         except Exception as exc:  # told to the other ranks before it is raised here
@@ -135,8 +142,8 @@ def make_atlas(
 
 
 def _write(
-    out: Path, network: Network, image_list: ImageList, infos: Sequence[LayerInfo], result: ScanResult, k: int, projection: str | None,
-    options: RenderOptions, progress: bool, deal: Deal,
+    out: Path, network: Network, image_list: ImageList, infos: Sequence[LayerInfo], result: ScanResult, job: ScanJob,
+    options: RenderOptions, deal: Deal,
 ) -> Path:
     """Warn about what the scan found, then write the atlas (rank 0's part of :func:`make_atlas`)."""
     skipped = len(image_list.skipped) + len(result.failed)
@@ -151,13 +158,13 @@ def _write(
             ConvscopeWarning,
             stacklevel=2,
         )
-    if result.image_count < k:
+    if result.image_count < job.k:
         warnings.warn(
-            f"only {result.image_count} images were scanned, fewer than k={k}: units get {result.image_count} hits",
+            f"only {result.image_count} images were scanned, fewer than k={job.k}: units get {result.image_count} hits",
             ConvscopeWarning,
             stacklevel=2,
         )
-    if projection == "deconvnet" and not _has_max_pooling(network.model):
+    if options.projection == "deconvnet" and not _has_max_pooling(network.model):
         warnings.warn(
             "the model has no nn.MaxPool2d: deconvnet projections depend on the image only through "
             "max-pooling switches, so a unit's projections at one position are the same picture for "
@@ -165,7 +172,9 @@ def _write(
             ConvscopeWarning,
             stacklevel=2,
         )
-    return write_atlas(out, network, image_list, infos, result, k=k, options=options, progress=progress, deal=deal)
+    return write_atlas(
+        out, network, image_list, infos, result, k=job.k, options=options, progress=job.progress, deal=deal, arithmetic=job.arithmetic
+    )
 
 
 def with_labels(images: ImageList, csv: str | Path | None, pattern: str | None) -> ImageList:

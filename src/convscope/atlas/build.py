@@ -175,8 +175,10 @@ def write_atlas(
     options: RenderOptions = RenderOptions(),
     progress: bool = True,
     deal: Deal | None = None,
+    arithmetic: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas).
+    """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas);
+    ``arithmetic`` says how the scan computed (``ScanJob.arithmetic``, for the manifest).
 
     With a ``deal`` (rank 0 of many processes, the others calling :func:`serve_atlas`), the
     other ranks compute their share of the units' pictures.
@@ -191,7 +193,10 @@ def write_atlas(
             entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown, names, deal)
             entries.append(entry)
             blocks += [block] if block is not None else []
-        manifest = _manifest(network, images, result, entries, k, options) | {"overview_layers": [layers[i].name for i in shown]}
+        manifest = _manifest(network, images, result, entries, k, options) | {
+            "overview_layers": [layers[i].name for i in shown],
+            "scan": arithmetic or {"precision": "float32", "channels_last": False},
+        }
         depth = None
         if all("summary" in entry for entry in entries):
             depth = depth_figure([e["name"] for e in entries], [e["summary"] for e in entries], f"{network.source}: units over depth")

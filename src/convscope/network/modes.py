@@ -74,3 +74,33 @@ def frozen(model: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+@contextmanager
+def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Every 4-D parameter and buffer in channels-last memory while inside (``enabled``);
+    each gets its own tensor back after, whatever its layout was.
+
+    Convolutions on NHWC memory can use faster kernels (tensor cores on a GPU); the
+    values are those of the usual layout up to the kernels' rounding.
+
+    Example:
+        >>> model = nn.Conv2d(3, 4, 3)
+        >>> with channels_last(model):
+        ...     model.weight.is_contiguous(memory_format=torch.channels_last)
+        True
+        >>> model.weight.is_contiguous()
+        True
+    """
+    if not enabled:
+        yield
+        return
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
+    saved = [t.data for t in tensors]
+    try:
+        for t in tensors:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for t, data in zip(tensors, saved):
+            t.data = data

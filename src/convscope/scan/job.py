@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import Subset
 
 from convscope.data import ImageDataset, ImageList, make_loader
-from convscope.errors import ConvscopeWarning
+from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.device import model_device
 from convscope.network.layers import NCHW, LayerInfo
 from convscope.network.load import Network
@@ -39,6 +40,9 @@ class ScanJob:
         resume: go on from a saved state of the same job; False starts afresh.
         checkpoint_every: images between two saves of the state (``None``: :data:`CHECKPOINT_EVERY`).
         progress: show a progress bar (on rank 0 only).
+        precision: the forward passes' type: ``"float32"`` (the model's own) or, under
+            autocast, ``"bfloat16"`` / ``"float16"`` (faster on GPUs; some hits change, see the README).
+        channels_last: run the model in channels-last memory (faster convolutions on GPUs).
     """
 
     k: int = 9
@@ -47,6 +51,21 @@ class ScanJob:
     resume: bool = True
     checkpoint_every: int | None = None
     progress: bool = True
+    precision: str = "float32"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConvscopeError(f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
+
+    @property
+    def arithmetic(self) -> dict[str, str | bool]:
+        """How the forward passes compute (in the fingerprint of the saved state and in the manifest)."""
+        return {"precision": self.precision, "channels_last": self.channels_last}
+
+
+#: The forward passes' types: ``None`` runs the model in its own type, without autocast.
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def state_path(out: Path, shard: distributed.Shard) -> Path:
@@ -81,7 +100,7 @@ def run_scan(
     state = ScanState(pairs, job.k, signature_sample(len(images.paths)), device, images.labels, classes)
     state.seen, state.block_size, state.block = part.start, job.batch_size, part.start // job.batch_size
     saved = state_path(out, part)
-    digest = resume.fingerprint(network, layers, images, job.k, job.batch_size, part.to_dict())
+    digest = resume.fingerprint(network, layers, images, job.k, job.batch_size, part.to_dict(), job.arithmetic)
     every = job.checkpoint_every or CHECKPOINT_EVERY
     error = None
     try:
@@ -102,6 +121,8 @@ def run_scan(
             checkpoint=lambda s: resume.save(saved, digest, s),
             checkpoint_every=every,
             layouts={info.name: info.dims for info in layers if info.dims is not None and info.dims != NCHW},
+            precision=PRECISIONS[job.precision],
+            channels_last=job.channels_last,
         )
         if state.seen - part.start >= every:  # a long scan: keep it until the atlas is written
             resume.save(saved, digest, state)

@@ -77,10 +77,17 @@ def images_digest(images: ImageList) -> str:
 
 
 def fingerprint(
-    network: Network, layers: Sequence[LayerInfo], images: ImageList, k: int, batch_size: int = 0, shard: dict[str, int] | None = None
+    network: Network,
+    layers: Sequence[LayerInfo],
+    images: ImageList,
+    k: int,
+    batch_size: int = 0,
+    shard: dict[str, int] | None = None,
+    arithmetic: dict[str, object] | None = None,
 ) -> str:
     """A digest of everything that decides the scan's result (see the module's docstring); the
-    batch size numbers the statistics' blocks, and ``shard`` is this rank's part of a distributed scan."""
+    batch size numbers the statistics' blocks, ``shard`` is this rank's part of a distributed
+    scan, and ``arithmetic`` how the forward passes compute (precision, memory layout)."""
     described = {
         "model": [network.source, network.weights, network.weights_sha256],
         "parameters": model_digest(network.model),
@@ -89,6 +96,7 @@ def fingerprint(
         "k": k,
         "batch_size": batch_size,
         "shard": shard,
+        "arithmetic": arithmetic,
         "root": str(images.root),
         "images": images_digest(images),
         "labels": [list(images.labels or ()), list(images.class_names or ())],

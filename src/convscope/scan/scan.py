@@ -12,6 +12,7 @@ weakest (see :class:`LayerScan`). Nothing of the size of the data set is kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from convscope.errors import LayerError
 from convscope.network.device import model_device, model_dtype
 from convscope.network.layers import to_nchw
+from convscope.network.modes import channels_last as channels_last_memory
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
@@ -303,6 +305,8 @@ def scan(
     state: ScanState | None = None,
     checkpoint: Callable[[ScanState], None] | None = None,
     checkpoint_every: int = 1000,
+    precision: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> ScanResult:
     """Scan every batch and keep each unit's top and bottom ``k`` hits (one per image at most) and statistics.
 
@@ -328,6 +332,11 @@ def scan(
         state: a :class:`ScanState` to go on from (an interrupted scan's).
         checkpoint: called with the state at a batch boundary every
             ``checkpoint_every`` images, e.g. to save it for a resume.
+        precision: ``torch.bfloat16`` or ``torch.float16`` runs the forward passes under
+            ``torch.autocast`` in that type (the layers' outputs are then widened to float32
+            for the hits and statistics); ``None``: the model's own type.
+        channels_last: run the model and its inputs in channels-last memory (the model's
+            tensors are given back after).
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 2, 3))
@@ -348,6 +357,8 @@ def scan(
     def on_output(name: str, output: torch.Tensor) -> None:
         if layouts and name in layouts and output.dim() == 4:
             output = to_nchw(output, layouts[name])
+        if precision is not None and output.is_floating_point():
+            output = output.to(torch.float32, memory_format=torch.contiguous_format)  # exact: every bfloat16 and float16 is a float32
         units = output.shape[1] if output.dim() > 1 else 0
         if units != stats[name].units:
             raise LayerError(
@@ -357,8 +368,16 @@ def scan(
         stats[name].add(output, current["images"], current.get("labels"), current["block"])
 
     bar = tqdm(total=total, initial=state.seen, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
+    autocast = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
+    memory = torch.channels_last if channels_last else torch.contiguous_format
     try:
-        with eval_mode(model), torch.inference_mode(), capture(model, [n for n, _ in layers], on_output, stop_after_last=True):
+        with (
+            eval_mode(model),
+            channels_last_memory(model, channels_last),
+            torch.inference_mode(),
+            autocast,
+            capture(model, [n for n, _ in layers], on_output, stop_after_last=True),
+        ):
             for pixels, indices, ok, errors in batches:
                 state.failed.extend((int(i), e) for i, e, good in zip(indices, errors, ok) if not good)
                 if not state.block_size:  # the first batch: its number in the whole data set
@@ -373,7 +392,7 @@ def scan(
                     if state.labels is not None:
                         current["labels"] = state.labels[indices[ok]]
                     on_device = pixels.to(device, non_blocking=True)  # from pinned memory, an asynchronous copy
-                    x = normalize(on_device if ok.all() else on_device[ok.to(device)]).to(dtype)
+                    x = normalize(on_device if ok.all() else on_device[ok.to(device)]).to(dtype, memory_format=memory)
                     run_until_captured(model, x)
                     state.count += int(ok.sum())
                 state.seen += len(indices)
