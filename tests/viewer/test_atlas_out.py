@@ -179,3 +179,22 @@ def test_make_atlas_refuses_a_foreign_out_before_loading_or_scanning(tmp_path, m
     with pytest.raises(AtlasError, match="not a convscope atlas"):
         pipeline.make_atlas("torchvision:alexnet", tmp_path / "images", out)
     assert tree_digest(out) == before
+
+
+def test_a_rebuilt_atlas_keeps_the_analyses_of_its_model_and_drops_another_models(tmp_path: Path, capsys) -> None:
+    images, out = tmp_path / "images", tmp_path / "atlas"
+    write_images(images, 5)
+    assert main([*ATLAS_ARGS, str(images), "--out", str(out)]) == 0
+    record = {"format": "convscope-evolution", "version": 2, "checkpoints": [], "layers": []}
+    (out / "evolution").mkdir()
+    (out / "evolution" / "evolution.json").write_text(json.dumps(record))
+    (out / "evolution" / "sheet.png").write_bytes(b"the analysis's own bytes")
+    kept = tree_digest(out / "evolution")
+    assert main([*ATLAS_ARGS, str(images), "--out", str(out), "-k", "4"]) == 0  # the same model, another k
+    assert tree_digest(out / "evolution") == kept
+    assert '"evolution"' in (out / "viewer/data/analyses.js").read_text()  # the new viewer shows it
+    assert not list(tmp_path.glob(".atlas*"))  # the old atlas is gone, its analysis with the new one
+    capsys.readouterr()
+    assert main(["atlas", "tiny_models:tiny_alexnet", "--input-size", "16", "-q", str(images), "--out", str(out)]) == 0
+    assert "held analyses of another model (evolution); the new atlas does not keep them" in capsys.readouterr().err
+    assert not (out / "evolution").exists()

@@ -9,6 +9,7 @@ and one line in :func:`views_for`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from convscope import __version__
+from convscope.atlas.analyses import carry_analyses
 from convscope.atlas.deal import Deal
 from convscope.atlas.files import AtlasFiles
 from convscope.atlas.unit_stats import layer_statistics
@@ -27,6 +29,7 @@ from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_fil
 from convscope.atlas.writer import atomic_folder, now
 from convscope.data import ImageList
 from convscope.data.dataset import load_frames
+from convscope.errors import ConvscopeWarning
 from convscope.featurevis import colour_matrix
 from convscope.network.geometry import ReceptiveField
 from convscope.network.layers import LayerInfo
@@ -197,6 +200,13 @@ def write_atlas(
             "overview_layers": [layers[i].name for i in shown],
             "scan": arithmetic or {"precision": "float32", "channels_last": False},
         }
+        left = carry_analyses(Path(out), tmp, manifest["model"])
+        if left:
+            warnings.warn(
+                f"the atlas {out} held analyses of another model ({', '.join(left)}); the new atlas does not keep them",
+                ConvscopeWarning,
+                stacklevel=2,
+            )
         depth = None
         if all("summary" in entry for entry in entries):
             depth = depth_figure([e["name"] for e in entries], [e["summary"] for e in entries], f"{network.source}: units over depth")
