@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to scan: dotted names, shell globs ('layer*.conv2', quote them) or type:CLASS ('type:Conv2d': every conv) or the keywords 'blocks' and 'convs' (default: blocks, the stem and every block; 'convs': every Conv2d that runs); `convscope layers MODEL` lists them")
     p.add_argument("-k", type=_positive, default=9, help="hits kept per unit (default 9: 3x3 grids)")
     p.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass (default 32)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0: load in the main process)")
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default: none on a CPU, where they would take cores from the convolutions; on a GPU the CPUs shared out among the processes, one kept for each, at most 8)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="none", help="draw each hit's projection beside its patch: Zeiler & Fergus's deconvnet or guided backprop (default none)")
     p.add_argument("--occlusion", action="store_true", help="add, for each unit's top hit, the drop of its activation as a grey square slides over its box (about 50 forward passes per unit)")
     p.add_argument("--featurevis", nargs="?", type=int, const=128, default=0, metavar="STEPS", help="also optimise an image for every unit (feature visualisation, default 128 steps when given without a number), drawn left of its patches; each unit's record holds the activation it reached over its top dataset activation")

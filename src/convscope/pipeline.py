@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, replace
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ import torch
 from convscope.atlas.build import RenderOptions, serve_atlas, write_atlas
 from convscope.atlas.deal import Deal
 from convscope.atlas.writer import check_out
-from convscope.data import ImageList, failure_reason, image_source, labels_from_csv, labels_from_name, open_rgb, take
+from convscope.data import ImageList, default_workers, failure_reason, image_source, labels_from_csv, labels_from_name, open_rgb, take
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
@@ -36,7 +37,7 @@ def make_atlas(
     k: int = 9,
     preprocess: Preprocess | None = None,
     batch_size: int = 32,
-    workers: int = 0,
+    workers: int | None = None,
     device: str | torch.device | None = None,
     projection: str | None = None,
     occlusion: bool = False,
@@ -72,7 +73,8 @@ def make_atlas(
         layers: layer names to scan; default: every Conv2d.
         k: hits kept per unit.
         preprocess: overrides the model's preprocessing.
-        batch_size, workers: data loading.
+        batch_size, workers: data loading (``workers=None``: :func:`~convscope.data.default_workers`,
+            none on a CPU, the machine's CPUs shared out on a GPU).
         device: where to run (default: where the model is).
         projection: ``"deconvnet"``, ``"guided"`` or ``None``.
         occlusion: add an occlusion map of each unit's top hit (slow: ~50 forward
@@ -118,6 +120,8 @@ def make_atlas(
         network.model.to(device)
     image_list = take(with_labels(image_source(images, root), labels, labels_from_name), limit, sample, seed)
     infos = select_layers(network.model, layers, network.preprocess.input_size)
+    if workers is None:
+        workers = default_workers(model_device(network.model), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     job = ScanJob(k, batch_size, workers, resume, checkpoint_every, progress, precision, channels_last)
     options = RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis)
     with distributed.process_group(model_device(network.model)) as group:

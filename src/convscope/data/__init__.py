@@ -8,7 +8,7 @@ for pass 1; :func:`load_pixels` reloads the winning images for pass 2.
 labels to folders that are not in ImageFolder layout.
 """
 
-from convscope.data.dataset import Batch, ImageDataset, Item, collate, load_pixels, make_loader
+from convscope.data.dataset import Batch, ImageDataset, Item, collate, default_workers, load_pixels, make_loader
 from convscope.data.decode import failure_reason, open_rgb, to_rgb
 from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images, image_source, list_images, take
 from convscope.data.labels import Labels, labels_from_csv, labels_from_name, read_class_names
@@ -30,6 +30,7 @@ __all__ = [
     "labels_from_csv",
     "labels_from_name",
     "load_pixels",
+    "default_workers",
     "make_loader",
     "open_rgb",
     "read_class_names",

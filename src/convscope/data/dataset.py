@@ -12,6 +12,7 @@ a failure is an error: the file changed during the run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -92,6 +93,28 @@ def collate(items: Sequence[Item]) -> Batch:
         ok=torch.tensor([item.ok for item in items], dtype=torch.bool),
         errors=[item.error for item in items],
     )
+
+
+#: The most loader workers :func:`default_workers` gives one process.
+MOST_WORKERS = 8
+
+
+def default_workers(device: torch.device, processes: int = 1) -> int:
+    """Loader workers for a scan on ``device`` when the user names none.
+
+    On a GPU, decoding in the main process would leave the device waiting, so each of the
+    ``processes`` on this machine (torchrun's ``LOCAL_WORLD_SIZE``) gets its share of the
+    CPUs this process may use, one kept for itself, at most :data:`MOST_WORKERS`. On a CPU
+    the workers would take cores from the convolutions, so none.
+
+    Example:
+        >>> default_workers(torch.device("cpu"))
+        0
+    """
+    if device.type == "cpu":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MOST_WORKERS, cpus // max(1, processes) - 1))
 
 
 def make_loader(
