@@ -135,7 +135,7 @@ def make_atlas(
             if deal.writes:
                 _write(Path(out), network, image_list, infos, result, job, options, deal)
             else:
-                serve_atlas(network, image_list, infos, result, options=options, deal=deal)
+                serve_atlas(network, image_list, infos, result, k=k, options=options, deal=deal)
         except Exception as exc:  # told to the other ranks before it is raised here
             error = exc
         deal.finish(error)

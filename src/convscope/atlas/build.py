@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ from convscope.atlas.deal import Deal
 from convscope.atlas.files import AtlasFiles
 from convscope.atlas.unit_stats import layer_statistics
 from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_file, layer_dir
-from convscope.atlas.writer import atomic_folder, now
+from convscope.atlas.writer import atomic_folder, encode_png, now
 from convscope.data import ImageList
 from convscope.data.dataset import load_frames
 from convscope.errors import ConvscopeWarning
@@ -127,6 +127,9 @@ class UnitResult:
         pictures: view name -> its pictures (one per hit, or one per unit); empty for a unit
             that was not pictured.
         pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels of each hit's and bottom hit's image.
+        drawn: view name -> the unit's own picture of that view (``""``: the patch grid), PNG-encoded, to be written.
+        thumb: ``uint8 (h, w, 3)``, the unit's figure for its layer's mosaic (with grids), else ``None``.
+        small: ``uint8 (h, w, 3)``, the unit's figure for ``overview.png`` if it is shown there, else ``None``.
     """
 
     unit: int
@@ -134,6 +137,42 @@ class UnitResult:
     pictures: dict[str, list[Picture]]
     pixels: dict[int, np.ndarray]
     bottom: list[Hit] = field(default_factory=list)
+    drawn: dict[str, bytes] = field(default_factory=dict)
+    thumb: np.ndarray | None = None
+    small: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What pass 2 makes of a layer's units.
+
+    Attributes:
+        chosen: the units ``overview.png`` shows.
+        in_overview: whether the layer is in ``overview.png``.
+        every: every unit is pictured (grids, projections, occlusion maps or feature
+            visualisations asked for); else only the overview's units.
+        scale: the mosaic thumbnails' shrink factor.
+    """
+
+    chosen: list[int]
+    in_overview: bool
+    every: bool
+    scale: float
+
+    @property
+    def pictured(self) -> set[int] | None:
+        """The units that go through the views (``None``: every unit)."""
+        return None if self.every else (set(self.chosen) if self.in_overview else set())
+
+
+def plan_layer(info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], k: int, options: RenderOptions, in_overview: bool) -> LayerPlan:
+    """The :class:`LayerPlan` of a layer, the same on every rank."""
+    return LayerPlan(
+        choose_units(scan.topk.values, scan.signature, options.overview_units),
+        in_overview,
+        options.grids or any(view.name for view in views),
+        mosaic_scale(info.units, _figure_width(views, k, options.cell), options.mosaic_width),
+    )
 
 
 def unit_results(
@@ -141,30 +180,58 @@ def unit_results(
     scan: LayerScan,
     views: Sequence[UnitView],
     cache: PixelCache,
-    pictured: Container[int] | None = None,
+    plan: LayerPlan,
+    k: int,
+    options: RenderOptions,
     deal: Deal | None = None,
 ) -> Iterator[UnitResult]:
-    """Every unit of a layer in unit order, with its views' pictures if it is in ``pictured``
-    (default: every unit); memory bounded by a chunk. With a ``deal`` (pass 2 on many
+    """Every unit of a layer in unit order, with its views' pictures and its drawn figures if
+    the ``plan`` pictures it; memory bounded by a chunk. With a ``deal`` (pass 2 on many
     processes), each chunk is computed by its rank and the results come out on rank 0 only."""
     for units in unit_chunks(info.units):
-        compute = partial(_chunk_results, info, scan, units, views, cache, pictured)
+        compute = partial(_chunk_results, info, scan, units, views, cache, plan, k, options)
         yield from (deal.chunk(compute) if deal is not None else compute()) or []
 
 
 def _chunk_results(
-    info: LayerInfo, scan: LayerScan, units: Sequence[int], views: Sequence[UnitView], cache: PixelCache, pictured: Container[int] | None
+    info: LayerInfo,
+    scan: LayerScan,
+    units: Sequence[int],
+    views: Sequence[UnitView],
+    cache: PixelCache,
+    plan: LayerPlan,
+    k: int,
+    options: RenderOptions,
 ) -> list[UnitResult]:
     """:func:`unit_results` of one chunk of ``units``."""
     chunk = gather_chunk(scan, units, info.fields, cache)
+    pictured = plan.pictured
     chosen = [i for i, unit in enumerate(chunk.units) if pictured is None or unit in pictured]
     part = Chunk([chunk.units[i] for i in chosen], [chunk.hits[i] for i in chosen], chunk.pixels)
     made = {view.name: dict(zip(chosen, view(info, part))) for view in views} if chosen else {}
     results = []
     for i, (unit, hits, bottom) in enumerate(zip(chunk.units, chunk.hits, chunk.bottom or [[] for _ in chunk.units])):
         pixels = {hit.image: chunk.pixels[hit.image] for hit in hits + bottom}
-        results.append(UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels, bottom))
+        result = UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels, bottom)
+        results.append(_draw(result, views, k, options, plan) if result.pictures else result)
     return results
+
+
+def _draw(unit: UnitResult, views: Sequence[UnitView], k: int, options: RenderOptions, plan: LayerPlan) -> UnitResult:
+    """``unit`` with its figures drawn: its views' own pictures (PNG), its mosaic thumbnail and
+    its overview figure, as the ``plan`` asks."""
+    drawn, thumb, small = {}, None, None
+    if plan.every:
+        if options.grids:
+            figure, singles = _unit_figure(unit, views, k, options.cell)
+            thumb = shrink(figure, plan.scale) if plan.scale < 1 else figure
+        else:  # the viewer draws the patches: only the other views' pictures are made
+            singles = _own_pictures(unit, [v for v in views if v.name], k, options.cell)
+        drawn = {name: encode_png(picture) for name, picture in singles.items()}
+    if plan.in_overview and unit.unit in plan.chosen:  # the part on the image, so deep layers' patches stay readable
+        on_image = replace(unit, pictures={name: [p.on_image() for p in pictures] for name, pictures in unit.pictures.items()})
+        small = _unit_figure(on_image, views, k, options.overview_cell)[0]
+    return replace(unit, drawn=drawn, thumb=thumb, small=small)
 
 
 def write_atlas(
@@ -216,31 +283,23 @@ def write_atlas(
 
 
 def serve_atlas(
-    network: Network, images: ImageList, layers: Sequence[LayerInfo], result: ScanResult, *, options: RenderOptions, deal: Deal
+    network: Network, images: ImageList, layers: Sequence[LayerInfo], result: ScanResult, *, k: int, options: RenderOptions, deal: Deal
 ) -> None:
-    """A rank other than 0's part of :func:`write_atlas`: compute its chunks of every layer and
-    send them to rank 0 (``result``: the merged scan, the same on every rank)."""
+    """A rank other than 0's part of :func:`write_atlas`: compute and draw its chunks of every
+    layer and send them to rank 0 (``result``: the merged scan, the same on every rank)."""
     views = _views(network, images, options)
     cache = PixelCache(images, network.preprocess)
     shown = overview_layers(len(layers), options.overview_layers)
     for number, info in enumerate(layers):
         scan = result.layers[info.name]
-        for _ in unit_results(info, scan, views, cache, _pictured(scan, views, options, number in shown)[2], deal):
+        plan = plan_layer(info, scan, views, k, options, number in shown)
+        for _ in unit_results(info, scan, views, cache, plan, k, options, deal):
             pass  # nothing comes out on this rank: its chunks went to rank 0
 
 
 def _views(network: Network, images: ImageList, options: RenderOptions) -> list[UnitView]:
     """:func:`views_for` with the data's colour matrix when feature visualisations are asked for."""
     return views_for(network, options, data_colour(images, network) if options.featurevis else None)
-
-
-def _pictured(scan: LayerScan, views: Sequence[UnitView], options: RenderOptions, in_overview: bool) -> tuple[list[int], bool, set[int] | None]:
-    """The overview's units of the layer, whether every unit is pictured, and which are
-    (``None``: every unit): every unit when grids, projections or occlusion maps are asked
-    for, else the overview's units alone."""
-    chosen = choose_units(scan.topk.values, scan.signature, options.overview_units)
-    every = options.grids or any(view.name for view in views)
-    return chosen, every, None if every else (set(chosen) if in_overview else set())
 
 
 def _layer(
@@ -260,14 +319,13 @@ def _layer(
 ) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]] | None]:
     """Write one layer's images, hits and asked-for unit pictures; return its manifest entry
     and, if ``in_overview``, its overview block. Only the units that need a picture go
-    through the views (:func:`_pictured`).
+    through the views (:class:`LayerPlan`).
     """
-    chosen, every, pictured = _pictured(scan, views, options, in_overview)
+    plan = plan_layer(info, scan, views, k, options, in_overview)
     records: list[dict[str, Any]] = []
     thumbs: list[np.ndarray] = []
     small: dict[int, np.ndarray] = {}
-    scale = mosaic_scale(info.units, _figure_width(views, k, options.cell), options.mosaic_width)
-    results = unit_results(info, scan, views, cache, pictured, deal)
+    results = unit_results(info, scan, views, cache, plan, k, options, deal)
     statistics = layer_statistics(scan, images.labels, images.class_names) if scan.moments is not None else None
     for unit in tqdm(results, total=info.units, unit="unit", desc=f"atlas {info.name}", disable=not progress, dynamic_ncols=True):
         for index, pixels in unit.pixels.items():
@@ -282,30 +340,23 @@ def _layer(
         if "featurevis" in unit.pictures and unit.pictures["featurevis"]:
             record["featurevis"] = _featurevis_record(unit.pictures["featurevis"][0].value, unit.hits)
         records.append(record)
-        if not unit.pictures:
-            continue
-        if every:
-            if options.grids:
-                figure, singles = _unit_figure(unit, views, k, options.cell)
-                thumbs.append(shrink(figure, scale) if scale < 1 else figure)
-            else:  # the viewer draws the patches: only the other views' pictures are made
-                singles = _own_pictures(unit, [v for v in views if v.name], k, options.cell)
-            for name, picture in singles.items():
-                files.unit_picture(info.name, unit.unit, name, picture)
-        if in_overview and unit.unit in chosen:  # the part on the image, so deep layers' patches stay readable
-            on_image = replace(unit, pictures={name: [p.on_image() for p in pictures] for name, pictures in unit.pictures.items()})
-            small[unit.unit] = _unit_figure(on_image, views, k, options.overview_cell)[0]
+        for name, png in unit.drawn.items():
+            files.unit_picture(info.name, unit.unit, name, png)
+        if unit.thumb is not None:
+            thumbs.append(unit.thumb)
+        if unit.small is not None:
+            small[unit.unit] = unit.small
     title = f"{info.name} ({info.type}, {info.units} units, receptive field {_rf_text(info)})"
     hits: dict[str, Any] = {"layer": info.name, "k": k}
     if statistics is not None:
         hits |= {"quantile_levels": statistics.levels, "exact": statistics.exact}
     files.layer(info.name, hits | {"units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
     entry = info.to_dict() | ({"summary": statistics.summary} if statistics is not None else {}) | {
-        "overview_units": chosen,
+        "overview_units": plan.chosen,
         "hits": f"{layer_dir(info.name)}/hits.json",
         "nonfinite": {"activations": int(scan.nonfinite.sum()), "units": int((scan.nonfinite > 0).sum())},
     }
-    block = (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in chosen]) if in_overview else None
+    block = (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in plan.chosen]) if in_overview else None
     return entry, block
 
 

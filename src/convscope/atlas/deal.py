@@ -2,9 +2,10 @@
 
 Every rank walks the same sequence of chunks (every layer's units, 64 at a time) and
 hands each to :meth:`Deal.chunk`. Chunk ``i`` is computed by rank ``i % world``: gathering
-its winning images and running its views (projections, occlusion maps, feature
-visualisations) there. A chunk computed on another rank is sent to rank 0, which receives
-the chunks in the order one process makes them and alone renders and writes (one writer).
+its winning images, running its views (projections, occlusion maps, feature
+visualisations) and drawing its units' figures (PNG-encoded) there. A chunk computed on
+another rank is sent to rank 0, which receives the chunks in the order one process makes
+them and alone writes (one writer).
 A chunk is computed as one process computes it (the same units, in the same batch), so the
 atlas is the one process's.
 

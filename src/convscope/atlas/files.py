@@ -46,9 +46,11 @@ class AtlasFiles:
             while self._pending:
                 self._pending.popleft().result()
 
-    def unit_picture(self, layer: str, unit: int, view: str, picture: np.ndarray) -> None:
-        """A unit's ``uint8 (H, W, 3)`` picture of one view (``""``: the patch grid)."""
-        write_png(self.root / unit_file(layer, unit, view), picture)
+    def unit_picture(self, layer: str, unit: int, view: str, png: bytes) -> None:
+        """A unit's picture of one view (``""``: the patch grid), PNG-encoded (``encode_png``)."""
+        path = self.root / unit_file(layer, unit, view)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
 
     def image(self, index: int, pixels: np.ndarray) -> None:
         """A winning image ``uint8 (H, W, 3)`` in the model-input frame, written the first time only."""

@@ -6,6 +6,7 @@ A crash or Ctrl-C leaves the previous atlas or none, never a half-written one.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import shutil
@@ -98,9 +99,16 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """``uint8 (H, W, 3)`` as the bytes of a PNG file (fast compression: atlases hold thousands)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=3)
+    return buffer.getvalue()
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, optimize=False, compress_level=3)
+    path.write_bytes(encode_png(image))
 
 
 def write_png_atomic(path: Path, image: np.ndarray) -> None:
