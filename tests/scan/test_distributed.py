@@ -165,8 +165,8 @@ def job(tmp_path_factory) -> tuple[Path, list[str]]:
     return root, args
 
 
-#: Pass 2 with every view: projections, occlusion maps and feature visualisations.
-PASS2 = ["--projection", "deconvnet", "--occlusion", "--featurevis", "3"]
+#: Pass 2 with every view (projections, occlusion maps, feature visualisations) and every figure (grids, mosaics).
+PASS2 = ["--projection", "deconvnet", "--occlusion", "--featurevis", "3", "--grids"]
 
 
 @pytest.mark.slow
@@ -189,7 +189,7 @@ def test_one_two_and_three_processes_write_the_same_atlas(job) -> None:
         if len({h["activation"] for h in kept}) < len(kept)
     ]
     assert tied, "the planted copies make exact ties among some unit's hits"
-    assert any("projection" in name for name in expected) and any("occlusion" in name for name in expected)
+    assert all(any(kind in name for name in expected) for kind in ("projection", "occlusion", "featurevis", "mosaic"))
     for processes in (2, 3):
         got = atlases[processes]
         assert sorted(got) == sorted(expected)
