@@ -12,6 +12,7 @@ from pathlib import Path
 from convscope import __version__
 from convscope.analysis import evolve_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
+from convscope.scan.job import PRECISIONS
 
 MODEL_HELP = (
     "the model: torchvision:NAME (e.g. torchvision:alexnet), path/to/file.py:factory or "
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
     p.add_argument("--checkpoint-every", type=_positive, metavar="N", help="images between two saves of the scan state that a rerun resumes from (default 2000; per process under torchrun)")
-    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see the README)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see the README)")
     p.add_argument("--channels-last", action="store_true", help="scan with the model in channels-last memory (faster convolutions on GPUs)")
 
     p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")

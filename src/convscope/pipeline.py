@@ -120,11 +120,12 @@ def make_atlas(
         network.model.to(device)
     image_list = take(with_labels(image_source(images, root), labels, labels_from_name), limit, sample, seed)
     infos = select_layers(network.model, layers, network.preprocess.input_size)
+    runs_on = model_device(network.model)
     if workers is None:
-        workers = default_workers(model_device(network.model), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        workers = default_workers(runs_on, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     job = ScanJob(k, batch_size, workers, resume, checkpoint_every, progress, precision, channels_last)
     options = RenderOptions(projection=projection, occlusion=occlusion, grids=grids, featurevis=featurevis)
-    with distributed.process_group(model_device(network.model)) as group:
+    with distributed.process_group(runs_on) as group:
         result = distributed.share(run_scan(network, image_list, infos, Path(out), job, group), group)
         deal = Deal(group)
         error = None

@@ -50,6 +50,7 @@ from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
 from convscope.scan.gather import Chunk, Hit, PixelCache, gather_chunk, unit_chunks
+from convscope.scan.job import ScanJob
 from convscope.scan.scan import LayerScan, ScanResult
 from convscope.views import FeatureVisView, OcclusionView, PatchView, Picture, ProjectionView, UnitView
 
@@ -248,7 +249,8 @@ def write_atlas(
     arithmetic: dict[str, Any] | None = None,
 ) -> Path:
     """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas);
-    ``arithmetic`` says how the scan computed (``ScanJob.arithmetic``, for the manifest).
+    ``arithmetic`` says how the scan computed (``ScanJob.arithmetic``, for the manifest; default
+    the default job's).
 
     With a ``deal`` (rank 0 of many processes, the others calling :func:`serve_atlas`), the
     other ranks compute their share of the units' pictures.
@@ -265,7 +267,7 @@ def write_atlas(
             blocks += [block] if block is not None else []
         manifest = _manifest(network, images, result, entries, k, options) | {
             "overview_layers": [layers[i].name for i in shown],
-            "scan": arithmetic or {"precision": "float32", "channels_last": False},
+            "scan": arithmetic or ScanJob().arithmetic,
         }
         left = carry_analyses(Path(out), tmp, manifest["model"])
         if left:
