@@ -12,6 +12,7 @@ from pathlib import Path
 from convscope import __version__
 from convscope.analysis import evolve_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
+from convscope.network.preprocess import DECODERS
 from convscope.scan.job import PRECISIONS
 
 MODEL_HELP = (
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--labels-from-name", metavar="REGEX", help="the images' classes from their file names: the regex's first group (or group 'label'), e.g. '^(n\\d+)_' for ImageNet's n01440764_tench.jpg")
     p.add_argument("--grids", action="store_true", help="also write every unit's 3x3 patch grid as a PNG (layers/LAYER/units/) and every layer's mosaic.png, for papers and slides (default: the viewer draws the patches from the stored images; overview.png is always written)")
     p.add_argument("--fast-decode", action="store_true", help="decode large JPEGs at a reduced scale (1/2, 1/4 or 1/8, Pillow's draft) before the resize: faster, but trades exactness for speed, as pixels (and so activations) no longer equal torchvision's Resize + CenterCrop of the full image (default: full-resolution decode)")
+    p.add_argument("--decoder", choices=DECODERS, default="pillow", help="how image files become pixels: pillow (default; exactly torchvision's Resize + CenterCrop on PIL images), torchcodec (TorchCodec's decoder and torchvision's tensor transforms, in the loader's workers) or nvjpeg (the same with JPEGs decoded on the GPU in batches, for GPUs the CPU workers cannot keep busy); the last two need pip install 'convscope[decode]' and give pixels up to a level from Pillow's")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
     p.add_argument("--checkpoint-every", type=_positive, metavar="N", help="images between two saves of the scan state that a rerun resumes from (default 2000; per process under torchrun)")
@@ -238,8 +240,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         from convscope.data import read_class_names
 
         network = replace(network, class_names=read_class_names(args.class_names))
-    if args.fast_decode:
-        network = replace(network, preprocess=replace(network.preprocess, fast_decode=True))
+    network = replace(network, preprocess=replace(network.preprocess, fast_decode=args.fast_decode, decoder=args.decoder))
     out = make_atlas(
         network,
         args.images,

@@ -66,21 +66,21 @@ def test_cli_resumes_after_ctrl_c_and_cleans_up(tmp_path, monkeypatch, capsys):
     args = ["atlas", "tiny_models:ColourNet", str(tmp_path / "images"), "--input-size", "16", "-q", "--batch-size", "2"]
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
     monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY", 4)
-    real_loader = pipeline.make_loader
+    real_loader = pipeline.frame_batches
     consumed = []
 
-    def interrupted_loader(dataset, **kwargs):
-        for batch in real_loader(dataset, **kwargs):
+    def interrupted_loader(*args, **kwargs):
+        for batch in real_loader(*args, **kwargs):
             if len(consumed) == 5:
                 raise KeyboardInterrupt
             consumed.append(batch)
             yield batch
 
-    monkeypatch.setattr(pipeline, "make_loader", interrupted_loader)
+    monkeypatch.setattr(pipeline, "frame_batches", interrupted_loader)
     assert main([*args, "--out", str(tmp_path / "atlas")]) == 130
     state_file = tmp_path / ".atlas.scan.pt"
     assert state_file.is_file() and not (tmp_path / "atlas").exists()
-    monkeypatch.setattr(pipeline, "make_loader", real_loader)
+    monkeypatch.setattr(pipeline, "frame_batches", real_loader)
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "atlas")]) == 0
     assert "resuming an interrupted scan at image 8 of 12" in capsys.readouterr().err
@@ -106,17 +106,17 @@ def interrupt_after(monkeypatch, batches: int, every: int = 4) -> None:
     """Make the next scan save its state every ``every`` images and raise Ctrl-C after ``batches`` batches."""
     from convscope.scan import job as pipeline  # where pass 1 loads its batches and saves its state
 
-    real_loader = pipeline.make_loader
+    real_loader = pipeline.frame_batches
     monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY", every)
 
-    def interrupted_loader(dataset, **kwargs):
-        for count, batch in enumerate(real_loader(dataset, **kwargs)):
+    def interrupted_loader(*args, **kwargs):
+        for count, batch in enumerate(real_loader(*args, **kwargs)):
             if count == batches:
-                monkeypatch.setattr(pipeline, "make_loader", real_loader)  # the next run is not interrupted
+                monkeypatch.setattr(pipeline, "frame_batches", real_loader)  # the next run is not interrupted
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(pipeline, "make_loader", interrupted_loader)
+    monkeypatch.setattr(pipeline, "frame_batches", interrupted_loader)
 
 
 def test_model_digest_sees_parameters_buffers_and_dtypes():

@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from convscope.analysis.settle import Settle, settle_layer
-from convscope.data import ImageDataset, ImageList, find_images, make_loader
+from convscope.data import ImageList, find_images, frame_batches
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError, LayerError, WeightsError
 from convscope.network.device import model_device
 from convscope.network.layers import NCHW, LayerInfo, select_layers
@@ -208,13 +208,11 @@ def decode_frames(
     h, w = network.preprocess.input_size
     pixels = torch.zeros(len(indices), 3, h, w, dtype=torch.uint8)
     ok = torch.zeros(len(indices), dtype=torch.bool)
-    dataset = ImageDataset(images, network.preprocess)
-    subset = torch.utils.data.Subset(dataset, indices.tolist())
     done = 0
     with tqdm(total=len(indices), unit="img", desc="decode", disable=not progress, dynamic_ncols=True) as bar:
-        for batch in make_loader(subset, batch_size=batch_size, workers=workers):
+        for batch in frame_batches(images, network.preprocess, batch_size, workers, torch.device("cpu"), indices.tolist()):
             n = len(batch.index)
-            pixels[done : done + n] = batch.pixels
+            pixels[done : done + n] = batch.pixels.cpu()
             ok[done : done + n] = batch.ok
             done += n
             bar.update(n)

@@ -4,23 +4,27 @@ Every item is in the *model-input frame*: decoded to RGB at full resolution
 (rules in :mod:`convscope.data.decode`; a JPEG at a reduced scale only with
 ``Preprocess.fast_decode``), then resized and centre-cropped by
 :meth:`Preprocess.to_model_frame` exactly as torchvision's ``Resize`` +
-``CenterCrop``, as ``uint8`` ``(3, H, W)``. A file that cannot
+``CenterCrop``, as ``uint8`` ``(3, H, W)``; or, with ``Preprocess.decoder``
+``"torchcodec"``, decoded by TorchCodec and framed as tensors (:mod:`convscope.data.codec`).
+With ``"nvjpeg"`` the loader's workers only read the files, and
+:func:`frame_batches` decodes each batch on the GPU. A file that cannot
 be read does not stop the scan: its item is all zeros with ``ok=False`` and a
-reason. Pass 2 (:func:`load_pixels`) reloads only the winning images, and there
-a failure is an error: the file changed during the run.
+reason. Pass 2 (:func:`load_pixels`) reloads only the winning images, by the same
+route, and there a failure is an error: the file changed during the run.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from convscope.data import codec
 from convscope.data.decode import failure_reason, open_rgb
 from convscope.data.folder import ImageList
 from convscope.errors import DataError
@@ -78,6 +82,27 @@ class ImageDataset(Dataset):
         return Item(pixels, index, True, "")
 
 
+class EncodedDataset(Dataset):
+    """The files of an :class:`ImageList` as bytes, for a decoder that decodes whole batches
+    (``"nvjpeg"``, see :func:`frame_batches`). An :class:`Item`'s ``pixels`` are the file's
+    bytes as ``uint8 (size,)``; a file that cannot be read is empty with ``ok=False``."""
+
+    def __init__(self, images: ImageList) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Item:
+        if not 0 <= index < len(self.images):
+            raise IndexError(f"image index {index} out of range for {len(self.images)} images")
+        try:
+            source = self.images.path(index).read_bytes()
+        except OSError as error:
+            return Item(torch.zeros(0, dtype=torch.uint8), index, False, failure_reason(error))
+        return Item(torch.frombuffer(bytearray(source), dtype=torch.uint8), index, True, "")
+
+
 def collate(items: Sequence[Item]) -> Batch:
     """Stack items into a :class:`Batch` (the ``collate_fn`` of :func:`make_loader`).
 
@@ -118,7 +143,7 @@ def default_workers(device: torch.device, processes: int = 1) -> int:
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, workers: int, pin_memory: bool = False
+    dataset: Dataset, batch_size: int, workers: int, pin_memory: bool = False, collate_fn=collate
 ) -> DataLoader:
     """A loader that yields :class:`Batch` es in image order, whatever ``workers`` is.
 
@@ -143,12 +168,50 @@ def make_loader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=pin_memory,
         drop_last=False,
         persistent_workers=False,
         prefetch_factor=2 if workers > 0 else None,
     )
+
+
+def frame_batches(
+    images: ImageList, preprocess: Preprocess, batch_size: int, workers: int, device: torch.device, indices: Sequence[int] | None = None
+) -> Iterable[Batch]:
+    """Pass 1's batches of ``images`` (or of those at ``indices``, in their order) in the model
+    frame, by ``preprocess``'s decoder: decoded in the loader's ``workers`` (pinned for a CUDA
+    ``device``), or, with ``"nvjpeg"``, read there and decoded on the GPU in the main
+    process (the pixels come already on the GPU).
+
+    Raises:
+        DataError: as :func:`make_loader`; ``"nvjpeg"`` without CUDA or TorchCodec.
+    """
+    if preprocess.decoder != "nvjpeg":
+        dataset: Dataset = ImageDataset(images, preprocess)
+        dataset = dataset if indices is None else Subset(dataset, indices)
+        return make_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda")
+    where = codec.decode_device(preprocess)
+    codec.torchcodec()  # the error now, not in the first batch
+    encoded: Dataset = EncodedDataset(images)
+    encoded = encoded if indices is None else Subset(encoded, indices)
+    return _decoded(make_loader(encoded, batch_size, workers, collate_fn=list), preprocess, where)
+
+
+def _decoded(loader: Iterable[list[Item]], preprocess: Preprocess, device: torch.device) -> Iterator[Batch]:
+    """Each list of :class:`EncodedDataset` items decoded as one :class:`Batch` on ``device``."""
+    for items in loader:
+        frames = iter(codec.model_frames([item.pixels.numpy().tobytes() for item in items if item.ok], preprocess, device))
+        pixels = torch.zeros(len(items), 3, *preprocess.input_size, dtype=torch.uint8, device=device)
+        errors = [item.error for item in items]
+        for row, item in enumerate(items):
+            frame = next(frames) if item.ok else None
+            if isinstance(frame, torch.Tensor):
+                pixels[row] = frame
+            elif frame is not None:
+                errors[row] = failure_reason(frame)
+        ok = torch.tensor([not error for error in errors], dtype=torch.bool)
+        yield Batch(pixels, torch.tensor([item.index for item in items], dtype=torch.int64), ok, errors)
 
 
 def load_pixels(images: ImageList, indices: Sequence[int], preprocess: Preprocess) -> torch.Tensor:
@@ -173,20 +236,47 @@ def _channels_first(pixels: np.ndarray) -> torch.Tensor:
 
 def load_frames(images: ImageList, indices: Sequence[int], preprocess: Preprocess, threads: int = 2) -> list[np.ndarray]:
     """Reload chosen images (pass 2) as ``uint8`` ``(H, W, 3)`` arrays, in the order of ``indices``,
-    decoding on ``threads`` threads (Pillow releases the GIL while it decodes and resizes).
+    decoding on ``threads`` threads (Pillow releases the GIL while it decodes and resizes),
+    or, with the ``"nvjpeg"`` decoder, on the GPU in batches of :data:`RELOAD_BATCH`.
 
     Raises:
         DataError: an image cannot be read now; it was read in pass 1, so the
             file changed (or vanished) during the run.
     """
+    if preprocess.decoder == "nvjpeg":
+        return [frame for start in range(0, len(indices), RELOAD_BATCH) for frame in _gpu_frames(images, indices[start : start + RELOAD_BATCH], preprocess)]
     if threads > 1 and len(indices) > 1:
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(lambda index: _frame(images, index, preprocess), indices))
     return [_frame(images, index, preprocess) for index in indices]
 
 
+#: Images pass 2 decodes together on the GPU (``"nvjpeg"``).
+RELOAD_BATCH = 64
+
+
+def _gpu_frames(images: ImageList, indices: Sequence[int], preprocess: Preprocess) -> list[np.ndarray]:
+    """Images ``indices`` decoded together on the GPU, framed, back on the CPU: ``uint8 (H, W, 3)`` each."""
+    sources = []
+    for index in indices:
+        try:
+            sources.append(images.path(index).read_bytes())
+        except OSError as error:
+            raise _changed(images, index, error) from error
+    frames = codec.model_frames(sources, preprocess, codec.decode_device(preprocess))
+    for index, frame in zip(indices, frames):
+        if isinstance(frame, Exception):
+            raise _changed(images, index, frame) from frame
+    return [frame.permute(1, 2, 0).cpu().numpy() for frame in frames]  # type: ignore[union-attr]
+
+
 def _decode(images: ImageList, index: int, preprocess: Preprocess) -> np.ndarray:
-    """Image ``index`` decoded, resized and cropped: ``uint8`` ``(H, W, 3)``."""
+    """Image ``index`` decoded, resized and cropped on the CPU: ``uint8`` ``(H, W, 3)``."""
+    if preprocess.decoder != "pillow":  # one file alone; frame_batches decodes nvjpeg's in batches
+        frame = codec.model_frames([images.path(index).read_bytes()], preprocess, codec.decode_device(preprocess))[0]
+        if isinstance(frame, Exception):
+            raise frame
+        return frame.permute(1, 2, 0).cpu().numpy()
     min_side = _draft_side(preprocess) if preprocess.fast_decode else None
     return np.asarray(preprocess.to_model_frame(open_rgb(images.path(index), min_side=min_side)), dtype=np.uint8)
 
@@ -196,12 +286,15 @@ def _frame(images: ImageList, index: int, preprocess: Preprocess) -> np.ndarray:
     try:
         return _decode(images, index, preprocess)
     except Exception as error:  # turned into a user error that names the file
-        raise DataError(
-            f"image {images.paths[index]!r} was read in the first pass but cannot be read now: "
-            f"{failure_reason(error)}",
-            hint=f"the file {images.path(index)} changed during the run; "
-            "leave the folder alone and scan again",
-        ) from error
+        raise _changed(images, index, error) from error
+
+
+def _changed(images: ImageList, index: int, error: Exception) -> DataError:
+    """The error of pass 2 when image ``index``, read in pass 1, cannot be read now."""
+    return DataError(
+        f"image {images.paths[index]!r} was read in the first pass but cannot be read now: {failure_reason(error)}",
+        hint=f"the file {images.path(index)} changed during the run; leave the folder alone and scan again",
+    )
 
 
 def _draft_side(preprocess: Preprocess) -> int:

@@ -22,6 +22,7 @@ default), as do images over Pillow's decompression-bomb limit
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,11 +31,11 @@ _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa"})
 
 
-def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
+def open_rgb(path: Path | BinaryIO, min_side: int | None = None) -> Image.Image:
     """Read an image file, upright, as a fully loaded RGB image; the file is closed.
 
     Args:
-        path: the image file.
+        path: the image file (or an open binary file).
         min_side: if given, a JPEG may be decoded at a reduced scale (1/2, 1/4 or
             1/8, Pillow's ``draft``) as long as both sides stay at least this
             many pixels; other formats are read at full size. A reduced decode

@@ -15,6 +15,13 @@ the ones a user computes with the standard eval transform:
 - the crop starts at ``int(round((size - crop) / 2))`` along each axis (Python's
   round, halves to even); a side shorter than the crop is padded with black,
   ``(crop - size) // 2`` pixels before it and the rest after.
+
+That is the frame of the default ``decoder``, ``"pillow"``. The other decoders,
+``"torchcodec"`` and ``"nvjpeg"`` (:mod:`convscope.data.codec`), decode into tensors
+and make the frame with :meth:`Preprocess.tensor_to_model_frame`: the same geometry,
+with torchvision's tensor ``Resize`` (antialiased), whose pixels differ from Pillow's
+by at most a level on the CPU, in about one value in a hundred (measured, bilinear
+and bicubic; nearest neighbour may take the next source pixel on large downscales).
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: How image files become pixels: Pillow (the default), TorchCodec on the CPU, or
+#: TorchCodec's nvJPEG on the CUDA GPU, in batches (see :mod:`convscope.data.codec`).
+DECODERS = ("pillow", "torchcodec", "nvjpeg")
+
+#: torchvision's tensor modes for Pillow's filters; ``nearest-exact`` is Pillow's nearest
+#: neighbour (torchvision's ``nearest`` picks other pixels); lanczos has no tensor mode.
+_TENSOR_MODES = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -49,6 +64,10 @@ class Preprocess:
             1/2, 1/4 or 1/8, never below what the resize needs) before the
             resize. Faster on large photos, but the pixels are no longer exactly
             torchvision's; ``False`` (the default) decodes at full resolution.
+        decoder: how files become pixels (:data:`DECODERS`): ``"pillow"`` (the
+            default, exactly torchvision's PIL transforms), ``"torchcodec"`` (TorchCodec's
+            decoder and torchvision's tensor transforms, on the CPU) or ``"nvjpeg"`` (the
+            same on the current CUDA device, JPEGs decoded there in batches).
 
     Example:
         >>> p = Preprocess(input_size=(224, 224), resize=256)
@@ -62,6 +81,7 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
     fast_decode: bool = False
+    decoder: str = "pillow"
 
     def __post_init__(self) -> None:
         from convscope.errors import GeometryError
@@ -78,6 +98,15 @@ class Preprocess:
             raise GeometryError(f"resize must be a positive integer or None, got {self.resize}")
         if not isinstance(self.fast_decode, bool):
             raise GeometryError(f"fast_decode must be True or False, got {self.fast_decode!r}")
+        if self.decoder not in DECODERS:
+            raise GeometryError(f"unknown decoder {self.decoder!r}", hint=f"use one of {', '.join(DECODERS)}")
+        if self.decoder != "pillow" and self.fast_decode:
+            raise GeometryError("fast decoding is Pillow's draft mode", hint="leave out --fast-decode, or use --decoder pillow")
+        if self.decoder != "pillow" and self.interpolation not in _TENSOR_MODES:
+            raise GeometryError(
+                f"the {self.decoder} decoder resizes tensors, which have no {self.interpolation} filter",
+                hint=f"use --decoder pillow, or one of {', '.join(_TENSOR_MODES)}",
+            )
 
     def to_model_frame(self, image: Image.Image) -> Image.Image:
         """Resize and centre-crop an RGB image to ``input_size``, as torchvision does; returns RGB.
@@ -96,6 +125,28 @@ class Preprocess:
         left = crop_start(new_w, w)
         # Pillow fills the part of a crop box outside the image with zeros: torchvision's black padding
         return image.crop((left, top, left + w, top + h))
+
+    def tensor_to_model_frame(self, image: torch.Tensor) -> torch.Tensor:
+        """Resize and centre-crop ``uint8`` RGB ``(3, h, w)`` to ``uint8`` ``(3, H, W)`` on its
+        device, as torchvision's tensor ``Resize`` (antialiased) + ``CenterCrop`` do.
+
+        Example:
+            >>> Preprocess((224, 224), 256).tensor_to_model_frame(torch.zeros(3, 480, 640, dtype=torch.uint8)).shape
+            torch.Size([3, 224, 224])
+        """
+        from torchvision.transforms.v2 import functional
+
+        h, w = self.input_size
+        size = [h, w] if self.resize is None else list(resized_size(image.shape[1], image.shape[2], self.resize))
+        if list(image.shape[1:]) != size:
+            mode = functional.InterpolationMode(_TENSOR_MODES[self.interpolation])
+            image = functional.resize(image, size, interpolation=mode, antialias=True)
+        top, left = crop_start(size[0], h), crop_start(size[1], w)
+        frame = image.new_zeros(3, h, w)  # black where the image is shorter than the crop
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + h, size[0]), min(left + w, size[1])
+        frame[:, y0 - top : y1 - top, x0 - left : x1 - left] = image[:, y0:y1, x0:x1]
+        return frame
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """Float pixels ``(N, 3, H, W)`` in ``[0, 1]`` to the model input ``(N, 3, H, W)``, out of
@@ -134,6 +185,7 @@ class Preprocess:
             std=tuple(d["std"]),  # type: ignore[arg-type]
             interpolation=d.get("interpolation", "bilinear"),
             fast_decode=bool(d.get("fast_decode", False)),
+            decoder=d.get("decoder", "pillow"),
         )
 
 

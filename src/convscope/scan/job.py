@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Subset
 
-from convscope.data import ImageDataset, ImageList, make_loader
+from convscope.data import ImageList, frame_batches
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.device import model_device
 from convscope.network.layers import NCHW, LayerInfo
@@ -107,12 +106,11 @@ def run_scan(
         if resume.start(saved, digest, state, resume=job.resume):
             where = f"image {state.seen} of {len(images)}" if world == 1 else f"image {state.seen} of rank {rank}'s {part.start}..{part.stop - 1}"
             warnings.warn(f"resuming an interrupted scan at {where}", ConvscopeWarning, stacklevel=3)
-        dataset = ImageDataset(images, network.preprocess)
-        todo = Subset(dataset, range(state.seen, part.stop)) if (state.seen, part.stop) != (0, len(images)) else dataset
+        todo = range(state.seen, part.stop) if (state.seen, part.stop) != (0, len(images)) else None
         scan(
             network.model,
             pairs,
-            make_loader(todo, batch_size=job.batch_size, workers=job.workers, pin_memory=device.type == "cuda"),
+            frame_batches(images, network.preprocess, job.batch_size, job.workers, device, todo),
             network.preprocess.normalize,
             k=job.k,
             total=part.stop,
