@@ -22,8 +22,10 @@ With ``--device cuda`` each rank uses ``cuda:LOCAL_RANK`` and NCCL; the line "pr
 On a CPU machine each process gets ``--threads`` threads (default 1), so P processes need
 P x threads cores: on this 2-core machine 1 and 2 processes are what can be measured.
 
+With ``--decoder nvjpeg`` (and ``--device cuda``) the ranks decode their JPEGs on their GPU.
+
 Usage: python benchmarks/bench_distributed.py [--model alexnet|resnet50] [--device cpu|cuda]
-       [--processes 1 2] [--repeat-images R] [--images N] [--batch-size B] [--workers W] [--repeats K]
+       [--decoder pillow|torchcodec|nvjpeg] [--processes 1 2] [--repeat-images R] [--images N] [--batch-size B] [--workers W] [--repeats K]
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = distributed.rank_device(args.device)
     model = getattr(torchvision.models, args.model)(weights=None).eval().to(device)
-    network = Network(model=model, source=f"torchvision:{args.model}", preprocess=Preprocess((224, 224), 256))
+    network = Network(model=model, source=f"torchvision:{args.model}", preprocess=Preprocess((224, 224), 256, decoder=args.decoder))
     images = find_images(args.folder)
     layers = select_layers(model, None, (224, 224))
     job = ScanJob(batch_size=args.batch_size, workers=args.workers, resume=False, progress=False)
@@ -119,7 +121,7 @@ def timed_run(args: argparse.Namespace, processes: int) -> float:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", __file__, "--worker",
         "--folder", str(args.folder), "--model", args.model, "--device", args.device, "--batch-size", str(args.batch_size),
-        "--workers", str(args.workers), "--threads", str(args.threads), *(["--projection", args.projection] if args.projection else []),
+        "--workers", str(args.workers), "--threads", str(args.threads), "--decoder", args.decoder, *(["--projection", args.projection] if args.projection else []),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     if run.returncode != 0:
@@ -139,6 +141,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="threads per process on a CPU (default 1)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decoder", choices=["pillow", "torchcodec", "nvjpeg"], default="pillow", help="convscope's decoder (the plain loop always uses Pillow)")
     parser.add_argument("--projection", choices=["deconvnet", "guided"], help="time the whole atlas with these projections (pass 2 dealt over the ranks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -156,7 +159,7 @@ def main() -> None:
                 rates[str(processes)].append(timed_run(args, processes))
     count = args.images * args.repeat_images
     what = f"the whole atlas with {args.projection} projections of every unit's top 9" if args.projection else "pass 1"
-    print(f"{what}: {args.model} on {args.device}, {count} images, batch {args.batch_size}, {args.workers} workers, {args.threads} thread(s) per process, {args.repeats} runs")
+    print(f"{what}: {args.model} on {args.device}, {args.decoder} decoder, {count} images, batch {args.batch_size}, {args.workers} workers, {args.threads} thread(s) per process, {args.repeats} runs")
     plain = statistics.median(rates["plain"]) if "plain" in rates else None
     if plain is not None:
         print(f"plain decode-and-forward loop, 1 process: {plain:.1f} images/s (spread {min(rates['plain']):.1f}-{max(rates['plain']):.1f})")

@@ -182,11 +182,14 @@ def test_nvjpeg_without_a_gpu_says_what_to_use(tmp_path: Path) -> None:
     assert "--decoder torchcodec" in error.value.hint
 
 
-def test_without_torchcodec_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_torchcodec_the_error_says_how_to_install_it_before_any_worker_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = find_images(_folder(tmp_path))
     monkeypatch.setitem(sys.modules, "torchcodec", None)
     with pytest.raises(DataError, match="TorchCodec") as error:
         codec.decode([_jpeg(_photo(8, 8))], CPU)
     assert "convscope[decode]" in error.value.hint
+    with pytest.raises(DataError, match="TorchCodec"):  # raised here, not in a worker's first batch
+        frame_batches(images, Preprocess(decoder="torchcodec"), 4, 2, CPU)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

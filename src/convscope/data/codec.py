@@ -104,6 +104,18 @@ def _pillow(source: bytes, device: torch.device) -> torch.Tensor | Exception:
     return pixels.permute(2, 0, 1).contiguous().to(device)
 
 
+def prepare() -> None:
+    """Import TorchCodec and torchvision's tensor transforms now, before the loader's workers
+    start: they inherit the modules instead of each importing torchvision (over a second)
+    in its first item, and a missing TorchCodec fails at once, not in a worker.
+
+    Raises:
+        DataError: TorchCodec is not installed.
+    """
+    torchcodec()
+    import torchvision.transforms.v2.functional  # noqa: F401
+
+
 def torchcodec() -> ModuleType:
     """TorchCodec's decoders (imported on first use).
 

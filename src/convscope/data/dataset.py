@@ -187,12 +187,13 @@ def frame_batches(
     Raises:
         DataError: as :func:`make_loader`; ``"nvjpeg"`` without CUDA or TorchCodec.
     """
+    if preprocess.decoder != "pillow":
+        codec.prepare()
     if preprocess.decoder != "nvjpeg":
         dataset: Dataset = ImageDataset(images, preprocess)
         dataset = dataset if indices is None else Subset(dataset, indices)
         return make_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda")
     where = codec.decode_device(preprocess)
-    codec.torchcodec()  # the error now, not in the first batch
     encoded: Dataset = EncodedDataset(images)
     encoded = encoded if indices is None else Subset(encoded, indices)
     return _decoded(make_loader(encoded, batch_size, workers, collate_fn=list), preprocess, where)
