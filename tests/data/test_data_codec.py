@@ -29,8 +29,9 @@ from convscope.data import codec
 from convscope.data.dataset import _decoded
 from convscope.errors import DataError, GeometryError
 from convscope.network.preprocess import Preprocess
+from oracles import need_module
 
-pytest.importorskip("torchcodec")
+need_module("torchcodec")
 
 CPU = torch.device("cpu")
 

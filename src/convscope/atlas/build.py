@@ -26,7 +26,7 @@ from convscope.atlas.deal import Deal
 from convscope.atlas.files import AtlasFiles
 from convscope.atlas.unit_stats import layer_statistics
 from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_file, layer_dir
-from convscope.atlas.writer import atomic_folder, encode_png, now
+from convscope.atlas.writer import atomic_folder, encode_jpeg, encode_png, now
 from convscope.data import ImageList
 from convscope.data.dataset import load_frames
 from convscope.errors import ConvscopeWarning
@@ -49,7 +49,7 @@ from convscope.render.depth import depth_figure
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
-from convscope.scan.gather import Chunk, Hit, PixelCache, gather_chunk, unit_chunks
+from convscope.scan.gather import Chunk, Hit, NewImages, PixelCache, gather_chunk, unit_chunks
 from convscope.scan.job import ScanJob
 from convscope.scan.scan import LayerScan, ScanResult
 from convscope.views import FeatureVisView, OcclusionView, PatchView, Picture, ProjectionView, UnitView
@@ -127,20 +127,24 @@ class UnitResult:
         bottom: its bottom hits, weakest first (see ``LayerScan.bottom``).
         pictures: view name -> its pictures (one per hit, or one per unit); empty for a unit
             that was not pictured.
-        pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels of each hit's and bottom hit's image.
+        pixels: image index -> ``uint8 (H, W, 3)`` model-input-frame pixels of each hit's and bottom
+            hit's image; from another rank (:func:`_for_writer`), only the images no earlier chunk
+            showed, as the JPEG bytes they are stored as.
         drawn: view name -> the unit's own picture of that view (``""``: the patch grid), PNG-encoded, to be written.
         thumb: ``uint8 (h, w, 3)``, the unit's figure for its layer's mosaic (with grids), else ``None``.
         small: ``uint8 (h, w, 3)``, the unit's figure for ``overview.png`` if it is shown there, else ``None``.
+        featurevis: the record of its feature visualisation (``hits.json``'s ``featurevis``), if it has one.
     """
 
     unit: int
     hits: list[Hit]
     pictures: dict[str, list[Picture]]
-    pixels: dict[int, np.ndarray]
+    pixels: dict[int, np.ndarray | bytes]
     bottom: list[Hit] = field(default_factory=list)
     drawn: dict[str, bytes] = field(default_factory=dict)
     thumb: np.ndarray | None = None
     small: np.ndarray | None = None
+    featurevis: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,12 +157,15 @@ class LayerPlan:
         every: every unit is pictured (grids, projections, occlusion maps or feature
             visualisations asked for); else only the overview's units.
         scale: the mosaic thumbnails' shrink factor.
+        new_images: with pass 2 dealt over ranks, per chunk the images it is the first to show
+            (:class:`~convscope.scan.gather.NewImages`); else ``None``.
     """
 
     chosen: list[int]
     in_overview: bool
     every: bool
     scale: float
+    new_images: list[frozenset[int]] | None = None
 
     @property
     def pictured(self) -> set[int] | None:
@@ -166,13 +173,17 @@ class LayerPlan:
         return None if self.every else (set(self.chosen) if self.in_overview else set())
 
 
-def plan_layer(info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], k: int, options: RenderOptions, in_overview: bool) -> LayerPlan:
-    """The :class:`LayerPlan` of a layer, the same on every rank."""
+def plan_layer(
+    info: LayerInfo, scan: LayerScan, views: Sequence[UnitView], k: int, options: RenderOptions, in_overview: bool, new: NewImages | None = None
+) -> LayerPlan:
+    """The :class:`LayerPlan` of a layer, the same on every rank (``new``: the layers' walk of
+    :class:`NewImages` when pass 2 is dealt over ranks)."""
     return LayerPlan(
         choose_units(scan.topk.values, scan.signature, options.overview_units),
         in_overview,
         options.grids or any(view.name for view in views),
         mosaic_scale(info.units, _figure_width(views, k, options.cell), options.mosaic_width),
+        new.of_layer(scan, info.units) if new is not None else None,
     )
 
 
@@ -189,9 +200,13 @@ def unit_results(
     """Every unit of a layer in unit order, with its views' pictures and its drawn figures if
     the ``plan`` pictures it; memory bounded by a chunk. With a ``deal`` (pass 2 on many
     processes), each chunk is computed by its rank and the results come out on rank 0 only."""
-    for units in unit_chunks(info.units):
+    for number, units in enumerate(unit_chunks(info.units)):
         compute = partial(_chunk_results, info, scan, units, views, cache, plan, k, options)
-        yield from (deal.chunk(compute) if deal is not None else compute()) or []
+        if deal is None:
+            yield from compute()
+        else:
+            new = plan.new_images[number] if plan.new_images is not None else frozenset()
+            yield from deal.chunk(compute, partial(_for_writer, new=new)) or []
 
 
 def _chunk_results(
@@ -213,9 +228,24 @@ def _chunk_results(
     results = []
     for i, (unit, hits, bottom) in enumerate(zip(chunk.units, chunk.hits, chunk.bottom or [[] for _ in chunk.units])):
         pixels = {hit.image: chunk.pixels[hit.image] for hit in hits + bottom}
-        result = UnitResult(unit, hits, {name: pictures[i] for name, pictures in made.items() if i in pictures}, pixels, bottom)
+        pictures = {name: pictures[i] for name, pictures in made.items() if i in pictures}
+        featurevis = _featurevis_record(pictures["featurevis"][0].value, hits) if pictures.get("featurevis") else None
+        result = UnitResult(unit, hits, pictures, pixels, bottom, featurevis=featurevis)
         results.append(_draw(result, views, k, options, plan) if result.pictures else result)
     return results
+
+
+def _for_writer(results: list[UnitResult], new: frozenset[int]) -> list[UnitResult]:
+    """A chunk's results as a worker sends them to rank 0: without the views' pictures (drawn
+    already), and with only the images ``new`` (no earlier chunk showed them), JPEG-encoded,
+    each once."""
+    sent: set[int] = set()
+    slim = []
+    for unit in results:
+        images = {index: encode_jpeg(pixels) for index, pixels in unit.pixels.items() if index in new and index not in sent}  # type: ignore[arg-type]
+        sent |= images.keys()
+        slim.append(replace(unit, pictures={}, pixels=images))
+    return slim
 
 
 def _draw(unit: UnitResult, views: Sequence[UnitView], k: int, options: RenderOptions, plan: LayerPlan) -> UnitResult:
@@ -257,12 +287,13 @@ def write_atlas(
     """
     views = _views(network, images, options)
     cache = PixelCache(images, network.preprocess)
+    new = NewImages() if deal is not None and deal.world > 1 else None
     with atomic_folder(Path(out)) as tmp, AtlasFiles(tmp) as files:
         shown = overview_layers(len(layers), options.overview_layers)
         entries, blocks = [], []
         for number, info in enumerate(layers, start=1):
             names = output_names(network, info, last=number == len(layers))
-            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown, names, deal)
+            entry, block = _layer(files, info, number, result.layers[info.name], views, cache, images, k, options, progress, number - 1 in shown, names, deal, new)
             entries.append(entry)
             blocks += [block] if block is not None else []
         manifest = _manifest(network, images, result, entries, k, options) | {
@@ -292,9 +323,10 @@ def serve_atlas(
     views = _views(network, images, options)
     cache = PixelCache(images, network.preprocess)
     shown = overview_layers(len(layers), options.overview_layers)
+    new = NewImages()
     for number, info in enumerate(layers):
         scan = result.layers[info.name]
-        plan = plan_layer(info, scan, views, k, options, number in shown)
+        plan = plan_layer(info, scan, views, k, options, number in shown, new)
         for _ in unit_results(info, scan, views, cache, plan, k, options, deal):
             pass  # nothing comes out on this rank: its chunks went to rank 0
 
@@ -318,12 +350,13 @@ def _layer(
     in_overview: bool,
     unit_names: Sequence[str] | None = None,
     deal: Deal | None = None,
+    new: NewImages | None = None,
 ) -> tuple[dict[str, Any], tuple[str, list[np.ndarray]] | None]:
     """Write one layer's images, hits and asked-for unit pictures; return its manifest entry
     and, if ``in_overview``, its overview block. Only the units that need a picture go
     through the views (:class:`LayerPlan`).
     """
-    plan = plan_layer(info, scan, views, k, options, in_overview)
+    plan = plan_layer(info, scan, views, k, options, in_overview, new)
     records: list[dict[str, Any]] = []
     thumbs: list[np.ndarray] = []
     small: dict[int, np.ndarray] = {}
@@ -339,8 +372,8 @@ def _layer(
             record["bottom"] = [_hit_record(images, h) for h in unit.bottom]
             record["bottom_kind"] = "min" if bool(scan.bottom_min[unit.unit]) else "max"
             record["stats"] = statistics.units[unit.unit]
-        if "featurevis" in unit.pictures and unit.pictures["featurevis"]:
-            record["featurevis"] = _featurevis_record(unit.pictures["featurevis"][0].value, unit.hits)
+        if unit.featurevis is not None:
+            record["featurevis"] = unit.featurevis
         records.append(record)
         for name, png in unit.drawn.items():
             files.unit_picture(info.name, unit.unit, name, png)

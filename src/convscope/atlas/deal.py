@@ -10,7 +10,8 @@ A chunk is computed as one process computes it (the same units, in the same batc
 atlas is the one process's.
 
 The results travel as pickled objects over the merge group (gloo): they hold pictures of
-varying sizes. After each chunk a worker waits for rank 0's reply (``"go"`` or
+varying sizes, packed by the caller to what rank 0 writes (the figures as PNG, each winning
+image once, as JPEG, by the first chunk that shows it). After each chunk a worker waits for rank 0's reply (``"go"`` or
 ``"stop"``), given when rank 0 takes the chunk, so a worker runs at most one chunk ahead
 of the writer and memory stays bounded by a chunk.
 
@@ -52,9 +53,10 @@ class Deal:
         """Whether this rank is the one that writes (rank 0)."""
         return self.rank == 0
 
-    def chunk(self, compute: Callable[[], T]) -> T | None:
+    def chunk(self, compute: Callable[[], T], pack: Callable[[T], T] = lambda made: made) -> T | None:
         """The next chunk: ``compute()`` if it is this rank's; on rank 0 the chunk's result
-        (received from its rank if computed elsewhere), ``None`` on the other ranks.
+        (received from its rank if computed elsewhere, as ``pack`` made it fit to send),
+        ``None`` on the other ranks.
 
         Raises:
             RankFailed: (rank 0) the rank that computes this chunk failed; (a worker) rank 0
@@ -66,7 +68,7 @@ class Deal:
             made = compute()
             if self.rank == 0:
                 return made
-            self._send(("chunk", made), 0)
+            self._send(("chunk", pack(made)), 0)
             if self._receive(0) == "stop":
                 self._stopped = True
                 raise RankFailed(f"rank 0 of {self.world} stopped pass 2")

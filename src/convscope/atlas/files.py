@@ -52,8 +52,9 @@ class AtlasFiles:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
 
-    def image(self, index: int, pixels: np.ndarray) -> None:
-        """A winning image ``uint8 (H, W, 3)`` in the model-input frame, written the first time only."""
+    def image(self, index: int, pixels: np.ndarray | bytes) -> None:
+        """A winning image ``uint8 (H, W, 3)`` in the model-input frame (or its ``encode_jpeg``
+        bytes), written the first time only."""
         if index not in self._stored:
             self._stored.add(index)
             if len(self._pending) >= self.QUEUE:

@@ -123,9 +123,17 @@ def write_png_atomic(path: Path, image: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_jpeg(path: Path, image: np.ndarray) -> None:
+def encode_jpeg(image: np.ndarray) -> bytes:
+    """``uint8 (H, W, 3)`` as the bytes of the JPEG file a winning image is stored as."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_jpeg(path: Path, image: np.ndarray | bytes) -> None:
+    """A winning image, ``uint8 (H, W, 3)`` or already :func:`encode_jpeg` ed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, quality=90)
+    path.write_bytes(image if isinstance(image, bytes) else encode_jpeg(image))
 
 
 def now() -> str:

@@ -144,3 +144,30 @@ def gather_chunk(layer: LayerScan, units: Sequence[int], fields: UnitFields | No
     bottom = units_hits(layer, units, fields, cache.preprocess.input_size, bottom=True)
     wanted = [hit.image for unit in hits + bottom for hit in unit]
     return Chunk(list(units), hits, cache.get(wanted), bottom)
+
+
+def chunk_images(layer: LayerScan, units: range) -> set[int]:
+    """The images the top and bottom hits of ``units`` (a run of units) come from."""
+    kept = [layer.topk] + ([layer.bottom] if layer.bottom is not None else [])
+    return {image for hits in kept for image in hits.images[units.start : units.stop].flatten().tolist() if image >= 0}
+
+
+class NewImages:
+    """Which of pass 2's chunks is the first to show each winning image.
+
+    Walk the layers in the atlas's order with :meth:`of_layer`; every rank walks them alike,
+    so each knows, for a chunk it computes, the images that no earlier chunk showed: the
+    ones it sends to the writer (rank 0 already has the others).
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def of_layer(self, layer: LayerScan, units: int) -> list[frozenset[int]]:
+        """Per chunk of the layer (:func:`unit_chunks`), the images it shows first."""
+        firsts = []
+        for chunk in unit_chunks(units):
+            new = chunk_images(layer, chunk) - self._seen
+            self._seen |= new
+            firsts.append(frozenset(new))
+        return firsts
