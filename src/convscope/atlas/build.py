@@ -242,7 +242,7 @@ def _for_writer(results: list[UnitResult], new: frozenset[int]) -> list[UnitResu
     sent: set[int] = set()
     slim = []
     for unit in results:
-        images = {index: encode_jpeg(pixels) for index, pixels in unit.pixels.items() if index in new and index not in sent}  # type: ignore[arg-type]
+        images: dict[int, np.ndarray | bytes] = {i: encode_jpeg(p) for i, p in unit.pixels.items() if i in new and i not in sent}  # type: ignore[arg-type]
         sent |= images.keys()
         slim.append(replace(unit, pictures={}, pixels=images))
     return slim

@@ -11,9 +11,9 @@ atlas is the one process's.
 
 The results travel as pickled objects over the merge group (gloo): they hold pictures of
 varying sizes, packed by the caller to what rank 0 writes (the figures as PNG, each winning
-image once, as JPEG, by the first chunk that shows it). After each chunk a worker waits for rank 0's reply (``"go"`` or
-``"stop"``), given when rank 0 takes the chunk, so a worker runs at most one chunk ahead
-of the writer and memory stays bounded by a chunk.
+image once, as JPEG, by the first chunk that shows it). After each chunk a worker waits for
+rank 0's reply (``"go"`` or ``"stop"``), given when rank 0 takes the chunk, so a worker runs
+at most one chunk ahead of the writer and memory stays bounded by a chunk.
 
 Failures never leave a rank waiting, nor working in vain for long: a worker that fails
 sends its error in place of its next chunk, and rank 0 raises :class:`RankFailed` when it

@@ -9,7 +9,10 @@ the CPU: both are libjpeg-turbo). The frame is then made where the pixels are, w
 :meth:`~convscope.network.preprocess.Preprocess.tensor_to_model_frame`.
 
 Pass 1 and pass 2 decode each file by this same route, so a winning image's pixels in
-pass 2 are the ones it was scanned with.
+pass 2 are the ones it was scanned with. On the GPU this holds although pass 2 batches the
+images otherwise: TorchCodec (0.17) has nvJPEG choose its backend per image, from the image's
+own header (the hardware engine for baseline JPEGs where the GPU has one, the software path
+for progressive ones and elsewhere), not per batch.
 
 TorchCodec is an extra: ``pip install 'convscope[decode]'``.
 """
