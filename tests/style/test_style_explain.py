@@ -1,5 +1,6 @@
 """Gatys's Figure 1 (--explain) and the quality record, on tiny hand-built nets and torchvision's VGG-19 layout."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from convscope.style import Losses, StyleResult, explain, explain_figure, qualit
 from convscope.style.explain import explain_content_layers
 from convscope.style.quality import CONTENT_RATIO_MAX, STYLE_RATIO_MAX
 from style_nets import network, photo
+
+explain_module = importlib.import_module("convscope.style.explain")  # the module (convscope.style.explain is also the function)
 
 STYLE = photo(32, 32, seed=5)
 STYLE_LAYERS = ["features.0", "features.2", "features.5"]
@@ -84,13 +87,17 @@ def test_quality_compares_each_layer_with_its_level():
 NET = [str(Path(__file__).with_name("style_nets.py")) + ":tiny_vgg"]
 
 
-def test_cli_explain_writes_the_figure_and_its_record(tmp_path, capsys):
+def test_cli_explain_writes_the_figure_and_its_record(tmp_path, capsys, monkeypatch):
     content, style = tmp_path / "content.png", tmp_path / "style.png"
     Image.fromarray(photo(32, 40)).save(content)
     Image.fromarray(STYLE).save(style)
     out = tmp_path / "explain.png"
     argv = ["style", str(content), str(style), "--model", *NET, "--style-layers", "features.0", "features.2", "--explain", "--size", "24", "--steps", "2", "-q", "--out", str(out)]
+    runs = []
+    real = explain_module.stylise
+    monkeypatch.setattr(explain_module, "stylise", lambda *a, **kw: runs.append(kw["steps"]) or real(*a, **kw))
     assert main(argv) == 0
+    assert runs == [0, 2, 2, 2, 2]  # one probe of the layers (to count the steps), then 2 content and 2 style reconstructions
     record = json.loads(out.with_suffix(".json").read_text())
     assert len(record["content_reconstructions"]) == 2 and len(record["style_reconstructions"]) == 2
     assert record["content"] == str(content)

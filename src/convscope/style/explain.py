@@ -114,7 +114,10 @@ def explain(
         >>> [r.layers for r in figure.style][:2]  # doctest: +SKIP
         [('features.0',), ('features.0', 'features.5')]
     """
-    content_list, style_list = explain_layers(network, content, styles, content_layers, style_layers, size)
+    if content_layers is not None and style_layers is not None:  # named: no probe (the CLI has run one to count the steps)
+        content_list, style_list = resolve(network.model, content_layers), resolve(network.model, style_layers)
+    else:
+        content_list, style_list = explain_layers(network, content, styles, content_layers, style_layers, size)
     done = 0
 
     def counted(step: int, losses) -> None:
