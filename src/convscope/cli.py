@@ -14,6 +14,7 @@ from convscope.analysis import evolve_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.preprocess import DECODERS
 from convscope.scan.job import PRECISIONS
+from convscope.stats.quantiles import DEFAULT_BUDGET
 
 MODEL_HELP = (
     "the model: torchvision:NAME (e.g. torchvision:alexnet), path/to/file.py:factory or "
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=_positive, metavar="N", help="images between two saves of the scan state that a rerun resumes from (default 2000; per process under torchrun)")
     p.add_argument("--precision", choices=list(PRECISIONS), default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see the README)")
     p.add_argument("--channels-last", action="store_true", help="scan with the model in channels-last memory (faster convolutions on GPUs)")
+    p.add_argument("--quantile-budget", type=int, default=DEFAULT_BUDGET, metavar="N", help=f"values each unit's quantiles keep: exact up to N images, then a sketch (rank error under 0.1%% at the default {DEFAULT_BUDGET}); memory about 4N bytes per unit and process (default {DEFAULT_BUDGET})")
 
     p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
     _add_model_args(p)
@@ -264,6 +266,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
         seed=args.seed,
         precision=args.precision,
         channels_last=args.channels_last,
+        quantile_budget=args.quantile_budget,
     )
     if int(os.environ.get("RANK", "0")) > 0:  # another process of a torchrun job: rank 0 wrote the atlas and says where
         return

@@ -93,8 +93,8 @@ def test_the_atlas_records_its_precision(tmp_path) -> None:
     write_images(tmp_path / "images", 12)
     plain = make_atlas(f"{tmp_path / 'net.py'}:make", tmp_path / "images", tmp_path / "plain", progress=False, batch_size=4)
     fast = make_atlas(f"{tmp_path / 'net.py'}:make", tmp_path / "images", tmp_path / "fast", progress=False, batch_size=4, precision="bfloat16", channels_last=True)
-    assert json.loads((plain / "manifest.json").read_text())["scan"] == {"precision": "float32", "channels_last": False}
-    assert json.loads((fast / "manifest.json").read_text())["scan"] == {"precision": "bfloat16", "channels_last": True}
+    assert json.loads((plain / "manifest.json").read_text())["scan"] == {"precision": "float32", "channels_last": False, "quantile_budget": 8192}
+    assert json.loads((fast / "manifest.json").read_text())["scan"] == {"precision": "bfloat16", "channels_last": True, "quantile_budget": 8192}
     fast_values = [h["activation"] for u in json.loads((fast / "layers/0/hits.json").read_text())["units"] for h in u["hits"]]
     plain_values = [h["activation"] for u in json.loads((plain / "layers/0/hits.json").read_text())["units"] for h in u["hits"]]
     assert fast_values and all(torch.tensor(v).bfloat16().item() == v for v in fast_values)

@@ -276,10 +276,10 @@ def write_atlas(
     options: RenderOptions = RenderOptions(),
     progress: bool = True,
     deal: Deal | None = None,
-    arithmetic: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
     """Write the atlas of ``result`` to the folder ``out`` (replacing a previous atlas);
-    ``arithmetic`` says how the scan computed (``ScanJob.arithmetic``, for the manifest; default
+    ``settings`` says how the scan computed (``ScanJob.settings``, for the manifest; default
     the default job's).
 
     With a ``deal`` (rank 0 of many processes, the others calling :func:`serve_atlas`), the
@@ -298,7 +298,7 @@ def write_atlas(
             blocks += [block] if block is not None else []
         manifest = _manifest(network, images, result, entries, k, options) | {
             "overview_layers": [layers[i].name for i in shown],
-            "scan": arithmetic or ScanJob().arithmetic,
+            "scan": settings or ScanJob().settings,
         }
         left = carry_analyses(Path(out), tmp, manifest["model"])
         if left:

@@ -175,11 +175,12 @@ def merge_on_rank0(state: ScanState, group: dist.ProcessGroup | None) -> ScanSta
 
 
 def _empty_like(state: ScanState) -> ScanState:
-    """A state of the same layers, k, signature sample and labels, holding nothing."""
+    """A state of the same layers, k, signature sample, labels and quantile budget, holding nothing."""
     first = next(iter(state.layers.values()))
     classes = first.classes.classes if first.classes is not None else 0
     layers = [(name, layer.units) for name, layer in state.layers.items()]
-    return ScanState(layers, first.topk.k, first.signature_images, torch.device("cpu"), state.labels.tolist() if state.labels is not None else None, classes)
+    labels = state.labels.tolist() if state.labels is not None else None
+    return ScanState(layers, first.topk.k, first.signature_images, torch.device("cpu"), labels, classes, first.quantiles.budget)
 
 
 def share(value: T | None, group: dist.ProcessGroup | None) -> T:

@@ -83,11 +83,11 @@ def fingerprint(
     k: int,
     batch_size: int = 0,
     shard: dict[str, int] | None = None,
-    arithmetic: dict[str, object] | None = None,
+    settings: dict[str, object] | None = None,
 ) -> str:
     """A digest of everything that decides the scan's result (see the module's docstring); the
     batch size numbers the statistics' blocks, ``shard`` is this rank's part of a distributed
-    scan, and ``arithmetic`` how the forward passes compute (precision, memory layout)."""
+    scan, and ``settings`` how pass 1 computes (``ScanJob.settings``)."""
     described = {
         "model": [network.source, network.weights, network.weights_sha256],
         "parameters": model_digest(network.model),
@@ -96,7 +96,7 @@ def fingerprint(
         "k": k,
         "batch_size": batch_size,
         "shard": shard,
-        "arithmetic": arithmetic,
+        "settings": settings,
         "root": str(images.root),
         "images": images_digest(images),
         "labels": [list(images.labels or ()), list(images.class_names or ())],

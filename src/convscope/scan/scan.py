@@ -26,7 +26,7 @@ from convscope.network.modes import channels_last as channels_last_memory
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, run_until_captured
 from convscope.scan.topk import RunningTopK, TopK
-from convscope.stats import ClassMeans, Distribution, Moments, RunningClassMeans, RunningMoments, RunningQuantiles
+from convscope.stats import DEFAULT_BUDGET, ClassMeans, Distribution, Moments, RunningClassMeans, RunningMoments, RunningQuantiles
 
 #: The quantile levels kept of each unit's distribution (its exact min and max are kept besides).
 QUANTILE_LEVELS = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
@@ -113,12 +113,12 @@ class _LayerStats:
     lowest.
     """
 
-    def __init__(self, units: int, k: int, signature: torch.Tensor, device: torch.device, classes: int = 0) -> None:
+    def __init__(self, units: int, k: int, signature: torch.Tensor, device: torch.device, classes: int = 0, budget: int = DEFAULT_BUDGET) -> None:
         self.topk = RunningTopK(units, k, device)
         self.bottom_of_max = RunningTopK(units, k, device)
         self.bottom_of_min = RunningTopK(units, k, device)
         self.moments = RunningMoments(units)
-        self.quantiles = RunningQuantiles(units)
+        self.quantiles = RunningQuantiles(units, budget)
         self.classes = RunningClassMeans(units, classes) if classes else None
         self.nonfinite = torch.zeros(units, dtype=torch.int64)
         self.signature_images = signature
@@ -238,12 +238,13 @@ class ScanState:
 
     def __init__(
         self, layers: Sequence[tuple[str, int]], k: int, signature: torch.Tensor, device: torch.device,
-        labels: Sequence[int] | None = None, classes: int = 0,
+        labels: Sequence[int] | None = None, classes: int = 0, budget: int = DEFAULT_BUDGET,
     ) -> None:
-        """``labels``: per image index its class in ``range(classes)`` or -1; with them, class means are kept."""
+        """``labels``: per image index its class in ``range(classes)`` or -1; with them, class means are kept;
+        ``budget``: items each unit's quantiles keep (exact up to that many images, then a sketch)."""
         self.labels = torch.as_tensor(list(labels), dtype=torch.long) if labels is not None and classes else None
         classes = classes if self.labels is not None else 0
-        self.layers = {name: _LayerStats(units, k, signature, device, classes) for name, units in layers}
+        self.layers = {name: _LayerStats(units, k, signature, device, classes, budget) for name, units in layers}
         self.seen = 0
         self.count = 0
         self.failed: list[tuple[int, str]] = []
