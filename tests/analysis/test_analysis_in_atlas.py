@@ -59,7 +59,7 @@ def test_the_evolution_stores_each_winning_image_once_in_the_model_input_frame(t
     result = evolve(Network(tiny_alexnet().eval(), "tiny", preprocess), images, checkpoints, layers=["features.0", "features.3"], n_units=3, k=3, progress=False)
     out = write_evolution(tmp_path / "ev", result)
     record = json.loads((out / "evolution.json").read_text())
-    assert record["version"] == VERSION == 2 and record["input_size"] == [16, 16] and record["fill"] == [128, 64, 0]
+    assert record["version"] == VERSION == 3 and record["input_size"] == [16, 16] and record["fill"] == [128, 64, 0]
     cells = [(u, c) for layer in record["layers"] for u in layer["units"] for c in u["checkpoints"]]
     assert cells and all(c is not None for _, c in cells) and all(u["padding"] == "zeros" for u, _ in cells)
     # images/ holds exactly the cells' images, each once, one file per source image.

@@ -14,7 +14,8 @@ from PIL import Image
 from convscope.analysis.evolve import check_checkpoints, evolve
 from convscope.analysis.evolve_command import parse_units, run
 from convscope.cli import build_parser
-from convscope.analysis.evolve_folder import write_evolution
+from convscope.analysis.evolve_folder import PROJECTION_CELL, write_evolution
+from convscope.render.grid import fit_cell
 from convscope.analysis.settle import settle_layer
 from convscope.errors import AtlasError, ConvscopeError, WeightsError
 from convscope.network.load import Network
@@ -117,10 +118,17 @@ def test_the_folder_is_written_atomically_and_refuses_foreign_folders(tmp_path: 
     before, after = _save(ColourNet(), tmp_path / "before.pt"), _save(_swapped_colours(), tmp_path / "after.pt")
     result = evolve(_network(ColourNet()), images, [before, after], k=2, projection="guided", progress=False)
     out = write_evolution(tmp_path / "evolve", result)
-    assert sorted(p.name for p in out.iterdir()) == ["evolution-conv.png", "evolution.json", "evolution.png", "images", "settle.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["evolution-conv.png", "evolution.json", "evolution.png", "images", "projections", "settle.png"]
     record = json.loads((out / "evolution.json").read_text())
     assert record["format"] == "convscope-evolution" and [c["name"] for c in record["checkpoints"]] == ["before", "after"]
     (layer,) = record["layers"]
+    # Each cell's projection, fitted to its cell as an atlas draws it.
+    for unit, cells in zip(layer["units"], result.layers[0].cells):
+        for c, (cell, made) in enumerate(zip(unit["checkpoints"], cells)):
+            assert cell["projection_file"] == f"projections/conv/{unit['unit']:04d}-{c}.png"
+            stored = np.asarray(Image.open(out / cell["projection_file"]))
+            assert stored.shape == (PROJECTION_CELL, PROJECTION_CELL, 3)
+            assert np.array_equal(stored, fit_cell(made.projection.pixels, PROJECTION_CELL, made.projection.inside))
     assert layer["settle"][0]["from"] == "before" and layer["settle"][0]["to"] == "after"
     assert {u["unit"]: [c["changed"] for c in u["checkpoints"]] for u in layer["units"]} == {0: [False, True], 1: [False, True], 2: [False, False]}
     # A failure while writing leaves the previous folder as it was, and no temporary folder.

@@ -1,7 +1,7 @@
 """A real atlas with analyses inside it, like the demo's, for the viewer's analysis tests.
 
 A two-conv net (zero padding, so deep boxes reach past the image) is scanned over smooth
-images (JPEG keeps them within a few levels); its evolution over three checkpoints (the second
+images (JPEG keeps them within a few levels); its evolution over three checkpoints, with deconvnet projections (the second
 with the convs' weights negated, so top images change; the third equal to the second, so none
 change) goes to ``ATLAS/evolution`` (:func:`write_evolution`), a copy with hostile names to a
 hostile folder, a copy as version 1 wrote it (no images) to ``ATLAS/version-1``, and a hand-built
@@ -97,7 +97,7 @@ def make_evolved_atlas(root: Path) -> Path:
     smooth_images(images)
     net = network()
     atlas = make_atlas(net, images, root / "atlas", layers=list(LAYERS), k=4, progress=False)
-    steps = evolve(network(), images, checkpoints(root), layers=list(LAYERS), n_units=3, k=4, names=["one", "two", "three"], progress=False)
+    steps = evolve(network(), images, checkpoints(root), layers=list(LAYERS), n_units=3, k=4, names=["one", "two", "three"], projection="deconvnet", progress=False)
     write_evolution(atlas / "evolution", steps, net.describe())
     hostile = atlas / HOSTILE_FOLDER
     shutil.copytree(atlas / "evolution", hostile)

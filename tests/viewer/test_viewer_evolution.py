@@ -68,8 +68,13 @@ def test_the_evolution_route_draws_each_unit_at_each_checkpoint_and_frames_chang
                 assert td.locator("canvas").get_attribute("data-box") == ",".join(map(str, cell["box"]))
                 assert float(td.get_attribute("data-activation")) == pytest.approx(cell["activation"])
                 assert cell["image"] in td.get_attribute("title") and "activation" in td.get_attribute("title")
+                assert td.locator("img.evo-projection").get_attribute("src") == f"evolution/{cell['projection_file']}"
                 changed_seen += cell["changed"]
     assert changed_seen > 0 and page.locator("td.evo-cell.changed").count() == changed_seen
+    # Every projection under a patch loaded, at the patch's width.
+    wait_until(page, "[...document.querySelectorAll('img.evo-projection')].every(i => i.complete && i.naturalWidth > 0)")
+    sizes = page.evaluate("[...document.querySelectorAll('td.evo-cell')].map(td => [td.querySelector('canvas').getBoundingClientRect().width, td.querySelector('img.evo-projection').getBoundingClientRect().width])")
+    assert sizes and all(canvas == pytest.approx(image) for canvas, image in sizes)
     # The frame is visible: a changed cell's border is coloured, an unchanged one's is not.
     borders = page.evaluate("[...document.querySelectorAll('td.evo-cell')].map(td => [td.classList.contains('changed'), getComputedStyle(td).borderTopColor])")
     assert {colour for changed, colour in borders if changed} != {colour for changed, colour in borders if not changed}

@@ -8,16 +8,20 @@ The folder (format ``convscope-evolution``, version :data:`VERSION`):
 - ``images/000012.jpg``: each image that is some cell's strongest hit, once, in the model-input
   frame (after resize and crop, before normalisation), JPEG, as an atlas stores its images
   (version 2; the viewer cuts the cells' patches out of them);
+- ``projections/<layer>/0007-2.png``: with a projection, each cell's projection (unit 7 at the
+  third checkpoint), fitted to a :data:`PROJECTION_CELL` square, striped where the box leaves
+  the image, as an atlas draws its projections (version 3; the viewer shows them under the patches);
 - ``evolution.json``: ``{"format", "version", "model", "checkpoints": [{"name", "file", "sha256"}], "k",
   "projection", "input_size": [H, W], "fill": [R, G, B], "images": {"root", "count", "read"},
   "layers": [{"layer", "units": [{"unit", "padding", "checkpoints": [{"image", "image_file",
-  "activation", "row", "col", "box", "changed"} | null]}], "settle": [{"from", "to", "topk_overlap",
+  "activation", "row", "col", "box", "changed", "projection_file"?} | null]}], "settle": [{"from", "to", "topk_overlap",
   "top1_same", "units"}], "to_final": [{"checkpoint", "topk_overlap", "top1_same", "units"}]}]}``
   (``settle``: each checkpoint against the one before; ``to_final``: against the last); ``image`` is
   a path relative to the image root, ``image_file`` the stored image relative to this folder,
   ``box`` is ``[top, left, bottom, right)`` in model-input pixels, ``padding`` what the network
   padded the unit's input with (``"zeros"``: ``fill``, the mean colour), as in an atlas.
-  Version 1 had no ``images/``, ``image_file``, ``padding``, ``input_size`` or ``fill``.
+  Version 1 had no ``images/``, ``image_file``, ``padding``, ``input_size`` or ``fill``;
+  version 2 no ``projections/`` or ``projection_file`` (present only with a projection).
 
 It is built under a temporary name beside ``out`` and renamed into place, so a crash leaves
 the previous folder or none. ``out`` may be missing, empty, or a previous evolution folder
@@ -34,11 +38,15 @@ from convscope.analysis.evolve import Evolution
 from convscope.analysis.evolve_figure import evolution_figure, layer_block
 from convscope.analysis.settle import settle_figure
 from convscope.atlas.format import image_file
-from convscope.atlas.writer import atomic_folder, check_out, write_jpeg, write_json, write_png_atomic
+from convscope.atlas.writer import atomic_folder, check_out, write_jpeg, write_json, write_png, write_png_atomic
 from convscope.network.load import file_sha256
+from convscope.render.grid import fit_cell
 
 FORMAT = "convscope-evolution"
-VERSION = 2
+VERSION = 3
+
+#: Side in pixels of each cell's stored projection (an atlas's grid cell).
+PROJECTION_CELL = 64
 
 
 def check_evolution_out(out: Path) -> None:
@@ -61,7 +69,7 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
         paddings = layer.padding or ("zeros",) * len(layer.units)
         for unit, padding, cells in zip(layer.units, paddings, layer.cells):
             column = []
-            for cell in cells:
+            for checkpoint, cell in enumerate(cells):
                 if cell is None:
                     column.append(None)
                     continue
@@ -69,7 +77,7 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
                 column.append({
                     "image": frames.path(hit.image), "image_file": image_file(hit.image), "activation": hit.activation,
                     "row": hit.row, "col": hit.col, "box": list(hit.box), "changed": cell.changed,
-                })
+                } | ({"projection_file": projection_file(layer.layer, unit, checkpoint)} if cell.projection is not None else {}))
             units.append({"unit": unit, "padding": padding, "checkpoints": column})
         settle = [
             {"from": evolution.names[i], "to": evolution.names[i + 1], **s.to_dict()} for i, s in enumerate(layer.settle)
@@ -88,6 +96,11 @@ def evolution_record(evolution: Evolution, model: dict[str, Any] | None = None) 
         "images": {"root": str(frames.images.root), "count": len(frames.pixels), "read": int(frames.ok.sum())},
         "layers": layers,
     }
+
+
+def projection_file(layer: str, unit: int, checkpoint: int) -> str:
+    """Where a cell's projection is stored, relative to the folder."""
+    return f"projections/{layer}/{unit:04d}-{checkpoint}.png"
 
 
 def winning_frames(evolution: Evolution) -> list[int]:
@@ -122,5 +135,11 @@ def write_evolution(out: str | Path, evolution: Evolution, model: dict[str, Any]
         )
         for frame in winning_frames(evolution):
             write_jpeg(tmp / image_file(frame), evolution.frames.pixels_hwc(frame))
+        for layer in evolution.layers:
+            for unit, cells in zip(layer.units, layer.cells):
+                for checkpoint, cell in enumerate(cells):
+                    if cell is not None and cell.projection is not None:
+                        picture = fit_cell(cell.projection.pixels, PROJECTION_CELL, cell.projection.inside)
+                        write_png(tmp / projection_file(layer.layer, unit, checkpoint), picture)
         write_json(tmp / "evolution.json", evolution_record(evolution, model))
     return out

@@ -51,6 +51,9 @@
     const isBox = (box) => Array.isArray(box) && box.length === 4 && box.every(Number.isInteger);
     const drawable = (cell) => isObject(cell) && typeof cell.image_file === "string" && isBox(cell.box);
 
+    /* Version 3 records with a projection keep each cell's projection. */
+    const projected = (r) => list(r.layers).some((layer) => isObject(layer) && list(layer.units).some((u) => isObject(u) && list(u.checkpoints).some((c) => isObject(c) && typeof c.projection_file === "string")));
+
     /* Version 2 records carry the stored images the cells are cut from; version 1 only its figures. */
     const hasImages = (r) => list(r.layers).some((layer) => isObject(layer) && list(layer.units).some((u) => isObject(u) && list(u.checkpoints).some(drawable)));
 
@@ -58,7 +61,8 @@
       return Array.isArray(r.fill) && r.fill.length === 3 && r.fill.every(isNum) ? `rgb(${r.fill.map(Math.round).join(", ")})` : fillColour();
     }
 
-    /* One unit at one checkpoint: its strongest hit's patch, framed where the image changed. */
+    /* One unit at one checkpoint: its strongest hit's patch, framed where the image changed, and
+       under it the hit's projection where the record keeps one (version 3 with a projection). */
     function evolutionCell(a, unit, cell, name, side) {
       if (!drawable(cell)) return el("td", { class: "evo-cell empty", title: `${name}: no hit`, text: "—" });
       const changed = cell.changed === true;
@@ -67,7 +71,9 @@
       canvas.classList.add("evo-patch");
       canvas.setAttribute("role", "img");
       canvas.setAttribute("aria-label", title);
-      return el("td", { class: `evo-cell${changed ? " changed" : ""}`, title, "data-activation": String(cell.activation) }, canvas);
+      const src = typeof cell.projection_file === "string" ? folderUrl(a, cell.projection_file) : null;
+      const projection = src ? el("img", { class: "evo-projection", src, width: side, height: side, alt: `${name}: ${String(a.record.projection)} projection`, decoding: "async" }) : null;
+      return el("td", { class: `evo-cell${changed ? " changed" : ""}`, title, "data-activation": String(cell.activation) }, canvas, projection);
     }
 
     function unitHead(layerName, unit) {
@@ -119,7 +125,7 @@
       const r = a.record, names = checkpointNames(r), images = hasImages(r);
       const model = isObject(r.model) && r.model.source ? ` of ${r.model.source}` : "";
       const intro = images
-        ? `Each unit's strongest hit at every checkpoint${model}: units down, checkpoints across; a red frame marks a new top image since the checkpoint before. Hover a cell for its activation and image.`
+        ? `Each unit's strongest hit at every checkpoint${model}: units down, checkpoints across${projected(r) ? `, the hit's ${r.projection} projection under its patch` : ""}; a red frame marks a new top image since the checkpoint before. Hover a cell for its activation and image.`
         : `Each unit's strongest hit at every checkpoint${model} (this record, version ${r.version}, keeps no images: its figures are shown).`;
       setMain("evolution",
         crumbs(a),
