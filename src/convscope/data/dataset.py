@@ -51,7 +51,25 @@ class Batch(NamedTuple):
     errors: list[str]
 
 
-class ImageDataset(Dataset):
+class _PerImage(Dataset):
+    """One item per image of an :class:`ImageList`, in image order (the item is the subclass's ``_item``)."""
+
+    def __init__(self, images: ImageList) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Item:
+        if not 0 <= index < len(self.images):
+            raise IndexError(f"image index {index} out of range for {len(self.images)} images")
+        return self._item(index)
+
+    def _item(self, index: int) -> Item:
+        raise NotImplementedError
+
+
+class ImageDataset(_PerImage):
     """The images of an :class:`ImageList` in the model-input frame of ``preprocess``.
 
     Holds only paths and settings (no open files), so it pickles to
@@ -65,15 +83,10 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, images: ImageList, preprocess: Preprocess) -> None:
-        self.images = images
+        super().__init__(images)
         self.preprocess = preprocess
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> Item:
-        if not 0 <= index < len(self.images):
-            raise IndexError(f"image index {index} out of range for {len(self.images)} images")
+    def _item(self, index: int) -> Item:
         try:
             pixels = _channels_first(_decode(self.images, index, self.preprocess))
         except Exception as error:  # any decoding failure is reported per image, never raised
@@ -82,20 +95,12 @@ class ImageDataset(Dataset):
         return Item(pixels, index, True, "")
 
 
-class EncodedDataset(Dataset):
+class EncodedDataset(_PerImage):
     """The files of an :class:`ImageList` as bytes, for a decoder that decodes whole batches
     (``"nvjpeg"``, see :func:`frame_batches`). An :class:`Item`'s ``pixels`` are the file's
     bytes as ``uint8 (size,)``; a file that cannot be read is empty with ``ok=False``."""
 
-    def __init__(self, images: ImageList) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> Item:
-        if not 0 <= index < len(self.images):
-            raise IndexError(f"image index {index} out of range for {len(self.images)} images")
+    def _item(self, index: int) -> Item:
         try:
             source = self.images.path(index).read_bytes()
         except OSError as error:
