@@ -123,6 +123,29 @@ def test_other_formats_and_refused_jpegs_go_to_pillow_with_its_rules_and_reasons
     assert isinstance(decoded[3], Exception) and not isinstance(decoded[3], torch.Tensor)
 
 
+def test_a_decompression_bomb_is_refused_as_pillow_refuses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _jpeg(_photo(64, 48))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48 // 3)  # the photo is over twice the limit
+    (decoded,) = codec.decode([source], CPU)
+    assert isinstance(decoded, Image.DecompressionBombError)
+    monkeypatch.undo()
+    assert isinstance(codec.decode([source], CPU)[0], torch.Tensor)
+
+
+def test_the_gpu_routes_workers_refuse_a_bomb_with_pillows_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "big.jpg").write_bytes(_jpeg(_photo(64, 48)))
+    (folder / "small.jpg").write_bytes(_jpeg(_photo(8, 6)))
+    images = find_images(folder)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48 // 3)
+    pre = Preprocess(decoder="torchcodec")
+    per_image = list(make_loader(ImageDataset(images, pre), batch_size=2, workers=0))[0]
+    batched = list(_decoded(make_loader(EncodedDataset(images), batch_size=2, workers=0, collate_fn=list), pre, CPU))[0]
+    assert per_image.ok.tolist() == batched.ok.tolist() == [False, True]
+    assert per_image.errors == batched.errors and "decompression bomb" in batched.errors[0]
+
+
 def _folder(tmp_path: Path) -> Path:
     """JPEGs of many sizes, a PNG, a grey JPEG, and two files that cannot be read."""
     folder = tmp_path / "images"

@@ -3,8 +3,9 @@
 The ``"torchcodec"`` and ``"nvjpeg"`` decoders of :class:`~convscope.network.preprocess.Preprocess`
 come here. A JPEG (the file starts with ``FF D8 FF``) is decoded by TorchCodec's
 ``decode_jpeg`` to RGB, upright by its EXIF orientation; on a CUDA device a whole batch
-goes to nvJPEG in one call. Any other file, and a JPEG TorchCodec refuses, is decoded by
-Pillow with the rules of :mod:`convscope.data.decode` (the same pixels TorchCodec gives on
+goes to nvJPEG in one call. Any other file, and a JPEG TorchCodec refuses or whose header
+Pillow refuses (a decompression bomb: TorchCodec checks no size), is decoded by Pillow with
+the rules of :mod:`convscope.data.decode` (the same pixels TorchCodec gives on
 the CPU: both are libjpeg-turbo). The frame is then made where the pixels are, with
 :meth:`~convscope.network.preprocess.Preprocess.tensor_to_model_frame`.
 
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 import torch
+from PIL import Image
 
 from convscope.data.decode import open_rgb
 from convscope.errors import DataError
@@ -49,9 +51,9 @@ def decode_device(preprocess: Preprocess) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def model_frames(sources: Sequence[bytes], preprocess: Preprocess, device: torch.device) -> list[torch.Tensor | Exception]:
+def model_frames(sources: Sequence[bytes], preprocess: Preprocess, device: torch.device, checked: bool = False) -> list[torch.Tensor | Exception]:
     """The files' bytes as model-frame pixels: ``uint8 (3, H, W)`` on ``device`` for each file,
-    or the exception that says why it could not be read (never raised).
+    or the exception that says why it could not be read (never raised); ``checked`` as :func:`decode`.
 
     Example:
         >>> frames = model_frames([Path("cat.jpg").read_bytes()], Preprocess(decoder="torchcodec"), torch.device("cpu"))  # doctest: +SKIP
@@ -59,16 +61,17 @@ def model_frames(sources: Sequence[bytes], preprocess: Preprocess, device: torch
         torch.Size([3, 224, 224])
     """
     frames: list[torch.Tensor | Exception] = []
-    for image in decode(sources, device):
+    for image in decode(sources, device, checked):
         frames.append(image if isinstance(image, Exception) else preprocess.tensor_to_model_frame(image))
     return frames
 
 
-def decode(sources: Sequence[bytes], device: torch.device) -> list[torch.Tensor | Exception]:
+def decode(sources: Sequence[bytes], device: torch.device, checked: bool = False) -> list[torch.Tensor | Exception]:
     """Each file's bytes as upright RGB ``uint8 (3, h, w)`` on ``device``, or the exception
-    that says why it could not be read. JPEGs are decoded together, in one call."""
+    that says why it could not be read. JPEGs are decoded together, in one call.
+    ``checked``: every source has passed :func:`refusal` already (in the loader's workers)."""
     decoded: list[torch.Tensor | Exception | None] = [None] * len(sources)
-    jpegs = [i for i, source in enumerate(sources) if source[:3] == _JPEG_START]
+    jpegs = [i for i, source in enumerate(sources) if source[:3] == _JPEG_START and (checked or refusal(source) is None)]
     for i, image in zip(jpegs, _decode_jpegs([sources[i] for i in jpegs], device)):
         decoded[i] = image
     for i, image in enumerate(decoded):
@@ -95,6 +98,17 @@ def _decode_jpegs(sources: Sequence[bytes], device: torch.device) -> list[torch.
         except Exception:  # noqa: BLE001 - Pillow then decodes it, or says why it cannot
             alone.append(None)
     return alone
+
+
+def refusal(source: bytes) -> Exception | None:
+    """Why Pillow refuses the file's header (a decompression bomb over
+    ``PIL.Image.MAX_IMAGE_PIXELS`` among the reasons), or ``None``: TorchCodec checks no
+    size, so only files whose header Pillow takes go to TorchCodec (about 50 us a file)."""
+    try:
+        with Image.open(io.BytesIO(source)):
+            return None
+    except Exception as error:  # reported per image, as Pillow's decode would
+        return error
 
 
 def _pillow(source: bytes, device: torch.device) -> torch.Tensor | Exception:

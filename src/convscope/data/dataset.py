@@ -98,13 +98,17 @@ class ImageDataset(_PerImage):
 class EncodedDataset(_PerImage):
     """The files of an :class:`ImageList` as bytes, for a decoder that decodes whole batches
     (``"nvjpeg"``, see :func:`frame_batches`). An :class:`Item`'s ``pixels`` are the file's
-    bytes as ``uint8 (size,)``; a file that cannot be read is empty with ``ok=False``."""
+    bytes as ``uint8 (size,)``; a file that cannot be read, or whose header Pillow refuses
+    (:func:`~convscope.data.codec.refusal`), is empty with ``ok=False``."""
 
     def _item(self, index: int) -> Item:
         try:
             source = self.images.path(index).read_bytes()
         except OSError as error:
             return Item(torch.zeros(0, dtype=torch.uint8), index, False, failure_reason(error))
+        refused = codec.refusal(source)  # here in the workers, not in the main process that decodes
+        if refused is not None:
+            return Item(torch.zeros(0, dtype=torch.uint8), index, False, failure_reason(refused))
         return Item(torch.frombuffer(bytearray(source), dtype=torch.uint8), index, True, "")
 
 
@@ -207,7 +211,7 @@ def frame_batches(
 def _decoded(loader: Iterable[list[Item]], preprocess: Preprocess, device: torch.device) -> Iterator[Batch]:
     """Each list of :class:`EncodedDataset` items decoded as one :class:`Batch` on ``device``."""
     for items in loader:
-        frames = iter(codec.model_frames([item.pixels.numpy().tobytes() for item in items if item.ok], preprocess, device))
+        frames = iter(codec.model_frames([item.pixels.numpy().tobytes() for item in items if item.ok], preprocess, device, checked=True))
         pixels = torch.zeros(len(items), 3, *preprocess.input_size, dtype=torch.uint8, device=device)
         errors = [item.error for item in items]
         for row, item in enumerate(items):
