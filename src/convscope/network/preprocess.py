@@ -39,8 +39,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: TorchCodec's nvJPEG on the CUDA GPU, in batches (see :mod:`convscope.data.codec`).
 DECODERS = ("pillow", "torchcodec", "nvjpeg")
 
-#: torchvision's tensor modes for Pillow's filters; ``nearest-exact`` is Pillow's nearest
-#: neighbour (torchvision's ``nearest`` picks other pixels); lanczos has no tensor mode.
+#: torchvision's tensor modes for Pillow's filters; ``nearest-exact`` is the nearest-neighbour
+#: rule of Pillow's (torchvision's ``nearest`` is half a pixel off), though on large downscales
+#: it may take the next source pixel; lanczos has no tensor mode.
 _TENSOR_MODES = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}
 
 _RESAMPLE = {
