@@ -9,7 +9,7 @@ for pass 1; :func:`load_pixels` reloads the winning images for pass 2.
 labels to folders that are not in ImageFolder layout.
 """
 
-from convscope.data.dataset import Batch, EncodedDataset, ImageDataset, Item, collate, default_workers, frame_batches, load_pixels, make_loader
+from convscope.data.dataset import Batch, Encoded, EncodedDataset, ImageDataset, Item, collate, default_workers, frame_batches, load_pixels, make_loader
 from convscope.data.decode import failure_reason, open_rgb, to_rgb
 from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images, image_source, list_images, take
 from convscope.data.labels import Labels, labels_from_csv, labels_from_name, read_class_names
@@ -17,6 +17,7 @@ from convscope.data.labels import Labels, labels_from_csv, labels_from_name, rea
 __all__ = [
     "IMAGE_EXTENSIONS",
     "Batch",
+    "Encoded",
     "EncodedDataset",
     "ImageDataset",
     "ImageList",

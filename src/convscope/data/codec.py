@@ -24,10 +24,11 @@ import io
 from collections.abc import Sequence
 from types import ModuleType
 
+import numpy as np
 import torch
 from PIL import Image
 
-from convscope.data.decode import open_rgb
+from convscope.data.decode import channels_first, open_rgb
 from convscope.errors import DataError
 from convscope.network.preprocess import Preprocess
 
@@ -117,8 +118,7 @@ def _pillow(source: bytes, device: torch.device) -> torch.Tensor | Exception:
         image = open_rgb(io.BytesIO(source))
     except Exception as error:  # reported per image, as the Pillow decoder does
         return error
-    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width, 3)
-    return pixels.permute(2, 0, 1).contiguous().to(device)
+    return channels_first(np.asarray(image)).to(device)
 
 
 def prepare() -> None:

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from convscope.data import codec
-from convscope.data.decode import failure_reason, open_rgb
+from convscope.data.decode import channels_first, failure_reason, open_rgb
 from convscope.data.folder import ImageList
 from convscope.errors import DataError
 from convscope.network.preprocess import Preprocess
@@ -36,6 +36,16 @@ class Item(NamedTuple):
     ``ok`` (``False``: pixels are zeros), and ``error`` (``""`` when ok)."""
 
     pixels: torch.Tensor
+    index: int
+    ok: bool
+    error: str
+
+
+class Encoded(NamedTuple):
+    """One image file as it is read for a decoder that decodes whole batches: ``source`` its
+    bytes (``b""`` when not ok), its ``index`` in image order, ``ok``, and ``error`` (``""`` when ok)."""
+
+    source: bytes
     index: int
     ok: bool
     error: str
@@ -60,12 +70,12 @@ class _PerImage(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, index: int) -> Item | Encoded:
         if not 0 <= index < len(self.images):
             raise IndexError(f"image index {index} out of range for {len(self.images)} images")
         return self._item(index)
 
-    def _item(self, index: int) -> Item:
+    def _item(self, index: int) -> Item | Encoded:
         raise NotImplementedError
 
 
@@ -88,7 +98,7 @@ class ImageDataset(_PerImage):
 
     def _item(self, index: int) -> Item:
         try:
-            pixels = _channels_first(_decode(self.images, index, self.preprocess))
+            pixels = channels_first(_decode(self.images, index, self.preprocess))
         except Exception as error:  # any decoding failure is reported per image, never raised
             h, w = self.preprocess.input_size
             return Item(torch.zeros(3, h, w, dtype=torch.uint8), index, False, failure_reason(error))
@@ -96,20 +106,19 @@ class ImageDataset(_PerImage):
 
 
 class EncodedDataset(_PerImage):
-    """The files of an :class:`ImageList` as bytes, for a decoder that decodes whole batches
-    (``"nvjpeg"``, see :func:`frame_batches`). An :class:`Item`'s ``pixels`` are the file's
-    bytes as ``uint8 (size,)``; a file that cannot be read, or whose header Pillow refuses
-    (:func:`~convscope.data.codec.refusal`), is empty with ``ok=False``."""
+    """The files of an :class:`ImageList` as :class:`Encoded` items, for a decoder that decodes
+    whole batches (``"nvjpeg"``, see :func:`frame_batches`); a file that cannot be read, or
+    whose header Pillow refuses (:func:`~convscope.data.codec.refusal`), is not ok."""
 
-    def _item(self, index: int) -> Item:
+    def _item(self, index: int) -> Encoded:
         try:
             source = self.images.path(index).read_bytes()
         except OSError as error:
-            return Item(torch.zeros(0, dtype=torch.uint8), index, False, failure_reason(error))
+            return Encoded(b"", index, False, failure_reason(error))
         refused = codec.refusal(source)  # here in the workers, not in the main process that decodes
         if refused is not None:
-            return Item(torch.zeros(0, dtype=torch.uint8), index, False, failure_reason(refused))
-        return Item(torch.frombuffer(bytearray(source), dtype=torch.uint8), index, True, "")
+            return Encoded(b"", index, False, failure_reason(refused))
+        return Encoded(source, index, True, "")
 
 
 def collate(items: Sequence[Item]) -> Batch:
@@ -208,10 +217,10 @@ def frame_batches(
     return _decoded(make_loader(encoded, batch_size, workers, collate_fn=list), preprocess, where)
 
 
-def _decoded(loader: Iterable[list[Item]], preprocess: Preprocess, device: torch.device) -> Iterator[Batch]:
+def _decoded(loader: Iterable[list[Encoded]], preprocess: Preprocess, device: torch.device) -> Iterator[Batch]:
     """Each list of :class:`EncodedDataset` items decoded as one :class:`Batch` on ``device``."""
     for items in loader:
-        frames = iter(codec.model_frames([item.pixels.numpy().tobytes() for item in items if item.ok], preprocess, device, checked=True))
+        frames = iter(codec.model_frames([item.source for item in items if item.ok], preprocess, device, checked=True))
         pixels = torch.zeros(len(items), 3, *preprocess.input_size, dtype=torch.uint8, device=device)
         errors = [item.error for item in items]
         for row, item in enumerate(items):
@@ -235,13 +244,7 @@ def load_pixels(images: ImageList, indices: Sequence[int], preprocess: Preproces
         torch.Size([2, 3, 224, 224])
     """
     frames = load_frames(images, indices, preprocess)
-    return _channels_first(np.stack(frames) if frames else np.zeros((0, *preprocess.input_size, 3), dtype=np.uint8))
-
-
-def _channels_first(pixels: np.ndarray) -> torch.Tensor:
-    """``uint8 (..., H, W, 3)`` -> a contiguous ``uint8 (..., 3, H, W)`` tensor, transposed in
-    numpy: torch's uint8 permute-copy measured ~100x slower on our CPU runner."""
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(pixels, -1, -3)))
+    return channels_first(np.stack(frames) if frames else np.zeros((0, *preprocess.input_size, 3), dtype=np.uint8))
 
 
 def load_frames(images: ImageList, indices: Sequence[int], preprocess: Preprocess, threads: int = 2) -> list[np.ndarray]:

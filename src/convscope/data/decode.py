@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 _WHITE = (255, 255, 255, 255)
@@ -100,3 +101,9 @@ def _grey_array_to_rgb(values: np.ndarray) -> Image.Image:
     """Grey values ``(H, W)`` on the 0..255 scale to an RGB image ``(W, H)``."""
     grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def channels_first(pixels: np.ndarray) -> torch.Tensor:
+    """``uint8 (..., H, W, 3)`` -> a contiguous ``uint8 (..., 3, H, W)`` tensor, transposed in
+    numpy: torch's uint8 permute-copy measured ~100x slower on our CPU runner."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(pixels, -1, -3)))
