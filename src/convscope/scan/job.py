@@ -24,7 +24,7 @@ from convscope.network.layers import NCHW, LayerInfo
 from convscope.network.load import Network
 from convscope.scan import distributed, resume
 from convscope.scan.scan import ScanResult, ScanState, scan, signature_sample
-from convscope.stats.quantiles import DEFAULT_BUDGET, MIN_BUDGET
+from convscope.stats.quantiles import DEFAULT_BUDGET, check_budget
 
 #: Images between two saves of the scan state (a rerun resumes from the last one).
 CHECKPOINT_EVERY = 2000
@@ -61,11 +61,7 @@ class ScanJob:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConvscopeError(f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
-        if self.quantile_budget < MIN_BUDGET:
-            raise ConvscopeError(
-                f"a quantile budget of {self.quantile_budget} is too small",
-                hint=f"pass --quantile-budget {MIN_BUDGET} or more (the default, {DEFAULT_BUDGET}, keeps rank errors under 0.1%)",
-            )
+        check_budget(self.quantile_budget, "--quantile-budget ")
 
     @property
     def settings(self) -> dict[str, str | bool | int]:

@@ -86,6 +86,21 @@ class Distribution:
     counts: np.ndarray
 
 
+def check_budget(budget: int, how: str = "budget=") -> int:
+    """``budget`` if it is at least :data:`MIN_BUDGET`; ``how`` spells the setting in the hint
+    (``"--quantile-budget "`` on the command line).
+
+    Raises:
+        ConvscopeError: the budget is too small.
+    """
+    if budget < MIN_BUDGET:
+        raise ConvscopeError(
+            f"a quantile budget of {budget} items is too small",
+            hint=f"pass {how}{MIN_BUDGET} or more (the default, {DEFAULT_BUDGET}, keeps rank errors under 0.1%)",
+        )
+    return budget
+
+
 class RunningQuantiles:
     """Streaming quantiles and histograms of each of ``units`` units' finite values.
 
@@ -111,12 +126,7 @@ class RunningQuantiles:
 
     def __init__(self, units: int, budget: int = DEFAULT_BUDGET, seed: int = 0) -> None:
         self.units = check_positive("units", units)
-        self.budget = check_positive("budget", budget)
-        if self.budget < MIN_BUDGET:
-            raise ConvscopeError(
-                f"a quantile budget of {budget} items is too small",
-                hint=f"pass budget={MIN_BUDGET} or more (the default, {DEFAULT_BUDGET}, keeps rank errors under 0.1%)",
-            )
+        self.budget = check_budget(check_positive("budget", budget))
         self.seed = int(seed)
         self.count = 0
         self._levels: list[np.ndarray] = [np.empty((self.units, 0), np.float32)]
