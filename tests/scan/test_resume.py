@@ -220,3 +220,46 @@ def test_ctrl_c_promises_a_resume_only_when_a_state_was_saved(tmp_path, monkeypa
     interrupt_after(monkeypatch, 4)
     assert main([*args, "--no-resume"]) == 130
     assert "the same command without --no-resume resumes the scan" in capsys.readouterr().err
+
+
+LAZY_HEAD = '''import torch
+from torch import nn
+
+
+class WithAux(nn.Module):
+    """A trunk and an auxiliary head (nn.LazyLinear) that runs only in training, as Inception's does."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.aux = nn.LazyLinear(2)
+
+    def forward(self, x):
+        y = self.features(x)
+        return self.aux(y.flatten(1)) if self.training else y
+
+
+def make():
+    return WithAux()
+'''
+
+
+def test_a_lazy_module_that_never_ran_is_fingerprinted_not_a_crash(tmp_path, capsys):
+    from convscope.scan.resume import model_digest
+
+    (tmp_path / "aux.py").write_text(LAZY_HEAD)
+    write_images(tmp_path / "images", 4)
+    args = ["atlas", f"{tmp_path / 'aux.py'}:make", str(tmp_path / "images"), "--input-size", "12", "-q", "--out", str(tmp_path / "a")]
+    assert main(args) == 0, capsys.readouterr().err
+    assert [layer["name"] for layer in json.loads((tmp_path / "a" / "manifest.json").read_text())["layers"]] == ["features"]
+
+    def lazy() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+
+    model = lazy()
+    before = model_digest(model)
+    assert before == model_digest(lazy())
+    model(torch.zeros(1, 3, 5, 5))  # initialises the lazy layer: its state, so the fingerprint, changes
+    assert model_digest(model) != before

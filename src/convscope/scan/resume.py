@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch.nn.parameter import is_lazy
 
 from convscope.data import ImageList
 from convscope.network.layers import LayerInfo
@@ -37,7 +38,8 @@ def model_digest(model: torch.nn.Module) -> str:
 
     Tensors are copied to the CPU one at a time; AlexNet's 61M parameters take
     about 0.15 s on one CPU core (SHA-256 at ~2 GB/s). Entries that are not tensors (``extra_state``) enter
-    by their ``repr``.
+    by their ``repr``; uninitialised parameters and buffers of lazy modules (an ``nn.LazyLinear``
+    that never ran) by their name and kind alone: they have no shape or values yet.
 
     Example:
         >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
@@ -49,6 +51,9 @@ def model_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode() + b"\0")
         if not isinstance(value, torch.Tensor):
             digest.update(b"object:" + repr(value).encode() + b"\0")
+            continue
+        if is_lazy(value):
+            digest.update(b"uninitialized:" + type(value).__name__.encode() + b"\0")
             continue
         tensor = value.detach()
         digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}:{tensor.layout}\0".encode())
