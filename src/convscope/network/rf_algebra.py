@@ -18,6 +18,7 @@ the pads; :mod:`convscope.network.rf_ops` applies them to the operators of a for
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -222,7 +223,7 @@ def boundaries(g: Local) -> list[int]:
     """Cumulative channel counts at the ends of the segments (empty when uniform)."""
     if g.uniform:
         return []
-    return list(np.cumsum([s[0] for s in g.segments]))
+    return list(itertools.accumulate(int(s[0]) for s in g.segments))  # plain ints: they reach the manifest
 
 
 def unite_axes(axes: Sequence[Axis]) -> Axis | None:
