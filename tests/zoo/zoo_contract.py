@@ -194,8 +194,10 @@ def check_fields(model: nn.Module, chosen: list[LayerInfo], size: int) -> int:
 
 
 def check_atlas(network: Network, chosen: list[LayerInfo], size: int, images: Path, tmp_path: Path) -> None:
-    """(3) an atlas of the first and last default layers, boxes from each unit's own field."""
-    layers = list(dict.fromkeys([chosen[0].name, chosen[-1].name]))
+    """(3) an atlas of the first and last default layers and the first whose units see different
+    fields (its manifest carries their unit ranges), boxes from each unit's own field."""
+    varied = [i.name for i in chosen if i.fields is not None and len(i.fields.ranges) > 1][:1]
+    layers = list(dict.fromkeys([chosen[0].name, *varied, chosen[-1].name]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = make_atlas(network, images, tmp_path / "atlas", layers=layers, k=2, progress=False)
