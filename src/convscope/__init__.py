@@ -4,7 +4,7 @@ The one call for the whole job is :func:`make_atlas`; the pieces it is made of
 can be called alone (see the README's API section).
 """
 
-__version__ = "0.1.0"
+from convscope.version import __version__
 
 from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.atlas.format import read_hits, read_manifest

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from convscope import __version__
+from convscope.version import __version__
 from convscope.analysis import evolve_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.preprocess import DECODERS

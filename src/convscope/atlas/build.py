@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from convscope import __version__
+from convscope.version import __version__
 from convscope.atlas.analyses import carry_analyses
 from convscope.atlas.deal import Deal
 from convscope.atlas.files import AtlasFiles
