@@ -10,8 +10,9 @@ from typing import Any
 
 from convscope.atlas.format import read_manifest
 from convscope.errors import AtlasError, ConvscopeError
-from convscope.notebook.cards import atlas_html
+from convscope.notebook.cards import BOX, SMALL
 from convscope.notebook.columns import layer_summary
+from convscope.notebook.html import esc
 from convscope.notebook.layer import Layer
 from convscope.notebook.table import Table
 
@@ -121,8 +122,23 @@ class Atlas:
     def __iter__(self) -> Iterator[Layer]:
         return iter(self._layers.values())
 
+    def to_html(self) -> str:
+        """The atlas's facts and its per-layer summary table (from the manifest alone)."""
+        dataset = self.manifest.get("dataset") or {}
+        classes = f" · {len(self.class_names)} classes" if self.class_names else ""
+        facts = (
+            f"{self.image_count if self.image_count is not None else '?'} images from {dataset.get('root', '?')}{classes} · "
+            f"k {self.manifest.get('k', '?')} · projection {self.manifest.get('projection') or 'none'} · format version {self.version}"
+        )
+        return (
+            f'<div style="{BOX}"><div><span style="font-size: 15px; font-weight: 600">{esc(self.model)}</span></div>'
+            f'<div style="{SMALL}; margin-bottom: 6px">{esc(facts)}</div>'
+            f"{self.summary().to_html()}"
+            f'<div style="{SMALL}; margin-top: 6px"><code>atlas[name]</code> shows a layer, <code>atlas[name][i]</code> a unit</div></div>'
+        )
+
     def _repr_html_(self) -> str:
-        return atlas_html(self)
+        return self.to_html()
 
     def __repr__(self) -> str:
         return f"Atlas({str(self.path)!r}, version {self.version}, {len(self)} layers, model {self.model!r})"

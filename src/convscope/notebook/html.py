@@ -1,4 +1,4 @@
-"""HTML pieces for Jupyter's rich display: escaped text, inline images, an SVG histogram, bars, tables.
+"""HTML pieces for Jupyter's rich display: escaped text, numbers, inline images, an SVG histogram, bars, badges.
 
 Everything is self-contained: images are ``data:`` URIs, styles are inline (a notebook keeps
 them when it sanitises untrusted output), there are no scripts and nothing is fetched. Every
@@ -12,13 +12,10 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
-
-if TYPE_CHECKING:
-    from convscope.notebook.table import Table
 
 FONT = "font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; font-size: 13px; line-height: 1.35"
 INK, MUTED, RULE, PAPER = "#1f2328", "#656d76", "#d0d7de", "#ffffff"
@@ -174,37 +171,3 @@ def bars(rows: Sequence[tuple[str, float, bool]], *, width: int = 140) -> str:
 def badge(text: str, colour: str) -> str:
     """A small rounded label."""
     return f'<span style="display: inline-block; padding: 0 7px; border-radius: 9px; background: {colour}; color: #fff; font-size: 11px; line-height: 18px">{esc(text)}</span>'
-
-
-def table_html(table: "Table", *, max_rows: int = 60) -> str:
-    """A :class:`~convscope.notebook.table.Table` as an HTML table (numbers to 3 significant
-    digits, the first ``max_rows`` rows and a note of the rest).
-
-    Example:
-        >>> from convscope.notebook.table import Table
-        >>> print(table_html(Table({"layer": np.array(["<a>"], dtype=object), "dead": np.array([0.5])})).count("<td"))
-        2
-    """
-    cell = f"padding: 2px 8px; border-bottom: 1px solid {RULE}; white-space: nowrap; font-variant-numeric: tabular-nums"
-    align = {name: "left" if table[name].dtype == object else "right" for name in table}
-    head = "".join(f'<th style="{cell}; text-align: {align[name]}; color: {MUTED}; font-weight: 600">{esc(name)}</th>' for name in table)
-    body = []
-    for i in range(min(table.rows, max_rows)):
-        values = "".join(f'<td style="{cell}; text-align: {align[name]}">{esc(_cell(table[name][i]))}</td>' for name in table)
-        body.append(f"<tr>{values}</tr>")
-    rest = table.rows - max_rows
-    note = f'<div style="color: {MUTED}; margin-top: 4px">{rest} more rows; the columns hold them all</div>' if rest > 0 else ""
-    return (
-        f'<div style="{FONT}; font-size: 12px; color: {INK}; background: {PAPER}; overflow-x: auto">'
-        f'<table style="border-collapse: collapse; width: auto"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>{note}</div>'
-    )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)):
-        return number(float(value))
-    return str(value)

@@ -1,23 +1,23 @@
-"""One layer of an atlas: its units, read from ``hits.json`` on first use, and its statistics as arrays."""
+"""One layer of an atlas: its units, read from ``hits.json`` on first use, its statistics as arrays, and its grid of units in Jupyter."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from convscope.atlas.format import read_layer_hits
 from convscope.errors import AtlasError, ConvscopeError
-from convscope.notebook.cards import layer_html
+from convscope.notebook.cards import BOX, SMALL, THUMB_CELL, unit_tile
 from convscope.notebook.columns import field_text, unit_statistics, unit_table
+from convscope.notebook.html import MUTED, esc, number, percent
+from convscope.notebook.parents import ParentAtlas, no_stats
+from convscope.notebook.patches import cut, padding_fill, padding_mode, thumbnail
 from convscope.notebook.table import Table
 from convscope.notebook.unit import Unit
-
-if TYPE_CHECKING:
-    from convscope.notebook.atlas import Atlas
 
 #: Units a layer shows inline by default (each as a small grid of its top patches).
 SHOWN_UNITS = 32
@@ -41,7 +41,7 @@ class Layer:
         (64, (64, 9), 0)
     """
 
-    atlas: "Atlas" = field(repr=False)
+    atlas: ParentAtlas = field(repr=False)
     entry: dict[str, Any] = field(repr=False)
 
     @property
@@ -185,7 +185,32 @@ class Layer:
         """The layer's summary and a grid of units (``units``, default all, the first ``limit``
         shown; a note says how many are left out), each with its top patches and label."""
         chosen = list(range(self.units)) if units is None else [int(u) for u in units]
-        return layer_html(self, chosen, limit)
+        shape = "×".join(map(str, self.shape)) if self.shape else "?"
+        parts = [f'<div style="{BOX}">']
+        parts.append(
+            f'<div><span style="font-size: 15px; font-weight: 600">{esc(self.name)}</span> '
+            f'<span style="{SMALL}">{esc(self.type)} · {self.units} units · output {esc(shape)} · field {esc(self.receptive_field or "?")}</span></div>'
+        )
+        if self.has_stats:
+            summary = self.summary
+            facts = [("dead", percent(summary.get("dead"))), ("always on", percent(summary.get("always_on"))), ("firing rate", percent(summary.get("firing_rate")))]
+            if summary.get("selectivity") is not None or summary.get("purity") is not None:
+                facts += [("selectivity", number(summary.get("selectivity"))), ("purity", percent(summary.get("purity"))), ("label agreement", percent(summary.get("label_agreement")))]
+            if summary.get("confident_labels") is not None:
+                facts.append(("confident labels", f"{summary['confident_labels']} of {self.units}"))
+            parts.append('<div style="margin: 4px 0 10px 0">' + " · ".join(f'<span style="color: {MUTED}">{esc(n)}</span> {esc(v)}' for n, v in facts) + "</div>")
+        shown = chosen[: max(limit, 0)]
+        fill = padding_fill(self.atlas.manifest)
+        tiles = [self._tile(self[u], fill) for u in shown]
+        parts.append(f'<div style="display: flex; flex-wrap: wrap; gap: 10px">{"".join(tiles)}</div>')
+        hidden = len(chosen) - len(shown)
+        if hidden > 0:
+            parts.append(
+                f'<div style="{SMALL}; margin-top: 8px">{len(shown)} of {len(chosen)} units shown, {hidden} hidden: '
+                f"<code>layer.to_html(units=..., limit=...)</code> shows others, <code>layer[i]</code> one unit's card</div>"
+            )
+        parts.append("</div>")
+        return "".join(parts)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -194,12 +219,13 @@ class Layer:
         shape = "x".join(map(str, self.shape)) if self.shape else "?"
         return f"Layer({self.name!r}, {self.type}, {self.units} units, {shape})"
 
+    def _tile(self, unit: Unit, fill: np.ndarray) -> str:
+        """``unit`` in the layer's grid: its top patches (padding ``fill``) as one small grid, its number and label."""
+        pieces = cut(self.atlas.path, unit.hits, fill, padding_mode(self.entry, unit.index))
+        label = unit.label if unit.has_stats else None
+        dead = bool(unit.has_stats and unit.stats.get("dead"))
+        return unit_tile(thumbnail(pieces, self.k, THUMB_CELL), unit.index, label, dead, unit.class_name)
+
     def _no_stats(self, what: str) -> NoReturn:
         """Raise the error for asking a layer without statistics for ``what``."""
-        version = self.atlas.version
-        old = f"is atlas format version {version}, which keeps" if version < 3 else "keeps"
-        raise AtlasError(
-            f"no {what} for layer {self.name!r}: the atlas at {self.atlas.path} {old} no statistics or bottom hits",
-            hint="rebuild it with `convscope atlas MODEL IMAGES --out DIR` (format version 3); "
-            "hits, patches and projections are there; `has_stats` tells before asking",
-        )
+        no_stats(what, self.name, self.atlas)

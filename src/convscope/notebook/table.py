@@ -1,4 +1,4 @@
-"""A table as named numpy columns: one row per layer or unit, pandas only if it is installed."""
+"""A table as named numpy columns: one row per layer or unit, pandas only if it is installed, HTML in Jupyter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from convscope.errors import ConvscopeError
-from convscope.notebook.html import table_html
+from convscope.notebook.html import FONT, INK, MUTED, PAPER, RULE, esc, number
 
 
 @dataclass(frozen=True)
@@ -84,5 +84,38 @@ class Table(Mapping[str, np.ndarray]):
     def __repr__(self) -> str:
         return f"Table({self.rows} rows: {', '.join(self.columns)})"
 
+    def to_html(self, max_rows: int = 60) -> str:
+        """The table as an HTML table (numbers to 3 significant digits, the first ``max_rows``
+        rows and a note of the rest).
+
+        Example:
+            >>> print(Table({"layer": np.array(["<a>"], dtype=object), "dead": np.array([0.5])}).to_html().count("<td"))
+            2
+        """
+        cell = f"padding: 2px 8px; border-bottom: 1px solid {RULE}; white-space: nowrap; font-variant-numeric: tabular-nums"
+        align = {name: "left" if self[name].dtype == object else "right" for name in self}
+        head = "".join(f'<th style="{cell}; text-align: {align[name]}; color: {MUTED}; font-weight: 600">{esc(name)}</th>' for name in self)
+        body = []
+        for i in range(min(self.rows, max_rows)):
+            values = "".join(f'<td style="{cell}; text-align: {align[name]}">{esc(_cell(self[name][i]))}</td>' for name in self)
+            body.append(f"<tr>{values}</tr>")
+        rest = self.rows - max_rows
+        note = f'<div style="color: {MUTED}; margin-top: 4px">{rest} more rows; the columns hold them all</div>' if rest > 0 else ""
+        return (
+            f'<div style="{FONT}; font-size: 12px; color: {INK}; background: {PAPER}; overflow-x: auto">'
+            f'<table style="border-collapse: collapse; width: auto"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>{note}</div>'
+        )
+
     def _repr_html_(self) -> str:
-        return table_html(self)
+        return self.to_html()
+
+
+def _cell(value: Any) -> str:
+    """A table cell's text: ``"–"`` for ``None``, yes/no for booleans, numbers to 3 significant digits."""
+    if value is None:
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return number(float(value))
+    return str(value)

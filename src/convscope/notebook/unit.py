@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from convscope.atlas.format import unit_file
-from convscope.notebook.cards import unit_card
-from convscope.notebook.patches import cut_patches, inside, padding_fill, padding_mode
+from convscope.notebook.cards import BOTTOM_SIDE, BOX, PATCH_SIDE, SMALL, grid_width, name_of_class, patch_grid, row, section
+from convscope.notebook.html import CONFIDENCE, MUTED, badge, bars, esc, histogram_svg, img, number, percent
+from convscope.notebook.parents import ParentLayer, no_stats
+from convscope.notebook.patches import cut, cut_patches, inside, padding_fill, padding_mode
 from convscope.notebook.records import Hit, Label
-
-if TYPE_CHECKING:
-    from convscope.notebook.layer import Layer
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +39,7 @@ class Unit:
         ('deer/0840.jpg', 'deer: 9 of 9 hits, selectivity 0.29', (81, 81))
     """
 
-    layer: "Layer" = field(repr=False)
+    layer: ParentLayer = field(repr=False)
     index: int
     record: dict[str, Any] = field(repr=False)
 
@@ -127,7 +127,41 @@ class Unit:
     def to_html(self) -> str:
         """The unit card: patches, projections, bottom patches, histogram, quantiles, firing
         rate, class means and suggested label, as one self-contained HTML fragment."""
-        return unit_card(self)
+        layer, atlas = self.layer, self.layer.atlas
+        label = self.label if self.has_stats else None
+        title = f"{layer.name} · unit {self.index}"
+        head = [f'<span style="font-size: 15px; font-weight: 600">{esc(title)}</span>']
+        head.append(f'<span style="{SMALL}">{esc(layer.type)} · field {esc(layer.receptive_field or "?")}</span>')
+        if self.class_name is not None:
+            head.append(f'<span style="{SMALL}">output for class <b>{esc(self.class_name)}</b></span>')
+        if label is not None:
+            head.append(badge(f"{label.name} · {label.confidence}", CONFIDENCE.get(label.confidence, MUTED)))
+        parts = [f'<div style="{BOX}; display: inline-block; max-width: 920px">']
+        parts.append(f'<div style="display: flex; align-items: center; gap: 10px; flex-wrap: wrap">{"".join(head)}</div>')
+        if label is not None:
+            parts.append(f'<div style="color: {MUTED}; margin-top: 2px">suggested label: {esc(label.text)}</div>')
+        pictures = []
+        optimised = self.featurevis()
+        if optimised is not None:
+            reached = self.record.get("featurevis") or {}
+            ratio = reached.get("ratio")
+            note = "" if ratio is None else f" · {ratio:.2f}x the top hit" + (" (below it)" if reached.get("below_top") else "")
+            pictures.append(section(f"optimised image{note}", img(optimised, side=grid_width(layer.k, PATCH_SIDE), title=f"{title}: feature visualisation")))
+        pictures.append(section(f"top {len(self.hits)} hits", patch_grid(self._pieces(self.hits), self.hits, layer.k, PATCH_SIDE)))
+        projection = self.projections()
+        if projection is not None:
+            kind = atlas.manifest.get("projection")
+            pictures.append(section(f"{kind} projections", img(projection, side=grid_width(layer.k, PATCH_SIDE), title=f"{title}: {kind} projections of the top hits")))
+        if self.has_stats and self.bottom:
+            which = "most negative" if self.bottom_kind == "min" else "lowest maximum"
+            pictures.append(section(f"bottom hits ({which})", patch_grid(self._pieces(self.bottom), self.bottom, layer.k, BOTTOM_SIDE)))
+        parts.append(row(pictures, gap=22))
+        if self.has_stats:
+            parts.append(row(self._statistics(), gap=28))
+        else:
+            parts.append(f'<div style="{SMALL}; margin-top: 10px">atlas format version {atlas.version} keeps no statistics or bottom hits; rebuild with this convscope for them</div>')
+        parts.append("</div>")
+        return "".join(parts)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -150,4 +184,53 @@ class Unit:
 
     def _need_stats(self, what: str) -> None:
         if not self.has_stats:
-            self.layer._no_stats(what)
+            no_stats(what, self.layer.name, self.layer.atlas)
+
+    def _pieces(self, hits: Sequence[Hit]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The unmarked patches of ``hits`` and where they are image content."""
+        atlas = self.layer.atlas
+        return cut(atlas.path, hits, padding_fill(atlas.manifest), padding_mode(self.layer.entry, self.index))
+
+    def _statistics(self) -> list[str]:
+        """The card's sections of statistics: the histogram with quantiles, the numbers, the class means."""
+        stats, layer = self.stats, self.layer
+        counts, edges = self.histogram()
+        levels = layer.quantile_levels
+        quantiles = stats.get("quantiles") or []
+        median = next((q for level, q in zip(levels, quantiles) if level == 0.5), None)
+        images = layer.atlas.image_count
+        heading = f"strongest activation per image{f' ({images} images)' if images else ''}"
+        histogram = histogram_svg(counts, float(edges[0]), float(edges[-1]), [("median", median)] if median is not None else [], title=f"{layer.name} unit {self.index}: {heading}")
+        cell = "padding: 1px 5px; text-align: right; font-variant-numeric: tabular-nums"
+        table = (
+            f'<table style="border-collapse: collapse; margin-top: 6px; font-size: 11px"><tr>'
+            + "".join(f'<td style="{cell}; color: {MUTED}">{esc(f"{100 * level:g}%")}</td>' for level in levels)
+            + "</tr><tr>"
+            + "".join(f'<td style="{cell}">{esc(number(q))}</td>' for q in quantiles)
+            + "</tr></table>"
+        )
+        exact = "" if layer.exact else f'<div style="{SMALL}">quantiles and histogram from a sketch (within 0.1% rank)</div>'
+        sections = [section(heading, histogram + table + exact)]
+        numbers = [
+            ("mean ± std", f"{number(stats.get('mean'))} ± {number(stats.get('std'))}"),
+            ("min · max", f"{number(stats.get('min'))} · {number(stats.get('max'))}"),
+            ("firing rate", f"{percent(stats.get('firing_rate'))} of images"),
+        ]
+        flags = [name for name, on in (("dead: never above zero", stats.get("dead")), ("always on", stats.get("always_on"))) if on]
+        if flags:
+            numbers.append(("note", ", ".join(flags)))
+        names = layer.atlas.class_names
+        if stats.get("top_class") is not None:
+            top = name_of_class(names, stats["top_class"])
+            numbers += [("selectivity", number(stats.get("selectivity"))), ("top class", top), ("purity", percent(stats.get("purity")))]
+        label = self.label
+        if label is not None:
+            numbers += [("label", f"{label.name}: {label.agreeing} of {label.hits} hits"), ("chance", number(label.chance, 2))]
+        rows = "".join(f'<tr><td style="padding: 1px 10px 1px 0; color: {MUTED}">{esc(n)}</td><td style="padding: 1px 0">{esc(v)}</td></tr>' for n, v in numbers)
+        sections.append(section("unit", f'<table style="border-collapse: collapse">{rows}</table>'))
+        classes = stats.get("classes") or []
+        if classes:
+            marked = label.index if label is not None else stats.get("top_class")
+            rows_ = [(name_of_class(names, c), float(m) if m is not None else float("nan"), c == marked) for c, m in classes]
+            sections.append(section(f"mean by class (top {len(classes)})", bars(rows_)))
+        return sections
