@@ -22,6 +22,7 @@ import pytest
 
 from convscope.atlas.format import FORMAT
 from convscope.atlas.writer import atomic_folder
+from convscope.errors import AtlasError
 
 PARTS = [f"part-{i:02d}.txt" for i in range(12)]
 
@@ -360,3 +361,15 @@ def _describe(path: Path) -> object:
     if path.is_file():
         return ("file", path.read_text())
     return ("folder", {name: _describe(path / name) for name in sorted(os.listdir(path))})
+
+
+def test_a_folder_in_the_way_of_the_lock_file_is_refused_and_kept(tmp_path: Path) -> None:
+    out = tmp_path / "atlas"
+    build(out, "old")
+    (tmp_path / ".atlas.lock").mkdir()
+    (tmp_path / ".atlas.lock" / "mine.txt").write_text("mine")
+    with pytest.raises(AtlasError, match="in the way") as error:
+        build(out, "new")
+    assert "rename or remove" in error.value.hint
+    assert tag_of(out) == "old" and (tmp_path / ".atlas.lock" / "mine.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == [".atlas.lock", "atlas"]

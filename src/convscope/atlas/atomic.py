@@ -110,6 +110,7 @@ def atomic_folder(out: Path, check: Callable[[Path], None] = check_out) -> Itera
     check(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lock = lock_file(out)
+    _check_lock(lock)
     garbage: list[Garbage] = []
     held: int | None = None
     try:
@@ -139,6 +140,15 @@ def atomic_folder(out: Path, check: Callable[[Path], None] = check_out) -> Itera
 def lock_file(out: Path) -> Path:
     """The lock file beside ``out`` that serializes runs' clean-ups and swaps: ``.NAME.lock``."""
     return out.parent / f".{out.name}.lock"
+
+
+def _check_lock(lock: Path) -> None:
+    """Refuse a ``.NAME.lock`` that is not a regular file: a folder or link of the user's."""
+    if os.path.lexists(lock) and (lock.is_symlink() or not lock.is_file()):
+        raise AtlasError(
+            f"{lock} is in the way: convscope locks a file of that name while it replaces the folder beside it",
+            hint=f"rename or remove {lock}, or choose another --out",
+        )
 
 
 def _swap(tmp: Path, out: Path) -> list[Garbage]:
