@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from convscope.errors import ModelError, WeightsError
-from convscope.network.load import load_network, unwrap_state_dict
+from convscope.network.load import load_network
+from convscope.network.weights import unwrap_state_dict
 
 FACTORY = """
 import torch.nn as nn
@@ -49,6 +50,22 @@ def test_bad_factories_say_what_is_wrong(factory_file, attr, message):
 def test_module_factory():
     net = load_network("tiny_models:tiny_alexnet")
     assert "features.3" in dict(net.model.named_modules())
+
+
+def test_a_factory_called_with_literal_arguments():
+    net = load_network("tiny_models:tiny_alexnet(num_classes=7)")
+    assert net.model.classifier.out_features == 7 and net.source == "tiny_models:tiny_alexnet(num_classes=7)"
+    assert load_network("tiny_models:tiny_alexnet(3)").model.classifier.out_features == 3
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [("tiny_alexnet(num_classes=__import__('os').getpid())", "not all Python literals"), ("tiny_alexnet(**{})", "not a factory name or a call"),
+     ("tiny_alexnet(", "not a factory name or call"), ("tiny_alexnet(colours=3)", "unexpected keyword argument 'colours'")],
+)
+def test_a_factory_call_takes_literals_only_and_says_what_is_wrong(call, message):
+    with pytest.raises(ModelError, match=message):
+        load_network(f"tiny_models:{call}")
 
 
 def test_missing_file_and_syntax_error(tmp_path):

@@ -39,7 +39,8 @@ from convscope.data import ImageList, find_images, frame_batches
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError, LayerError, WeightsError
 from convscope.network.device import model_device
 from convscope.network.layers import NCHW, LayerInfo, select_layers
-from convscope.network.load import Network, with_weights_file
+from convscope.network.network import Network
+from convscope.network.weights import with_weights_file
 from convscope.render.patch import mean_colour
 from convscope.render.selection import choose_units
 from convscope.scan.gather import Chunk, Hit, units_hits

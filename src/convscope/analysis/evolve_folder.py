@@ -39,7 +39,7 @@ from convscope.analysis.evolve_figure import evolution_figure, layer_block
 from convscope.analysis.settle import settle_figure
 from convscope.atlas.format import image_file
 from convscope.atlas.writer import atomic_folder, check_out, write_jpeg, write_json, write_png, write_png_atomic
-from convscope.network.load import file_sha256
+from convscope.network.weights import file_sha256
 from convscope.render.grid import fit_cell
 
 FORMAT = "convscope-evolution"

@@ -19,7 +19,8 @@ from convscope.atlas.writer import check_out
 from convscope.demo.model import CONV_LAYERS, TinyAlexNet
 from convscope.demo.photos import export_tiles
 from convscope.demo.train import train_demo
-from convscope.network.load import Network, file_sha256
+from convscope.network.network import Network
+from convscope.network.weights import file_sha256
 from convscope.pipeline import make_atlas
 
 #: The demo scan's input: the photos' 96-pixel tiles, as they are.
@@ -29,6 +30,16 @@ TILE = 96
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/convscope`` or ``~/.cache/convscope``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convscope"
+
+
+def demo_source(num_classes: int) -> str:
+    """The model source that rebuilds the demo network, for ``convscope atlas`` or ``evolve``.
+
+    Example:
+        >>> demo_source(18)
+        'convscope.demo:TinyAlexNet(num_classes=18)'
+    """
+    return f"convscope.demo:TinyAlexNet(num_classes={num_classes})"
 
 
 def run_demo(
@@ -62,7 +73,7 @@ def run_demo(
         images = Path(data)
     network = Network(
         model=result.model,
-        source="convscope.demo:TinyAlexNet",
+        source=demo_source(len(result.class_names or ())),
         preprocess=preprocess,
         weights=str(result.weights),
         weights_sha256=file_sha256(result.weights),

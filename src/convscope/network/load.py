@@ -7,6 +7,8 @@ Model sources (the ``MODEL`` argument of the CLI):
   timm's own eval preprocessing (see :mod:`convscope.network.timm_source`).
 - ``path/to/file.py:factory``: a Python file defining ``factory() -> nn.Module``.
 - ``package.module:factory``: the same, imported from an installed package.
+- ``...:factory(ARG=VALUE, ...)``: either, called with these arguments (Python literals only,
+  never evaluated as code): ``convscope.demo:TinyAlexNet(num_classes=18)``.
 - ``path/to/model.pt``: a TorchScript file (``torch.jit.save``).
 
 Weights (``--weights``): a state-dict file, loaded with ``torch.load(weights_only=True)``
@@ -17,13 +19,14 @@ models a weights name such as ``DEFAULT`` or ``IMAGENET1K_V1``, for timm models
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import importlib
 import importlib.util
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,49 +34,11 @@ import torch
 from torch import nn
 
 from convscope.errors import ModelError, WeightsError
-from convscope.network.device import model_device, model_dtype
+from convscope.network.network import Network
 from convscope.network.preprocess import Preprocess
+from convscope.network.weights import file_sha256, load_state, with_weights_file
 
-
-@dataclass(frozen=True)
-class Network:
-    """A model with everything needed to read it: preprocessing, provenance, class names.
-
-    Attributes:
-        model: the module, in eval mode.
-        source: the model source as given (``torchvision:alexnet``).
-        weights: the weights file or torchvision weights name, or ``None`` (random init).
-        weights_sha256: SHA-256 of the weights file, or ``None``.
-        preprocess: how images become model inputs.
-        class_names: names of the model's output classes, where known.
-        training: a record of how the model was trained (the demo fills it).
-    """
-
-    model: nn.Module
-    source: str
-    preprocess: Preprocess
-    weights: str | None = None
-    weights_sha256: str | None = None
-    class_names: tuple[str, ...] | None = None
-    training: dict[str, Any] | None = field(default=None)
-
-    def model_input(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``uint8 (N, 3, H, W)`` model-input-frame pixels -> the normalised input ``(N, 3, H, W)``
-        on the model's device, in its dtype (a half or bfloat16 model gets half or bfloat16)."""
-        device = model_device(self.model)
-        return self.preprocess.normalize(pixels.to(device)).to(model_dtype(self.model))
-
-    def describe(self) -> dict[str, Any]:
-        """The ``model`` section of an atlas manifest."""
-        d: dict[str, Any] = {
-            "source": self.source,
-            "weights": self.weights,
-            "weights_sha256": self.weights_sha256,
-            "class_names": list(self.class_names) if self.class_names else None,
-        }
-        if self.training is not None:
-            d["training"] = self.training
-        return d
+__all__ = ["Network", "load_network"]
 
 
 def load_network(
@@ -115,8 +80,43 @@ def load_network(
 
 
 def _is_factory(source: str) -> bool:
-    head, sep, tail = source.rpartition(":")
-    return bool(sep) and bool(head) and tail.isidentifier() and not Path(source).exists()
+    head, sep, tail = _split_factory(source)
+    return bool(sep) and bool(head) and tail.split("(", 1)[0].isidentifier() and not Path(source).exists()
+
+
+def _split_factory(source: str) -> tuple[str, str, str]:
+    """``file.py:make(n=2)`` -> ``("file.py", ":", "make(n=2)")``: the last ``:`` before any ``(``."""
+    name, paren, arguments = source.partition("(")
+    head, sep, tail = name.rpartition(":")
+    return head, sep, tail + paren + arguments
+
+
+def factory_call(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The factory's name and arguments of ``make`` or ``make(18, width=2)``: Python literals only
+    (numbers, strings, booleans, ``None``, tuples, lists, dicts), never evaluated as code.
+
+    Example:
+        >>> factory_call("TinyAlexNet(num_classes=18)")
+        ('TinyAlexNet', (), {'num_classes': 18})
+
+    Raises:
+        ModelError: not a name, or a call whose arguments are not literals.
+    """
+    hint = "write the factory as NAME or NAME(ARG=VALUE, ...) with Python literals, e.g. 'model.py:resnet(depth=20)' (quoted in a shell)"
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise ModelError(f"{text!r} is not a factory name or call", hint=hint) from None
+    if isinstance(node, ast.Name):
+        return node.id, (), {}
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or any(k.arg is None for k in node.keywords):
+        raise ModelError(f"{text!r} is not a factory name or a call of one", hint=hint)
+    try:
+        args = tuple(ast.literal_eval(a) for a in node.args)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
+    except ValueError:
+        raise ModelError(f"the arguments of {text!r} are not all Python literals", hint=hint) from None
+    return node.func.id, args, kwargs
 
 
 def _torchvision(source: str, weights: str | Path | None) -> Network:
@@ -147,7 +147,7 @@ def _torchvision(source: str, weights: str | Path | None) -> Network:
             hint=f"download {chosen.url} on a machine with a network and pass --weights FILE "
             f"(or put it in {Path(torch.hub.get_dir()) / 'checkpoints'})",
         ) from None
-    _load_state(model, state, str(weights))
+    load_state(model, state, str(weights))
     return replace(
         network,
         weights=str(chosen),
@@ -187,7 +187,8 @@ def _categories(weights: Any) -> tuple[str, ...] | None:
 
 
 def _factory(source: str) -> nn.Module:
-    target, _, attr = source.rpartition(":")
+    target, _, call = _split_factory(source)
+    attr, args, kwargs = factory_call(call)
     if target.endswith(".py") or "/" in target or "\\" in target:
         module = _import_file(Path(target))
     else:
@@ -206,11 +207,12 @@ def _factory(source: str) -> nn.Module:
             hint=f"callables found there: {', '.join(names[:12]) or 'none'}",
         )
     try:
-        model = factory()
+        model = factory(*args, **kwargs)
     except Exception as exc:
         raise ModelError(
-            f"calling {attr}() from {target} failed: {type(exc).__name__}: {exc}",
-            hint="the factory must build the model with no arguments; run it in Python to see the traceback",
+            f"calling {call} from {target} failed: {type(exc).__name__}: {exc}",
+            hint="the factory must build the model from the arguments given (none: NAME, some: 'NAME(ARG=VALUE)'); "
+            "run it in Python to see the traceback",
         ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(
@@ -265,69 +267,3 @@ def _torchscript(source: str) -> Network:
         preprocess=Preprocess(),
         weights_sha256=file_sha256(path),
     )
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def with_weights_file(network: Network, path: Path) -> Network:
-    """``network`` with the state dict in ``path`` loaded (``weights_only=True``) and recorded."""
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist", hint="check the --weights path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(
-            f"cannot read {path} as a weights file ({type(exc).__name__}: {str(exc).splitlines()[0]})",
-            hint="save weights with torch.save(model.state_dict(), FILE); convscope loads with weights_only=True",
-        ) from None
-    _load_state(network.model, state, str(path))
-    return replace(network, weights=str(path), weights_sha256=file_sha256(path))
-
-
-def unwrap_state_dict(state: Any, what: str) -> dict[str, torch.Tensor]:
-    """A plain state dict from ``state``: unwraps ``state_dict``/``model`` keys, strips ``module.``."""
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(
-            f"{what} holds no state dict (a dict of tensors)",
-            hint="save weights with torch.save(model.state_dict(), FILE)",
-        )
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def _load_state(model: nn.Module, state: Any, what: str) -> None:
-    state = unwrap_state_dict(state, what)
-    expected = model.state_dict()
-    # Checkpoints from before torch 0.4.1 lack BatchNorm's step counter; torch fills it in.
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:8])}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:8])}")
-        if wrong:
-            parts.append(f"shape mismatches ({len(wrong)}): {'; '.join(wrong[:4])}")
-        raise WeightsError(
-            f"the weights in {what} do not fit the model: " + " | ".join(parts),
-            hint="check that the architecture matches the one the weights were saved from",
-        )
-    model.load_state_dict(state, strict=False)  # strictness checked above, with clearer messages

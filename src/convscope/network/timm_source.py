@@ -18,18 +18,18 @@ from typing import Any
 from torch import nn
 
 from convscope.errors import ModelError, WeightsError
+from convscope.network.network import Network
 from convscope.network.preprocess import Preprocess
+from convscope.network.weights import with_weights_file
 
 
-def timm_network(source: str, weights: str | Path | None) -> Any:
-    """The :class:`~convscope.network.load.Network` of ``timm:NAME`` (random weights without ``weights``).
+def timm_network(source: str, weights: str | Path | None) -> Network:
+    """The :class:`~convscope.network.network.Network` of ``timm:NAME`` (random weights without ``weights``).
 
     Example:
         >>> timm_network("timm:resnet18", None).preprocess.resize  # doctest: +SKIP
         235
     """
-    from convscope.network.load import Network, with_weights_file
-
     timm = _import_timm()
     name = source.split(":", 1)[1]
     known = timm.list_models()
