@@ -1,9 +1,11 @@
 """Receptive-field geometry: which input pixels one position of one unit sees.
 
 A :class:`ReceptiveField` is affine along each axis: position ``row`` of a layer
-sees input rows ``[offset + row * stride, offset + row * stride + size)``. The
-offset is negative when the network pads; a box may then reach past the image
-border (the padding that the network saw, filled as its ``padding`` says).
+sees input rows ``[offset + row * stride, offset + row * stride + size)``, cut at
+``end`` where the layer never reads the last rows (windows below it that do not tile
+their input: SqueezeNet's unpadded conv1 at 96 px never reads row 95). The offset is
+negative when the network pads; a box may then reach past the image border (the
+padding that the network saw, filled as its ``padding`` says).
 A layer's units may see different fields (the branches of a Fire or Inception
 module, concatenated): :class:`UnitFields` holds one field per run of units.
 """
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from convscope.network.modes import dry_run
-from convscope.network.rf_algebra import PADDING_MODES, Geometry, Global, Local, fold, identity
+from convscope.network.rf_algebra import PADDING_MODES, Geometry, Global, Local, bounded, fold, identity
 from convscope.network.rf_ops import GeometryMode
 from convscope.hooks import capture, run_until_captured
 
@@ -57,23 +59,37 @@ class ReceptiveField:
             constant), ``"reflect"`` (torch's reflect: numpy's 'reflect'),
             ``"replicate"`` (the edge pixel) or ``"circular"`` (wrapped);
             :meth:`support` gives the image pixels a box shows.
+        end: per axis, the first input row / col that no position of the layer reads
+            (``None``: none is cut). Boxes stop there: past it lie image rows
+            never seen (their padding the network saw is not drawn). Set only where
+            it cuts a box inside the image (or, with another padding than zeros,
+            inside what the padding shows).
 
     Example:
         >>> rf = ReceptiveField(size=(11, 11), stride=(4, 4), offset=(-2, -2))
         >>> rf.box(1, 0)
         Box(top=2, left=-2, bottom=13, right=9)
+        >>> ReceptiveField((19, 19), (4, 4), (-4, -4), end=(95, None)).box(21, 21)
+        Box(top=80, left=80, bottom=95, right=99)
     """
 
     size: tuple[int, int]
     stride: tuple[int, int]
     offset: tuple[int, int]
     padding: str = "zeros"
+    end: tuple[int | None, int | None] = (None, None)
 
     def box(self, row: int, col: int) -> Box:
-        """The input box seen by position ``(row, col)``; may reach past the image."""
+        """The input box seen by position ``(row, col)``: ``size`` pixels, or fewer where
+        ``end`` cuts it; may reach past the image."""
         top = self.offset[0] + row * self.stride[0]
         left = self.offset[1] + col * self.stride[1]
-        return Box(top, left, top + self.size[0], left + self.size[1])
+        bottom, right = top + self.size[0], left + self.size[1]
+        if self.end[0] is not None:
+            bottom = max(top, min(bottom, self.end[0]))
+        if self.end[1] is not None:
+            right = max(left, min(right, self.end[1]))
+        return Box(top, left, bottom, right)
 
     def support(self, row: int, col: int, image: tuple[int, int]) -> tuple[list[int], list[int]]:
         """The image rows and cols (sorted) whose pixels position ``(row, col)`` sees.
@@ -90,10 +106,13 @@ class ReceptiveField:
         return found[0], found[1]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly; ``padding`` only when it is not ``"zeros"`` (older atlases lack it)."""
+        """JSON-friendly; ``padding`` only when it is not ``"zeros"``, ``end`` (``[rows, cols]``,
+        ``null`` where not cut) only when it cuts (older atlases lack both)."""
         d: dict[str, Any] = {"size": list(self.size), "stride": list(self.stride), "offset": list(self.offset)}
         if self.padding != "zeros":
             d["padding"] = self.padding
+        if self.end != (None, None):
+            d["end"] = list(self.end)
         return d
 
     @classmethod
@@ -101,15 +120,20 @@ class ReceptiveField:
         padding = d.get("padding") or "zeros"
         if padding not in PADDING_MODES:
             raise ValueError(f"unknown padding {padding!r}; one of {PADDING_MODES}")
-        return cls(tuple(d["size"]), tuple(d["stride"]), tuple(d["offset"]), padding)  # type: ignore[arg-type]
+        end = tuple(None if v is None else int(v) for v in d.get("end") or (None, None))
+        if len(end) != 2:
+            raise ValueError(f"end must be [rows, cols], got {d.get('end')!r}")
+        return cls(tuple(d["size"]), tuple(d["stride"]), tuple(d["offset"]), padding, end)  # type: ignore[arg-type]
 
     def text(self) -> str:
-        """Short display: ``11 s4 o-2`` (``HxW`` where rows and cols differ), ``global``."""
+        """Short display: ``11 s4 o-2`` (``HxW`` where rows and cols differ), ``global``;
+        ``end95x-`` where ``end`` cuts the rows at 95 and not the cols."""
         if self.stride == (0, 0):
             return "global"
         pair = lambda v: str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"  # noqa: E731
         mode = "" if self.padding == "zeros" else f" {self.padding}"
-        return f"{pair(self.size)} s{pair(self.stride)} o{pair(self.offset)}{mode}"
+        end = "" if self.end == (None, None) else " end" + pair(["-" if v is None else v for v in self.end])
+        return f"{pair(self.size)} s{pair(self.stride)} o{pair(self.offset)}{mode}{end}"
 
 
 @dataclass(frozen=True)
@@ -208,7 +232,7 @@ def receptive_fields(
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1))
         >>> receptive_fields(model, ["2"], (32, 32))["2"].uniform
-        ReceptiveField(size=(8, 8), stride=(2, 2), offset=(-3, -3), padding='zeros')
+        ReceptiveField(size=(8, 8), stride=(2, 2), offset=(-3, -3), padding='zeros', end=(None, None))
     """
     return {name: fields for name, (fields, _) in unit_geometry(model, layers, input_size).items()}
 
@@ -230,7 +254,7 @@ def unit_geometry(
     mode = GeometryMode(input_size)
 
     def record(name: str, output: torch.Tensor) -> None:
-        found[name] = _unit_fields(mode.geometry(output), output)
+        found[name] = _unit_fields(mode.geometry(output), output, input_size)
 
     parameter = next(itertools.chain(model.parameters(), model.buffers()), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
@@ -243,7 +267,7 @@ def unit_geometry(
 
 
 def _unit_fields(
-    geom: Geometry | None, output: torch.Tensor
+    geom: Geometry | None, output: torch.Tensor, image: tuple[int, int]
 ) -> tuple[UnitFields | None, tuple[int, int, int] | None]:
     """The fields and ``(units, rows, cols)`` dims of an output (4-d, or a flat global ``(N, C)``)."""
     if isinstance(geom, Global):
@@ -264,9 +288,10 @@ def _unit_fields(
     units = output.shape[dims[0]]
     for count, rows, cols in geom.segments:
         stop = units if geom.uniform else start + count
+        rows, cols = (bounded(a, a.end, n, limit, geom.padding) for a, n, limit in zip((rows, cols), geom.hw, image))
         field = ReceptiveField(
             size=(rows.size, cols.size), stride=(rows.stride, cols.stride), offset=(rows.offset, cols.offset),
-            padding=geom.padding,
+            padding=geom.padding, end=(rows.end, cols.end),
         )
         ranges.append((start, stop, field))
         start = stop

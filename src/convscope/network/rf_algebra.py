@@ -30,28 +30,56 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 @dataclass(frozen=True)
 class Axis:
-    """Affine field along one axis: position ``i`` sees ``[offset + i*stride, ... + size)``."""
+    """Affine field along one axis: position ``i`` sees ``[offset + i*stride, ... + size)``,
+    cut at ``end``.
+
+    ``end`` is the first coordinate that no position reads (``None``: no cut; past the
+    image border the padding fills the box). It is set where windows below did not tile
+    their input (an unpadded strided conv, a ceil-mode pool): a padded layer above then
+    has boxes that reach into rows nothing below ever read.
+    """
 
     size: int
     stride: int
     offset: int
+    end: int | None = None
 
     def window(self, kernel: int, stride: int, padding: int, dilation: int) -> "Axis":
-        """The axis after a sliding window (convolution or pooling) over this one."""
+        """The axis after a sliding window (convolution or pooling) over this one (``end``
+        kept: set it with :func:`bounded` from the :meth:`reach` of the map under the window)."""
         return Axis(
             self.size + (kernel - 1) * dilation * self.stride,
             self.stride * stride,
             self.offset - padding * self.stride,
+            self.end,
         )
 
     def extent(self, positions: int, limit: int) -> tuple[int, int]:
-        """``[start, end)`` seen by all ``positions``, clipped to ``[0, limit)``."""
-        start, end = self.span(positions)
-        return max(start, 0), min(end, limit)
+        """``[start, end)`` read by all ``positions``, clipped to ``[0, limit)``."""
+        return max(self.offset, 0), min(self.reach(positions), limit)
 
     def span(self, positions: int) -> tuple[int, int]:
-        """``[start, end)`` seen by all ``positions``, not clipped."""
+        """``[start, end)`` of the boxes of all ``positions``, not clipped."""
         return self.offset, self.offset + (positions - 1) * self.stride + self.size
+
+    def reach(self, positions: int) -> int:
+        """The first coordinate that none of ``positions`` reads: the end of their boxes, or ``end``."""
+        last = self.span(positions)[1]
+        return last if self.end is None else min(last, self.end)
+
+
+def bounded(axis: Axis, end: int | None, positions: int, image: int | None = None, padding: str = "zeros") -> Axis:
+    """``axis`` cut at ``end``, kept only where it cuts a box: ``None`` when no box of
+    ``positions`` reaches it, or (zero padding) when it lies past the ``image`` border,
+    where the padding fills the box anyway.
+
+    Example:
+        >>> bounded(Axis(7, 2, -2), 15, 7, 16), bounded(Axis(7, 2, -2), 17, 7, 16).end
+        (Axis(size=7, stride=2, offset=-2, end=15), None)
+    """
+    if end is not None and (end >= axis.span(positions)[1] or (padding == "zeros" and image is not None and end >= image)):
+        end = None
+    return replace(axis, end=end)
 
 
 #: ``(units, rows, cols)``: a run of ``units`` channels sharing one field.
@@ -183,8 +211,7 @@ def _inside(g: Local, image: tuple[int, int]) -> bool:
     """True when every box lies inside the image: the padding mode does not matter."""
     for _, rows, cols in g.segments:
         for axis, n, limit in ((rows, g.hw[0], image[0]), (cols, g.hw[1], image[1])):
-            start, end = axis.span(n)
-            if start < 0 or end > limit:
+            if axis.offset < 0 or axis.reach(n) > limit:
                 return False
     return True
 
@@ -226,13 +253,15 @@ def boundaries(g: Local) -> list[int]:
     return list(itertools.accumulate(int(s[0]) for s in g.segments))  # plain ints: they reach the manifest
 
 
-def unite_axes(axes: Sequence[Axis]) -> Axis | None:
-    """The smallest axis covering all ``axes`` (``None``: different strides)."""
+def unite_axes(axes: Sequence[Axis], positions: int) -> Axis | None:
+    """The smallest axis covering all ``axes`` of a map of ``positions`` (``None``: different
+    strides); it reads as far as the one that reads furthest."""
     if len({a.stride for a in axes}) != 1:
         return None
     start = min(a.offset for a in axes)
     end = max(a.offset + a.size for a in axes)
-    return Axis(end - start, axes[0].stride, start)
+    united = Axis(end - start, axes[0].stride, start)
+    return bounded(united, max(a.reach(positions) for a in axes), positions)
 
 
 def to_global(geom: Local | Global, image: tuple[int, int]) -> Global | _Unknown:
@@ -245,7 +274,7 @@ def to_global(geom: Local | Global, image: tuple[int, int]) -> Global | _Unknown
         return geom
     box = []
     for which, (n, limit) in enumerate(zip(geom.hw, image)):
-        spans = [seg[1 + which].span(n) for seg in geom.segments]
+        spans = [(seg[1 + which].offset, seg[1 + which].reach(n)) for seg in geom.segments]
         start, end = min(s[0] for s in spans), max(s[1] for s in spans)
         if geom.padding == "zeros":
             box.append((max(start, 0), min(end, limit)))
@@ -294,8 +323,8 @@ def union(parts: Sequence[Geometry], image: tuple[int, int]) -> Geometry | None:
     segments: list[Segment] = []
     for lo, hi in zip(cuts, cuts[1:]):
         pieces = [segment_at(p, lo) for p in locals_]
-        rows = unite_axes([s[1] for s in pieces])
-        cols = unite_axes([s[2] for s in pieces])
+        rows = unite_axes([s[1] for s in pieces], first.hw[0])
+        cols = unite_axes([s[2] for s in pieces], first.hw[1])
         if rows is None or cols is None:
             return UNKNOWN
         segments.append((hi - lo, rows, cols))
@@ -335,8 +364,15 @@ def move_dims(geom: Local, mapping: Callable[[int], int | None]) -> Geometry:
     return replace(geom, dims=(new[0], new[1]), chan=chan, inner=inner)
 
 
-def shift_axis(geom: Local, dim: int, start: int, step: int, out_size: int) -> Geometry:
-    """Rows or cols (whichever lives at ``dim``) after taking ``start::step`` of them."""
+def shift_axis(
+    geom: Local, dim: int, start: int, step: int, out_size: int, image: tuple[int, int] | None = None
+) -> Geometry:
+    """Rows or cols (whichever lives at ``dim``) after taking ``start::step`` of them.
+
+    ``start`` may be negative and ``out_size`` past the map (a pad): the new positions
+    read nothing, so the axis is cut at what the old ones read (see :func:`bounded`;
+    ``image``: the model input's height and width).
+    """
     if dim not in geom.dims:
         return geom
     if geom.merged:
@@ -345,7 +381,9 @@ def shift_axis(geom: Local, dim: int, start: int, step: int, out_size: int) -> G
     segments = []
     for units, *axes in geom.segments:
         a = axes[which]
-        axes[which] = Axis(a.size, a.stride * step, a.offset + start * a.stride)
+        moved = Axis(a.size, a.stride * step, a.offset + start * a.stride)
+        limit = image[which] if image is not None else None
+        axes[which] = bounded(moved, a.reach(geom.hw[which]), out_size, limit, geom.padding)
         segments.append((units, axes[0], axes[1]))
     hw = list(geom.hw)
     hw[which] = out_size
@@ -365,7 +403,9 @@ def sliding_window(
     """A 2-d convolution or pooling over the last two dims of an ``ndim`` tensor (per segment).
 
     Its padding is zeros (or ``-inf`` for a max-pool, which never wins): past a
-    reflect/replicate/circular pad that left boxes outside the image, UNKNOWN.
+    reflect/replicate/circular pad that left boxes outside the image, UNKNOWN. The
+    result reads no further than the map under it (:meth:`Axis.reach`): windows past
+    it (padding, a ceil-mode pool's last one) see no pixel there.
     """
     if geom.dims != (ndim - 2, ndim - 1):
         return UNKNOWN
@@ -374,8 +414,10 @@ def sliding_window(
         if padded is None:
             return UNKNOWN
         geom = padded
-    segments = [
-        (units, r.window(kernel[0], stride[0], padding[0], dilation[0]), c.window(kernel[1], stride[1], padding[1], dilation[1]))
-        for units, r, c in geom.segments
-    ]
+    segments = []
+    for units, *axes in geom.segments:
+        for i in (0, 1):
+            windowed = axes[i].window(kernel[i], stride[i], padding[i], dilation[i])
+            axes[i] = bounded(windowed, axes[i].reach(geom.hw[i]), out_hw[i], image[i], geom.padding)
+        segments.append((units, axes[0], axes[1]))
     return make(segments, geom.dims, (out_hw[0], out_hw[1]), geom.chan, geom.padding)

@@ -49,8 +49,8 @@ def unite(g: Local) -> Geometry:
     """Every channel depends on every channel: one field, the union of all segments."""
     if g.uniform:
         return g
-    rows = unite_axes([s[1] for s in g.segments])
-    cols = unite_axes([s[2] for s in g.segments])
+    rows = unite_axes([s[1] for s in g.segments], g.hw[0])
+    cols = unite_axes([s[2] for s in g.segments], g.hw[1])
     if rows is None or cols is None:
         return UNKNOWN
     return make([(0, rows, cols)], g.dims, g.hw, None, g.padding)
@@ -123,8 +123,8 @@ def mix(g: Local, dim: int, units: int, groups: int, out_units: int) -> Geometry
     segments: list[Segment] = []
     for k in range(groups):
         chunk = pairs[k * size : (k + 1) * size]
-        rows = unite_axes(sorted({p[0] for p in chunk}, key=repr))
-        cols = unite_axes(sorted({p[1] for p in chunk}, key=repr))
+        rows = unite_axes(sorted({p[0] for p in chunk}, key=repr), g.hw[0])
+        cols = unite_axes(sorted({p[1] for p in chunk}, key=repr), g.hw[1])
         if rows is None or cols is None:
             return UNKNOWN
         segments.append((out_size, rows, cols))

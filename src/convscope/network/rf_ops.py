@@ -101,7 +101,7 @@ class GeometryMode(TorchDispatchMode):
         >>> with torch.no_grad(), mode:
         ...     y = torch.nn.functional.conv2d(x, torch.ones(2, 3, 3, 3), stride=2)
         >>> mode.geometry(y).rows
-        Axis(size=3, stride=2, offset=0)
+        Axis(size=3, stride=2, offset=0, end=None)
     """
 
     def __init__(self, image: tuple[int, int]) -> None:
@@ -295,7 +295,7 @@ def _slice(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -
     step = a["step"] or 1
     if dim == g.chan:
         return channels.take(g, dim, x.shape[dim], start, step, outs[0].shape[dim])
-    return shift_axis(g, dim, start, step, outs[0].shape[dim])
+    return shift_axis(g, dim, start, step, outs[0].shape[dim], mode.image)
 
 
 def _split(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -> list[Geometry]:
@@ -305,7 +305,7 @@ def _split(mode: GeometryMode, g: Local, x: torch.Tensor, a: dict, outs: list) -
         if dim == g.chan:
             geoms.append(channels.take(g, dim, x.shape[dim], start, 1, out.shape[dim]))
         else:
-            geoms.append(shift_axis(g, dim, start, 1, out.shape[dim]))
+            geoms.append(shift_axis(g, dim, start, 1, out.shape[dim], mode.image))
         start += out.shape[dim]
     return geoms
 

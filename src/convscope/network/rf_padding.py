@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from convscope.network.rf_algebra import UNKNOWN, Axis, Geometry, Local, shift_axis, with_padding
+from convscope.network.rf_algebra import UNKNOWN, Axis, Geometry, Local, Segment, shift_axis, with_padding
 
 
 def _exact_pad(axis: Axis, n: int, limit: int, before: int, after: int, mode: str) -> bool:
@@ -25,6 +25,8 @@ def _exact_pad(axis: Axis, n: int, limit: int, before: int, after: int, mode: st
     (or past) the border; circular: the map tiles the image (``n * stride % limit == 0``).
     """
     last = axis.offset + (n - 1) * axis.stride
+    if mode != "zeros" and axis.end is not None:  # some boxes are cut: what the mode shows is not known
+        return False
     if mode == "reflect":
         return (not before or 2 * axis.offset + axis.size - 1 == 0) and (
             not after or 2 * last + axis.size - 1 == 2 * (limit - 1)
@@ -34,6 +36,12 @@ def _exact_pad(axis: Axis, n: int, limit: int, before: int, after: int, mode: st
     if mode == "circular":
         return (n * axis.stride) % limit == 0
     return mode == "zeros"
+
+
+def _uncut(seg: Segment, which: int) -> Segment:
+    axes = [seg[1], seg[2]]
+    axes[which] = replace(axes[which], end=None)
+    return (seg[0], axes[0], axes[1])
 
 
 def pad(
@@ -68,9 +76,11 @@ def pad(
                 _exact_pad(seg[1 + which], geom.hw[which], image[which], before, after, mode) for seg in geom.segments
             ):
                 return UNKNOWN
-            shifted = shift_axis(padded, dim, -before, 1, out_shape[dim])
+            shifted = shift_axis(padded, dim, -before, 1, out_shape[dim], image)
             if not isinstance(shifted, Local):
                 return shifted
+            if mode != "zeros":  # the new positions show image pixels: nothing to cut
+                shifted = replace(shifted, segments=tuple(_uncut(seg, which) for seg in shifted.segments))
             geom = shifted
     return geom
 
