@@ -378,3 +378,23 @@ def test_a_folder_in_the_way_of_the_lock_file_is_refused_and_kept(tmp_path: Path
     assert "rename or remove" in error.value.hint
     assert tag_of(out) == "old" and (tmp_path / ".atlas.lock" / "mine.txt").read_text() == "mine"
     assert sorted(os.listdir(tmp_path)) == [".atlas.lock", "atlas"]
+
+
+def test_a_failed_second_rename_puts_the_old_folder_back_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import convscope.atlas.atomic as atomic
+
+    out = tmp_path / "atlas"
+    build(out, "old")
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: False)
+    real = os.rename
+
+    def rename(src: object, dst: object) -> None:
+        if Path(str(dst)) == out and Path(str(src)).name.endswith(".partial"):
+            raise OSError(5, "input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="input/output"):
+        build(out, "new")
+    assert tag_of(out) == "old"
+    assert sorted(os.listdir(tmp_path)) == ["atlas"]

@@ -160,7 +160,11 @@ def _swap(tmp: Path, out: Path) -> list[Garbage]:
         return [(tmp, try_lock_folder(tmp))]  # ``tmp`` now names the old folder
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     os.rename(out, old)  # a kill from here ...
-    os.rename(tmp, out)  # ... to here leaves ``out`` missing: the next run's _recover puts ``old`` back
+    try:
+        os.rename(tmp, out)  # ... to here leaves ``out`` missing: the next run's _recover puts ``old`` back
+    except BaseException:
+        os.rename(old, out)
+        raise
     return [_retire(old, out)]
 
 
