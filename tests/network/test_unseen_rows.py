@@ -9,12 +9,14 @@ oracle of ``test_geometry``: the support of the input gradient must be the clipp
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from convscope.network.geometry import Box, ReceptiveField, UnitFields, receptive_fields
+from convscope.render.patch import crop
 from network.test_geometry import assert_matches_gradient, uniform_fields
 
 RF = ReceptiveField
@@ -121,6 +123,12 @@ def test_squeezenet_at_96_never_draws_row_95():
         rows = model.features[: int(name) + 1](torch.zeros(1, 3, 96, 96)).shape[-1]
         for _, _, field in fields[name].ranges:
             assert max(field.box(r, r).bottom for r in range(rows)) == 95, (name, field)
+    # The patch of the bottom-right position of the last Fire never shows row or col 95.
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[95], image[:, 95] = 255, 255
+    for _, _, field in fields["12"].ranges:
+        patch, inside = crop(image, field.box(4, 4), np.zeros(3, np.uint8))
+        assert patch.max() == 0 and inside.all(), field
     assert_matches_gradient(model.features, ["0", "2"], (96, 96))
     for name, units in (("3", [5, 100]), ("6", [5]), ("7", [5, 200]), ("12", [5, 300])):  # both halves of a Fire
         assert_matches_gradient(model.features, [name], (96, 96), units=units)

@@ -50,7 +50,7 @@ class ReceptiveField:
     """Receptive field of every position of one unit (or layer), per axis ``(rows, cols)``.
 
     Attributes:
-        size: box height and width in input pixels.
+        size: box height and width in input pixels (a box cut by ``end`` is shorter).
         stride: input pixels between neighbouring positions (0 for a global
             layer, whose every position sees the whole input).
         offset: input row/col of the box of position (0, 0); negative where the

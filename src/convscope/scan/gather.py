@@ -29,7 +29,8 @@ class Hit:
         activation: the value of the unit there.
         image: index of the image in the :class:`ImageList`.
         row, col: the position in the layer's output.
-        box: the receptive field of that position in model-input pixels.
+        box: the receptive field of that position in model-input pixels, cut where the
+            layer never reads the last rows or cols (:attr:`ReceptiveField.end`).
     """
 
     unit: int
