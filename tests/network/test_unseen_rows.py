@@ -123,6 +123,9 @@ def test_squeezenet_at_96_never_draws_row_95():
         rows = model.features[: int(name) + 1](torch.zeros(1, 3, 96, 96)).shape[-1]
         for _, _, field in fields[name].ranges:
             assert max(field.box(r, r).bottom for r in range(rows)) == 95, (name, field)
+    # The global pool's one box is what conv1 reads: rows and cols 0..94.
+    whole = receptive_fields(model, ["classifier.3"], (96, 96))["classifier.3"].uniform
+    assert whole == RF((95, 95), (0, 0), (0, 0)) and whole.box(0, 0) == Box(0, 0, 95, 95)
     # The patch of the bottom-right position of the last Fire never shows row or col 95.
     image = np.zeros((96, 96, 3), np.uint8)
     image[95], image[:, 95] = 255, 255
