@@ -8,12 +8,25 @@ network's weights are frozen for the run (``requires_grad`` False, eval mode) an
 restored afterwards; hooks are removed in ``finally``. Nothing is written: the result
 holds the image and a record of the losses, and the caller saves them.
 
-Losses (see :mod:`convscope.style.losses`), with ``normalize`` (the default) each layer's
-loss is divided by the mean square of its target (features for content, Gram matrix
-for style), so every layer counts alike whatever the scale of its activations (this
-matters most for random-weight networks):
+Losses (see :mod:`convscope.style.losses`), with ``normalize`` (the default) each content
+layer's loss is divided by the mean square of its target features, and each style layer's
+Gram loss by its own value at the starting image (the content image, or the noise), so
+every layer counts alike whatever the scale of its activations (this matters most for
+random-weight networks) and a style layer counts by the fraction of its start that is
+left, the ratio that :mod:`convscope.style.quality` judges:
 
     total = content_weight * mean_l content_l + style_weight * mean_l style_l + tv_weight * tv
+
+(Dividing the style layers by their target's mean square instead, the earlier rule, let the
+layer that starts furthest from its target in those units dominate: on the real SqueezeNet
+with The Starry Night ``features.12`` started at 5x the others and was driven to 0.4x what
+the painting itself scores there, while ``features.7`` and ``features.9`` stalled at 2.1x
+and 1.8x it after the default 300 steps.)
+
+The *floor* of a style layer is the Gram loss of the style image itself, resized to the
+result's shape, against the target (its Gram matrix at its own size): what a picture of the
+painting scores. A layer whose floor is high cannot be asked to fall as far as one whose
+floor is low; :mod:`convscope.style.quality` allows 1.5x the floor.
 """
 
 from __future__ import annotations
@@ -82,6 +95,8 @@ class StyleResult:
         reference: the losses of the first style image resized to the result's size: a picture
             with the style and none of the content, the scale that ``content_ratios`` measure
             against (``None`` for a texture).
+        floor: per style layer, the Gram loss of the style image resized to the result's size
+            against the final targets (with several style images, the lowest of theirs).
         history: the objective at every step (before its update), all levels in a row.
         content_layers, style_layers: the dotted names used.
         settings: the arguments of the run (weights, size, init, optimizer, steps, seed...).
@@ -97,10 +112,15 @@ class StyleResult:
     style_layers: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    floor: dict[str, float] = field(default_factory=dict)
 
     def style_ratios(self) -> dict[str, float]:
         """Per style layer, the Gram loss at the end divided by the one at the start."""
         return {k: (self.end.style[k] / v if v > 0 else 0.0) for k, v in self.start.style.items()}
+
+    def floor_ratios(self) -> dict[str, float]:
+        """Per style layer, its :attr:`floor` divided by its Gram loss at the start (empty without a floor)."""
+        return {k: (f / self.start.style[k] if self.start.style.get(k, 0) > 0 else 0.0) for k, f in self.floor.items()}
 
     def content_ratios(self) -> dict[str, float]:
         """Per content layer, the content loss at the end divided by the style image's (``reference``)."""
@@ -117,6 +137,8 @@ class StyleResult:
             "start": self.start.to_dict(),
             "end": self.end.to_dict(),
             "style_ratio_end_over_start": self.style_ratios(),
+            "style_floor": self.floor,
+            "style_floor_over_start": self.floor_ratios(),
             "history": self.history,
             "seconds": round(self.seconds, 3),
         }
@@ -160,7 +182,8 @@ def stylise(
             line search, ``lr`` default 1) or ``adam`` (``lr`` default 0.02).
         steps: optimiser steps (per pyramid level).
         seed: seeds the noise; runs with equal arguments give equal images.
-        normalize: divide each layer's loss by its target's mean square.
+        normalize: divide each content layer's loss by its target's mean square and each style
+            layer's by its value at the starting image (``init``'s, at each pyramid level).
         pyramid: levels, coarse to fine: 3 optimises at size/4, then size/2, then size,
             each level starting from the previous result upsampled.
         progress: called after every step.
@@ -203,11 +226,11 @@ def stylise(
             hw = _fit(content_img.size if content_img else (level_size, level_size), level_size)
             content_px = _pixels(content_img, hw, device) if content_img else None
             style_px = [_pixels(s, _fit(s.size, level_size), device) for s in style_imgs]
+            initial = _initial(init, content_px, hw, torch.Generator().manual_seed(seed), device)
             objective = _Objective(
                 network, content_layers, style_layers, content_px, style_px, style_image_weights,
-                content_weight, style_weight, tv_weight, normalize,
+                content_weight, style_weight, tv_weight, normalize, initial,
             )
-            initial = _initial(init, content_px, hw, torch.Generator().manual_seed(seed), device)
             if x is None:
                 x = initial
             else:
@@ -215,9 +238,13 @@ def stylise(
             x = objective.optimise(x, optimizer, steps, lr, history, progress, level * steps)
         # Start, end and the reference are all measured at the final size, against the final level's targets.
         start, end = objective.measure(initial), objective.measure(x)
-        reference = objective.measure(_pixels(style_imgs[0], tuple(x.shape[-2:]), device)) if content_img else None
+        painted = [objective.measure(_pixels(s, tuple(x.shape[-2:]), device)) for s in style_imgs]
+        floor = {n: min(p.style[n] for p in painted) for n in objective.style_layers}
+        reference = painted[0] if content_img else None
     image = (x[0].detach().permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-    return StyleResult(image, start, end, reference, history, content_layers, style_layers, settings, time.perf_counter() - began)
+    return StyleResult(
+        image, start, end, reference, history, content_layers, style_layers, settings, time.perf_counter() - began, floor,
+    )
 
 
 class _Objective:
@@ -226,7 +253,7 @@ class _Objective:
     def __init__(
         self, network: Network, content_layers: list[str], style_layers: list[str],
         content_px: torch.Tensor | None, style_px: list[torch.Tensor], style_image_weights: Sequence[float] | None,
-        content_weight: float, style_weight: float, tv_weight: float, normalize: bool,
+        content_weight: float, style_weight: float, tv_weight: float, normalize: bool, start_px: torch.Tensor,
     ) -> None:
         self.network = network
         self.content_layers = content_layers if content_px is not None else []
@@ -244,9 +271,13 @@ class _Objective:
                 self.gram_targets = {n: blend_grams([g[n] for g in grams], style_image_weights) for n in style_layers}
             except ValueError as exc:
                 raise ConvscopeError(str(exc), hint="give one non-negative weight per style image") from None
+            start = self.features(start_px) if normalize else {}
         mean_square = lambda t: float(t.pow(2).mean()) if normalize else 1.0  # noqa: E731
         self.content_scale = {n: mean_square(t) for n, t in self.content_targets.items()}
-        self.style_scale = {n: mean_square(t) for n, t in self.gram_targets.items()}
+        # A style layer's scale is its loss at the start; one that starts at its target (loss 0) keeps its target's mean square.
+        self.style_scale = {
+            n: (float(style_loss(start[n], t)) or mean_square(t)) if normalize else 1.0 for n, t in self.gram_targets.items()
+        }
 
     def _first_features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """:meth:`features` of a target image, with a network too deep for its size reported as such."""
