@@ -20,6 +20,7 @@ from convscope.pipeline import make_atlas
 from convscope.project import projection_to_image
 from convscope.render.grid import fit_cell
 from convscope.render.patch import crop
+from convscope.atlas.format import read_hits
 from oracles import need_module
 from tiny_models import Fire, write_images
 
@@ -67,7 +68,7 @@ def test_hits_and_activations_equal_brute_force_in_both_layouts(atlas):
     for name, acts in brute_force(network.model, x).items():
         n, units, rows, cols = acts.shape
         best, where = acts.reshape(n, units, -1).max(dim=2)
-        for record in json.loads((out / f"layers/{name}/hits.json").read_text())["units"]:
+        for record in read_hits(out, name)["units"]:
             unit = record["unit"]
             ranked = sorted(range(n), key=lambda i: (-best[i, unit].item(), i))[:K]
             assert [images.paths.index(h["image"]) for h in record["hits"]] == ranked
@@ -82,7 +83,7 @@ def test_each_unit_gets_its_own_branchs_box(atlas):
     fire = next(layer for layer in manifest["layers"] if layer["name"] == "fire")
     assert [f["units"] for f in fire["receptive_fields"]] == [[0, 3], [3, 6]]
     assert [f["size"] for f in fire["receptive_fields"]] == [[1, 1], [3, 3]]
-    for record in json.loads((out / "layers/fire/hits.json").read_text())["units"]:
+    for record in read_hits(out, "fire")["units"]:
         grow = 0 if record["unit"] < 3 else 1  # the 1x1 branch sees one pixel, the 3x3 branch its neighbours
         for hit in record["hits"]:
             r, c = hit["row"], hit["col"]
@@ -96,7 +97,7 @@ def test_projections_of_a_channels_last_layer_are_its_own_units(atlas):
 
     network, root, out = atlas
     images = find_images(root / "images")
-    record = json.loads((out / "layers/mix/hits.json").read_text())["units"][2]
+    record = read_hits(out, "mix")["units"][2]
     hit = record["hits"][0]
     x = network.model_input(load_pixels(images, [images.paths.index(hit["image"])], network.preprocess))
 
@@ -130,7 +131,7 @@ def test_patches_past_the_border_show_what_a_padding_mode_gave_the_network(tmp_p
     pixels = load_pixels(images, range(8), preprocess)  # uint8 (N, 3, 10, 10)
     padded = nn.functional.pad(pixels.float(), (1, 1, 1, 1), mode=mode).byte().permute(0, 2, 3, 1).numpy()
     border = 0
-    for record in json.loads((out / "layers/0/hits.json").read_text())["units"]:
+    for record in read_hits(out, "0")["units"]:
         grid = np.asarray(Image.open(out / f"layers/0/units/{record['unit']:04d}.png").convert("RGB"))
         for rank, hit in enumerate(record["hits"]):
             top, left, bottom, right = hit["box"]

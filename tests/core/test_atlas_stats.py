@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main
+from convscope.atlas.format import read_hits
 
 COLOUR_NET = ["tiny_models:ColourNet", "--input-size", "8", "--mean", "0", "0", "0", "--std", "1", "1", "1"]
 
@@ -42,7 +43,7 @@ def test_stats_from_file_names_match_a_direct_computation(images, tmp_path, caps
     assert main(["atlas", *COLOUR_NET, str(images), "--out", str(out), "-k", "4", "-q", "--labels-from-name", r"^([a-z]+)_"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dataset"]["labels"] == ["apple", "leaf", "sea"]
-    hits = json.loads((out / "layers/conv/hits.json").read_text())
+    hits = read_hits(out, "conv")
     files, maxima = direct_maxima(images)
     names = [f.name.split("_")[0] for f in files]
     levels = hits["quantile_levels"]
@@ -96,7 +97,7 @@ def test_output_units_are_named_after_the_classes(images, tmp_path):
     names.write_text("red\ngreen\nblue\n")
     out = tmp_path / "atlas"
     assert main(["atlas", *COLOUR_NET, str(images), "--out", str(out), "-k", "4", "-q", "--class-names", str(names)]) == 0
-    hits = json.loads((out / "layers/conv/hits.json").read_text())
+    hits = read_hits(out, "conv")
     assert [u["class_name"] for u in hits["units"]] == ["red", "green", "blue"]
     assert json.loads((out / "manifest.json").read_text())["model"]["class_names"] == ["red", "green", "blue"]
 
@@ -111,7 +112,7 @@ def test_a_unit_constant_on_every_image_gets_no_label(tmp_path):
         Image.fromarray(pixels).save(root / f"{('a', 'b')[i // 6]}_{i:02d}.png")  # the first six: class a
     out = tmp_path / "atlas"
     assert main(["atlas", *COLOUR_NET, str(root), "--out", str(out), "-k", "6", "-q", "--labels-from-name", r"^([a-z])_"]) == 0
-    blue = json.loads((out / "layers/conv/hits.json").read_text())["units"][2]
+    blue = read_hits(out, "conv")["units"][2]
     assert {h["label"] for h in blue["hits"]} == {"a"}  # six ties, all from the first class by image order ...
     assert blue["stats"]["label"] is None and blue["stats"]["purity"] is None  # ... which is no evidence
     assert blue["stats"]["dead"] is True

@@ -45,14 +45,19 @@ def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, 
     assert code == 0, err
     assert "overview.png" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 3
+    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 4
     assert manifest["dataset"]["image_count"] == 12 and manifest["dataset"]["labels"] == ["cats", "dogs"]
     assert manifest["preprocess"]["input_size"] == [16, 16]
     (layer,) = manifest["layers"]
     assert layer["name"] == "conv" and layer["shape"] == [3, 16, 16]
     assert layer["receptive_field"] == {"size": [1, 1], "stride": [1, 1], "offset": [0, 0]}
-    hits = json.loads((out / layer["hits"]).read_text())
-    assert read_hits(out, "conv") == hits
+    text = (out / layer["hits"]).read_text()  # the one copy, a data script the viewer loads; JSON on its second line
+    assert layer["hits"] == "layers/conv/hits.js" and text.startswith('window.convscopeRegister("layer", 0,\n')
+    stored = json.loads(text.split("\n")[1])
+    assert stored["hit_fields"] == ["activation", "image", "row", "col", "top", "left", "bottom", "right"]
+    assert all(len(row) == 8 for unit in stored["units"] for row in unit["hits"] + unit["bottom"])
+    assert not (out / "layers/conv/hits.json").exists() and not list((out / "viewer").rglob("layer-*.js"))
+    hits = read_hits(out, "conv")
     with pytest.raises(AtlasError, match="no layer 'conv9'"):
         read_hits(out, "conv9")
     red = hits["units"][0]["hits"][0]
@@ -84,7 +89,7 @@ def test_atlas_without_grids_writes_no_unit_pngs_but_what_the_viewer_needs(tmp_p
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["render"]["grids"] is False
     assert not (out / "layers/conv/units").exists() and not (out / "layers/conv/mosaic.png").exists()
-    hits = json.loads((out / "layers/conv/hits.json").read_text())
+    hits = read_hits(out, "conv")
     stored = {hit["image_file"] for unit in hits["units"] for hit in unit["hits"] + unit["bottom"]}  # top and bottom hits
     assert stored and {f"images/{p.name}" for p in (out / "images").iterdir()} == stored
     assert (out / "overview.png").is_file() and (out / "index.html").is_file()
@@ -93,8 +98,8 @@ def test_atlas_without_grids_writes_no_unit_pngs_but_what_the_viewer_needs(tmp_p
 def test_same_inputs_give_the_same_hits(tmp_path, colour_images, capsys):
     for name in ("a", "b"):
         assert run(["atlas", *COLOUR_NET, colour_images, "--out", tmp_path / name, "-q"], capsys)[0] == 0
-    a = (tmp_path / "a/layers/conv/hits.json").read_text()
-    assert a == (tmp_path / "b/layers/conv/hits.json").read_text()
+    a = (tmp_path / "a/layers/conv/hits.js").read_text()
+    assert a == (tmp_path / "b/layers/conv/hits.js").read_text()
 
 
 def test_bad_images_are_skipped_and_listed(tmp_path, colour_images, capsys):
@@ -112,7 +117,7 @@ def test_fewer_images_than_k_warns_and_gives_fewer_hits(tmp_path, capsys):
     write_images(tmp_path / "few", 3)
     code, _, err = run(["atlas", *COLOUR_NET, tmp_path / "few", "--out", tmp_path / "atlas", "-q"], capsys)
     assert code == 0 and "fewer than k=9" in err
-    hits = json.loads((tmp_path / "atlas/layers/conv/hits.json").read_text())
+    hits = read_hits(tmp_path / "atlas", "conv")
     assert all(len(u["hits"]) == 3 for u in hits["units"])
 
 

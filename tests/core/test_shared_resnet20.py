@@ -18,6 +18,7 @@ from convscope.data import ImageDataset, find_images, load_pixels, make_loader
 from convscope.network.load import Network, load_network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
+from convscope.atlas.format import read_hits
 from oracles import need_shared
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def atlas(network, subset, tmp_path_factory) -> Path:
 
 
 def _hits(atlas: Path, layer: str) -> list[dict]:
-    return json.loads((atlas / "layers" / layer / "hits.json").read_text())["units"]
+    return read_hits(atlas, layer)["units"]
 
 
 def _majority_fraction(units: list[dict]) -> float:

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from convscope.cli import main
+from convscope.atlas.format import read_hits
 from tiny_models import write_images
 
 COLOUR_NET = ["tiny_models:ColourNet", "--input-size", "16", "--mean", "0", "0", "0", "--std", "1", "1", "1"]
@@ -15,7 +16,7 @@ def test_atlas_with_featurevis(tmp_path):
     write_images(tmp_path / "images", 6, classes=("a", "b"))
     out = tmp_path / "atlas"
     assert main(["atlas", *COLOUR_NET, str(tmp_path / "images"), "--out", str(out), "-k", "4", "-q", "--featurevis", "24"]) == 0
-    hits = json.loads((out / "layers/conv/hits.json").read_text())
+    hits = read_hits(out, "conv")
     for record in hits["units"]:
         unit = record["unit"]
         vis = record["featurevis"]

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 import convscope
+from convscope.atlas.format import read_hits
 from convscope.errors import AtlasError, ConvscopeError
 from convscope.network.load import Network
 from convscope.network.preprocess import Preprocess
@@ -90,7 +91,7 @@ def scanned(built):
 def test_hits_bottom_and_statistics_equal_an_independent_scan(built, scanned):
     result, paths = scanned
     atlas = open_atlas(built[0])
-    assert atlas.layers == LAYERS and atlas.class_names == (HOSTILE, "plain & simple") and atlas.version == 3
+    assert atlas.layers == LAYERS and atlas.class_names == (HOSTILE, "plain & simple") and atlas.version == 4
     for name in LAYERS:
         layer, expected = atlas[name], result.layers[name]
         stats = layer.stats
@@ -188,7 +189,7 @@ def test_layers_read_their_hits_only_when_used(built, tmp_path):
     copy = tmp_path / "atlas"
     shutil.copytree(built[0], copy)
     atlas = open_atlas(copy)
-    (copy / "layers/0/hits.json").unlink()
+    (copy / "layers/0/hits.js").unlink()
     first, second = atlas["0"], atlas[1]
     assert first is atlas[0] and second is atlas["3"] and not first.loaded and not second.loaded
     assert len(first) == 4 and first.has_stats and atlas.summary()["units"].tolist() == [4, 5]
@@ -206,14 +207,16 @@ def test_an_older_atlas_has_patches_but_no_statistics(built, tmp_path):
     shutil.copytree(built[0], copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["version"] = 2
-    for entry in manifest["layers"]:
+    for entry in manifest["layers"]:  # as version 2 stored it: a hits.json per layer, a dict per hit
         del entry["summary"]
-        hits = json.loads((copy / entry["hits"]).read_text())
+        hits = read_hits(copy, entry["name"])
         for key in ("quantile_levels", "exact"):
             del hits[key]
         for record in hits["units"]:
             for key in ("stats", "bottom", "bottom_kind"):
                 del record[key]
+        (copy / entry["hits"]).unlink()
+        entry["hits"] = entry["hits"].removesuffix(".js") + ".json"
         (copy / entry["hits"]).write_text(json.dumps(hits))
     (copy / "manifest.json").write_text(json.dumps(manifest))
     atlas = open_atlas(copy)

@@ -20,6 +20,7 @@ from convscope.project import projection_to_image
 from convscope.render.figures import CELL_GAP
 from convscope.render.grid import fit_cell, grid_shape
 from convscope.render.patch import crop
+from convscope.atlas.format import read_hits
 from oracles import need_module
 from project_helpers import SingleActivation, tiny_pool_net
 from tiny_models import write_images
@@ -36,7 +37,7 @@ def test_every_projection_cell_shows_the_hit_of_its_rank(tmp_path):
     network = Network(model, "tiny_pool_net", preprocess)
     out = make_atlas(network, tmp_path / "images", tmp_path / "atlas", layers=["3"], k=4, projection="deconvnet", progress=False)
     images = find_images(tmp_path / "images")
-    hits = json.loads((out / "layers/3/hits.json").read_text())["units"]
+    hits = read_hits(out, "3")["units"]
     rows, cols = grid_shape(4)
     checked = 0
     for record in hits[:6]:

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from convscope.atlas.records import expand, parse_data_script
 from convscope.scan.distributed import shard
 from convscope.scan.scan import ScanState, scan
 from convscope.scan.topk import RunningTopK
@@ -184,7 +185,7 @@ def test_one_two_and_three_processes_write_the_same_atlas(job) -> None:
     tied = [
         (layer, unit["unit"])
         for layer in ("conv1", "conv2")
-        for unit in json.loads(expected[f"layers/{layer}/hits.json"])["units"]
+        for unit in expand(parse_data_script(expected[f"layers/{layer}/hits.js"].decode()))["units"]
         for kept in (unit["hits"], unit["bottom"])
         if len({h["activation"] for h in kept}) < len(kept)
     ]

@@ -1,6 +1,6 @@
 """What a worker sends rank 0 in pass 2: each winning image once, by the first chunk that shows it.
 
-:class:`NewImages` against a brute-force walk of the written atlas's ``hits.json`` (layers in
+:class:`NewImages` against a brute-force walk of the written atlas's records (layers in
 order, units in order, 64 to a chunk); :func:`_for_writer`'s JPEG bytes against the image
 files one process wrote.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from convscope.atlas.format import read_hits
 from convscope.atlas.build import RenderOptions, _chunk_results, _for_writer, plan_layer, views_for
 from convscope.data import image_source
 from convscope.network.layers import select_layers
@@ -35,7 +36,7 @@ def test_each_image_is_new_in_the_first_chunk_that_shows_it_and_sent_once_as_sto
     first: dict[str, tuple[int, int]] = {}  # image file -> (layer number, chunk number), brute force
     manifest = json.loads((atlas / "manifest.json").read_text())
     for number, layer in enumerate(manifest["layers"]):
-        for unit in json.loads((atlas / layer["hits"]).read_text())["units"]:
+        for unit in read_hits(atlas, layer["name"])["units"]:
             for hit in unit["hits"] + unit["bottom"]:
                 first.setdefault(hit["image_file"], (number, unit["unit"] // UNITS_PER_CHUNK))
 

@@ -21,6 +21,7 @@ from convscope.network.load import load_network
 from convscope.pipeline import make_atlas
 from convscope.scan.job import ScanJob, run_scan
 from convscope.scan.scan import scan
+from convscope.atlas.format import read_hits
 from tiny_models import write_images
 
 LAYERS = [("0", 6), ("2", 5)]
@@ -95,8 +96,8 @@ def test_the_atlas_records_its_precision(tmp_path) -> None:
     fast = make_atlas(f"{tmp_path / 'net.py'}:make", tmp_path / "images", tmp_path / "fast", progress=False, batch_size=4, precision="bfloat16", channels_last=True)
     assert json.loads((plain / "manifest.json").read_text())["scan"] == {"precision": "float32", "channels_last": False, "quantile_budget": 8192}
     assert json.loads((fast / "manifest.json").read_text())["scan"] == {"precision": "bfloat16", "channels_last": True, "quantile_budget": 8192}
-    fast_values = [h["activation"] for u in json.loads((fast / "layers/0/hits.json").read_text())["units"] for h in u["hits"]]
-    plain_values = [h["activation"] for u in json.loads((plain / "layers/0/hits.json").read_text())["units"] for h in u["hits"]]
+    fast_values = [h["activation"] for u in read_hits(fast, "0")["units"] for h in u["hits"]]
+    plain_values = [h["activation"] for u in read_hits(plain, "0")["units"] for h in u["hits"]]
     assert fast_values and all(torch.tensor(v).bfloat16().item() == v for v in fast_values)
     assert any(torch.tensor(v).bfloat16().item() != v for v in plain_values)  # so the check above can fail
 

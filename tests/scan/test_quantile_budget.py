@@ -24,6 +24,7 @@ from convscope.pipeline import make_atlas
 from convscope.scan import distributed
 from convscope.scan.job import ScanJob, run_scan
 from convscope.scan.scan import ScanState, signature_sample
+from convscope.atlas.format import read_hits
 from tiny_models import write_images
 
 NET = "import torch\nfrom torch import nn\n\ndef make():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.Conv2d(5, 3, 3))\n"
@@ -38,7 +39,7 @@ def model(tmp_path: Path) -> str:
 
 
 def _layer(atlas: Path, name: str) -> dict:
-    return json.loads((atlas / "layers" / name / "hits.json").read_text())
+    return read_hits(atlas, name)
 
 
 def test_quantiles_are_exact_up_to_the_budget_and_a_sketch_beyond(tmp_path: Path, model: str) -> None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from convscope.cli import main
 from convscope.scan.scan import ScanState, scan
+from convscope.atlas.format import read_hits
 from tiny_models import write_images
 
 
@@ -85,8 +86,8 @@ def test_cli_resumes_after_ctrl_c_and_cleans_up(tmp_path, monkeypatch, capsys):
     assert main([*args, "--out", str(tmp_path / "atlas")]) == 0
     assert "resuming an interrupted scan at image 8 of 12" in capsys.readouterr().err
     assert not state_file.exists()
-    plain = json.loads((tmp_path / "plain/layers/conv/hits.json").read_text())
-    assert json.loads((tmp_path / "atlas/layers/conv/hits.json").read_text()) == plain
+    plain = read_hits(tmp_path / "plain", "conv")
+    assert read_hits(tmp_path / "atlas", "conv") == plain
 
 
 def test_a_state_from_another_scan_is_ignored(tmp_path, capsys):
@@ -201,8 +202,8 @@ def test_no_resume_ignores_and_removes_a_saved_state(tmp_path, monkeypatch, caps
     assert main(args) == 130 and state_file.is_file()
     assert main([*args, "--no-resume"]) == 0
     assert "resuming" not in capsys.readouterr().err and not state_file.exists()
-    plain = json.loads((tmp_path / "plain/layers/conv/hits.json").read_text())
-    assert json.loads((tmp_path / "atlas/layers/conv/hits.json").read_text()) == plain
+    plain = read_hits(tmp_path / "plain", "conv")
+    assert read_hits(tmp_path / "atlas", "conv") == plain
 
 
 def test_ctrl_c_promises_a_resume_only_when_a_state_was_saved(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from convscope.cli import main
+from convscope.atlas.format import read_hits
 from test_viewer_page import wait_until
 from tiny_models import write_images
 
@@ -29,7 +30,7 @@ def loaded_images(page, selector: str) -> list[str]:
 
 
 def test_unit_and_layer_views_show_the_optimised_image(atlases, browser):
-    record = json.loads((atlases / "with/layers/conv/hits.json").read_text())["units"][1]
+    record = read_hits(atlases / "with", "conv")["units"][1]
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from convscope.atlas.format import read_layer_hits
 from convscope.atlas.serve import make_server
 from convscope.atlas.viewer import js_register_call, write_viewer
 from make_atlas import (
@@ -83,7 +84,7 @@ def watched(browser, atlas: Path):
 
 def hits_of(atlas: Path, layer: int) -> dict:
     manifest = json.loads((atlas / "manifest.json").read_text())
-    return json.loads((atlas / manifest["layers"][layer]["hits"]).read_text())
+    return read_layer_hits(atlas, manifest["layers"][layer])
 
 
 def test_click_layer_then_unit_shows_its_hits(watched: Watched, atlas: Path) -> None:

@@ -25,6 +25,7 @@ from convscope.atlas.serve import make_server
 from convscope.network.load import Network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
+from convscope.atlas.format import read_hits
 from test_viewer_page import Watched, wait_until
 from tiny_models import write_images
 
@@ -106,7 +107,7 @@ def served(request, tmp_path_factory, browser):
 
 
 def hits_of(atlas: Path, layer: str) -> list[dict]:
-    return json.loads((atlas / f"layers/{layer}/hits.json").read_text())["units"]
+    return read_hits(atlas, layer)["units"]
 
 
 def stored(atlas: Path, hit: dict) -> np.ndarray:

@@ -29,6 +29,8 @@ from convscope.atlas.viewer import write_viewer
 from convscope.network.load import Network
 from convscope.network.preprocess import Preprocess
 from convscope.pipeline import make_atlas
+from convscope.atlas.format import read_hits
+from convscope.atlas.records import compact, data_script
 from make_atlas import make_atlas as make_synthetic_atlas, rank_grid_png
 from test_viewer_page import Watched, wait_until
 from test_viewer_patches import DECODE_TOLERANCE, MEAN, assert_cell_shows, expected_patch, read, stored, striped
@@ -120,7 +122,7 @@ def watched(browser, origin: str):
 
 
 def records(atlas: Path, layer: str) -> dict:
-    return json.loads((atlas / f"layers/{layer}/hits.json").read_text())
+    return read_hits(atlas, layer)
 
 
 def manifest_of(atlas: Path) -> dict:
@@ -201,6 +203,9 @@ def test_unit_view_shows_the_units_statistics(watched: Page, tiny: Path) -> None
         for unit in units:
             watched.open(f"#{layer}/{unit}", view="unit")
             check_unit(watched.page, hits["units"][unit]["stats"], hits["quantile_levels"], labels)
+    # The records came from the atlas's one copy of them (format version 4), not from viewer copies.
+    assert {u.split("/")[-2] for u in watched.requests if u.endswith("/hits.js")} == {"0", "1"}
+    assert not any("/viewer/data/layer-" in u for u in watched.requests) and not list((tiny / "viewer").rglob("layer-*"))
 
 
 def test_edge_records_tiny_bins_threshold_no_label_negative_means(browser, tiny: Path, tmp_path: Path) -> None:
@@ -215,7 +220,7 @@ def test_edge_records_tiny_bins_threshold_no_label_negative_means(browser, tiny:
     edge["mean"] = -1.25
     hits["units"][1]["stats"]["selectivity"] = 0.5
     hits["units"][2]["stats"]["selectivity"] = 0.4999
-    (copy / "layers/0/hits.json").write_text(json.dumps(hits))
+    (copy / "layers/0/hits.js").write_text(data_script(0, compact(hits)))
     write_viewer(copy)
     page = Page(browser, copy.as_uri() + "/index.html")
     page.open("#0/0", view="unit")

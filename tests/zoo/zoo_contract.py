@@ -29,6 +29,7 @@ from convscope.network.geometry import Box
 from convscope.network.layers import LayerInfo, discover_layers, select_layers
 from convscope.network.load import Network
 from convscope.pipeline import make_atlas
+from convscope.atlas.format import read_hits
 from oracles import support_box
 
 #: Elementwise activations whose gradient vanishes past a threshold, and a stand-in without one.
@@ -204,7 +205,7 @@ def check_atlas(network: Network, chosen: list[LayerInfo], size: int, images: Pa
     manifest = json.loads((out / "manifest.json").read_text())
     assert [layer["name"] for layer in manifest["layers"]] == layers
     for info in (i for i in chosen if i.name in layers):
-        for record in json.loads((out / f"layers/{info.name}/hits.json").read_text())["units"]:
+        for record in read_hits(out, info.name)["units"]:
             for hit in record["hits"]:
                 field = info.fields.field(record["unit"]) if info.fields is not None else None
                 expected = field.box(hit["row"], hit["col"]) if field is not None else Box(0, 0, size, size)

@@ -25,7 +25,7 @@ from convscope.atlas.analyses import carry_analyses
 from convscope.atlas.deal import Deal
 from convscope.atlas.files import AtlasFiles
 from convscope.atlas.unit_stats import layer_statistics
-from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, image_file, layer_dir
+from convscope.atlas.format import FORMAT, STATISTICS_FIGURE, VERSION, hits_file, image_file
 from convscope.atlas.writer import atomic_folder, encode_jpeg, encode_png, now
 from convscope.data import ImageList
 from convscope.data.dataset import load_frames
@@ -133,7 +133,7 @@ class UnitResult:
         drawn: view name -> the unit's own picture of that view (``""``: the patch grid), PNG-encoded, to be written.
         thumb: ``uint8 (h, w, 3)``, the unit's figure for its layer's mosaic (with grids), else ``None``.
         small: ``uint8 (h, w, 3)``, the unit's figure for ``overview.png`` if it is shown there, else ``None``.
-        featurevis: the record of its feature visualisation (``hits.json``'s ``featurevis``), if it has one.
+        featurevis: the record of its feature visualisation (its records' ``featurevis``), if it has one.
     """
 
     unit: int
@@ -385,10 +385,10 @@ def _layer(
     hits: dict[str, Any] = {"layer": info.name, "k": k}
     if statistics is not None:
         hits |= {"quantile_levels": statistics.levels, "exact": statistics.exact}
-    files.layer(info.name, hits | {"units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
+    files.layer(number - 1, info.name, hits | {"units": records}, layer_mosaic(thumbs, title, options.mosaic_width) if thumbs else None)
     entry = info.to_dict() | ({"summary": statistics.summary} if statistics is not None else {}) | {
         "overview_units": plan.chosen,
-        "hits": f"{layer_dir(info.name)}/hits.json",
+        "hits": hits_file(info.name),
         "nonfinite": {"activations": int(scan.nonfinite.sum()), "units": int((scan.nonfinite > 0).sum())},
     }
     block = (f"layer {number} · {info.name} · {_rf_text(info)}", [small[u] for u in plan.chosen]) if in_overview else None
@@ -442,6 +442,7 @@ def _featurevis_record(reached: float | None, hits: Sequence[Hit]) -> dict[str, 
 
 
 def _hit_record(images: ImageList, hit: Hit) -> dict[str, Any]:
+    """A hit as readers see it (stored compact: :func:`~convscope.atlas.records.compact`)."""
     return {
         "rank": hit.rank,
         "activation": _finite(hit.activation),

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from convscope.atlas.format import STATISTICS_FIGURE, image_file, layer_dir, unit_file
-from convscope.atlas.viewer import to_json, write_viewer
+from convscope.atlas.format import STATISTICS_FIGURE, hits_file, image_file, layer_dir, unit_file
+from convscope.atlas.records import compact, data_script
+from convscope.atlas.viewer import write_viewer
 from convscope.atlas.writer import write_jpeg, write_json, write_png
 
 
@@ -35,7 +36,6 @@ class AtlasFiles:
         self._stored: set[int] = set()
         self._pool = ThreadPoolExecutor(threads)
         self._pending: deque[Future] = deque()
-        self._hits: list[str] = []  # each layer's hits.json text, for the viewer's data scripts
 
     def __enter__(self) -> AtlasFiles:
         return self
@@ -61,12 +61,13 @@ class AtlasFiles:
                 self._pending.popleft().result()
             self._pending.append(self._pool.submit(write_jpeg, self.root / image_file(index), pixels))
 
-    def layer(self, layer: str, hits: dict[str, Any], mosaic: np.ndarray | None) -> None:
-        """A layer's ``hits.json`` and, if there is one, its ``mosaic.png``."""
+    def layer(self, index: int, layer: str, hits: dict[str, Any], mosaic: np.ndarray | None) -> None:
+        """The records of the manifest's layer ``index`` (each hit a dict, as :func:`~convscope.atlas.
+        format.read_layer_hits` gives them back) as its ``hits.js``: their one copy, compact, which the
+        viewer loads too (:mod:`~convscope.atlas.records`); and, if there is one, its ``mosaic.png``."""
         folder = self.root / layer_dir(layer)
-        self._hits.append(to_json(hits))
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "hits.json").write_text(self._hits[-1] + "\n", encoding="ascii")
+        (self.root / hits_file(layer)).write_text(data_script(index, compact(hits)), encoding="ascii")
         if mosaic is not None:
             write_png(folder / "mosaic.png", mosaic)
 
@@ -76,4 +77,4 @@ class AtlasFiles:
         if statistics is not None:
             write_png(self.root / STATISTICS_FIGURE, statistics)
         write_json(self.root / "manifest.json", manifest)
-        write_viewer(self.root, self._hits)
+        write_viewer(self.root)

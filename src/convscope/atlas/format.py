@@ -1,4 +1,4 @@
-"""The atlas on disk, version 2: names, paths and reading (see docs/atlas-format.md)."""
+"""The atlas on disk, version 4: names, paths and reading (see docs/atlas-format.md)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from convscope.atlas.records import expand, parse_data_script
 from convscope.errors import AtlasError
 
 FORMAT = "convscope-atlas"
-VERSION = 3
-#: Versions this convscope reads: version 1 is version 2 with every unit grid and mosaic written.
-READABLE = (1, 2, 3)
+VERSION = 4
+#: Versions this convscope reads: version 1 is version 2 with every unit grid and mosaic written;
+#: version 4 stores each layer's records once, compact, in ``hits.js`` (:mod:`~convscope.atlas.records`).
+READABLE = (1, 2, 3, 4)
 
 #: The figure of the layers' statistics over depth (version 3, when the scan kept statistics).
 STATISTICS_FIGURE = "statistics.png"
@@ -20,6 +22,11 @@ STATISTICS_FIGURE = "statistics.png"
 def layer_dir(layer: str) -> str:
     """The folder of a layer inside the atlas, ``layers/<layer>``."""
     return f"layers/{layer}"
+
+
+def hits_file(layer: str) -> str:
+    """A layer's records (version 4): the data script the viewer loads and tools read, ``layers/<layer>/hits.js``."""
+    return f"{layer_dir(layer)}/hits.js"
 
 
 def unit_file(layer: str, unit: int, kind: str = "") -> str:
@@ -70,7 +77,7 @@ def read_manifest(atlas_dir: Path) -> dict[str, Any]:
 
 
 def read_hits(atlas: Path, layer: str) -> dict[str, Any]:
-    """The ``hits.json`` of the layer named ``layer``, checked like the viewer checks it."""
+    """The records of the layer named ``layer`` (:func:`read_layer_hits`), checked like the viewer checks them."""
     for entry in read_manifest(atlas)["layers"]:
         if isinstance(entry, dict) and entry.get("name") == layer:
             return read_layer_hits(Path(atlas), entry)
@@ -78,7 +85,9 @@ def read_hits(atlas: Path, layer: str) -> dict[str, Any]:
 
 
 def read_layer_hits(atlas_dir: Path, layer: Any) -> dict[str, Any]:
-    """The parsed ``hits.json`` a manifest layer entry points to, kept inside the atlas."""
+    """The records a manifest layer entry points to, kept inside the atlas, each hit a dict (the
+    version-3 shape of docs/atlas-format.md, whichever version is stored: a version-4 ``hits.js``
+    is expanded by :func:`~convscope.atlas.records.expand`, an older ``hits.json`` read as it is)."""
     if not isinstance(layer, dict) or not isinstance(layer.get("hits"), str):
         raise AtlasError(
             f"a layer entry of {atlas_dir / 'manifest.json'} has no 'hits' path",
@@ -96,10 +105,21 @@ def read_layer_hits(atlas_dir: Path, layer: Any) -> dict[str, Any]:
             f"layer {layer.get('name')!r} has no hits file at {path}",
             hint="the atlas is incomplete; rebuild it with `convscope atlas`",
         )
-    hits = read_json(path)
+    hits = read_json(path) if path.suffix == ".json" else _read_data_script(path)
     if not isinstance(hits, dict) or not isinstance(hits.get("units"), list):
         raise AtlasError(f"{path} has no unit list", hint="rebuild the atlas with `convscope atlas`")
     return hits
+
+
+def _read_data_script(path: Path) -> Any:
+    """A version-4 ``hits.js``, expanded."""
+    try:
+        return expand(parse_data_script(path.read_text(encoding="ascii")))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise AtlasError(
+            f"cannot read {path}: {error}",
+            hint="the atlas is damaged; rebuild it with `convscope atlas`",
+        ) from error
 
 
 def read_json(path: Path) -> Any:

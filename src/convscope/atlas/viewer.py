@@ -7,12 +7,14 @@ small JavaScript files that hand it to one registration function::
     ATLAS/index.html
     ATLAS/viewer/viewer.js, viewer.css
     ATLAS/viewer/data/manifest.js     convscopeRegister("manifest", null, JSON.parse('...'))
-    ATLAS/viewer/data/layer-0.js      convscopeRegister("layer", 0, JSON.parse('...'))
-
     ATLAS/viewer/data/analyses.js     convscopeRegister("evolution", 0, JSON.parse('{"folder": ...}')) ...
 
-``layer-<i>.js`` holds ``layers[i].hits`` of the manifest; the page loads it
-only when that layer is shown. ``analyses.js`` holds the records of the analyses
+    ATLAS/layers/features.0/hits.js   convscopeRegister("layer", 0,\n{...}\n);   written by the atlas itself
+
+A version-4 atlas stores each layer's records once, as the data script ``layers/<layer>/hits.js``
+(:mod:`~convscope.atlas.records`), which the page loads only when that layer is shown; for an
+older atlas (a ``hits.json`` per layer) this writes ``viewer/data/layer-<i>.js`` from it, as
+before. ``analyses.js`` holds the records of the analyses
 kept inside the atlas (:func:`find_analyses`: ``ATLAS/evolution/`` from ``convscope
 evolve --atlas``, ``ATLAS/invariance/`` ...), one call per folder, loaded with the
 page. Nothing is fetched from outside the atlas.
@@ -121,21 +123,20 @@ def analyses_script(analyses: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
     return "".join(js_register_call(kind, index, {"folder": folder, "record": record}) for index, (kind, folder, record) in enumerate(analyses))
 
 
-def write_viewer(atlas_dir: Path, layer_texts: Sequence[str] | None = None) -> None:
+def write_viewer(atlas_dir: Path) -> None:
     """Write ``index.html`` and ``viewer/`` (assets and data scripts) into an atlas.
 
-    Reads ``manifest.json``, the analysis folders inside the atlas (:func:`find_analyses`) and, unless ``layer_texts`` (each layer's hits as
-    :func:`to_json` text, in the manifest's order: what its ``hits.json`` holds) is
-    given, each layer's ``hits.json``; replaces any earlier ``viewer/`` folder so no
-    stale layer data is left behind.
+    Reads ``manifest.json``, the analysis folders inside the atlas (:func:`find_analyses`) and,
+    for an atlas older than version 4 only, each layer's ``hits.json``; replaces any earlier
+    ``viewer/`` folder so no stale data is left behind.
 
     Example:
         >>> write_viewer(Path("atlas"))  # doctest: +SKIP
     """
     atlas_dir = Path(atlas_dir)
     manifest = read_manifest(atlas_dir)
-    if layer_texts is None:
-        layer_texts = [to_json(read_layer_hits(atlas_dir, layer)) for layer in manifest["layers"]]
+    old = [(index, layer) for index, layer in enumerate(manifest["layers"]) if not (isinstance(layer, dict) and str(layer.get("hits")).endswith(".js"))]
+    layer_texts = {index: to_json(read_layer_hits(atlas_dir, layer)) for index, layer in old}
 
     viewer_dir = atlas_dir / "viewer"
     if viewer_dir.exists():
@@ -149,6 +150,6 @@ def write_viewer(atlas_dir: Path, layer_texts: Sequence[str] | None = None) -> N
         target.write_bytes(assets.joinpath(name).read_bytes())
 
     (data_dir / "manifest.js").write_text(js_register_call("manifest", None, manifest), encoding="ascii")
-    for index, text in enumerate(layer_texts):
+    for index, text in layer_texts.items():
         (data_dir / f"layer-{index}.js").write_text(_register("layer", index, text), encoding="ascii")
     (data_dir / "analyses.js").write_text(analyses_script(find_analyses(atlas_dir)), encoding="ascii")

@@ -1,8 +1,9 @@
 /* convscope atlas viewer: vanilla JS, no build step, works from file://.
  *
  * Data arrives as scripts that call window.convscopeRegister(kind, index, payload):
- * viewer/data/analyses.js and viewer/data/manifest.js at page load, viewer/data/layer-<i>.js
- * when layer i is shown. Every string from the data goes into the page as text (textContent /
+ * viewer/data/analyses.js and viewer/data/manifest.js at page load, a layer's records when it is
+ * shown (layers/<layer>/hits.js, the atlas's one copy, compact: expandLayer; an atlas older than
+ * format version 4 has viewer/data/layer-<i>.js instead). Every string from the data goes into the page as text (textContent /
  * text nodes), never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>, and #/<folder>
  * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it).
  */
@@ -31,13 +32,38 @@
       state.manifest = payload;
       start();
     } else if (kind === "layer") {
-      state.layers.set(index, payload);
+      const layer = expandLayer(payload);
+      state.layers.set(index, layer);
       const waiting = state.pending.get(index);
-      if (waiting) waiting.resolve(payload);
+      if (waiting) waiting.resolve(layer);
     } else if ((kind === "evolution" || kind === "invariance") && isObject(payload) && isObject(payload.record) && typeof payload.folder === "string") {
       state.analyses.push({ kind, folder: payload.folder, record: payload.record });
     }
   };
+
+  /* A layer's records as stored (format version 4: each hit a row of hit_fields, its image a slot
+   * of the layer's images table) in the shape the page reads: each hit an object with rank,
+   * activation, image, label, image_file, row, col and box. Older records pass as they are. */
+  const HIT_FIELDS = "activation,image,row,col,top,left,bottom,right";
+  function expandLayer(payload) {
+    if (!isObject(payload) || !Array.isArray(payload.hit_fields)) return payload;
+    if (payload.hit_fields.join(",") !== HIT_FIELDS || !Array.isArray(payload.images) || !Array.isArray(payload.units)) return null;
+    const images = payload.images;
+    const expand = (rows) => (Array.isArray(rows) ? rows : []).map((row, rank) => {
+      const image = images[row[1]] || [null, null, null];
+      return { rank, activation: row[0], image: image[1], label: image[2], image_file: image[0],
+               row: row[2], col: row[3], box: row.slice(4, 8) };
+    });
+    const units = payload.units.map((unit) => {
+      const out = Object.assign({}, unit, { hits: expand(unit.hits) });
+      if ("bottom" in unit) out.bottom = expand(unit.bottom);
+      return out;
+    });
+    const layer = Object.assign({}, payload, { units });
+    delete layer.hit_fields;
+    delete layer.images;
+    return layer;
+  }
 
   /* ---------- small helpers ---------- */
 
@@ -216,10 +242,12 @@
     let resolve, reject;
     const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
     state.pending.set(index, { promise, resolve });
-    const script = el("script", { src: `viewer/data/layer-${index}.js` });
+    const stored = state.manifest.layers[index].hits;
+    const src = typeof stored === "string" && stored.endsWith(".js") ? atlasUrl(stored) : `viewer/data/layer-${index}.js`;
+    const script = el("script", { src: src || "" });
     script.onerror = () => {
       state.pending.delete(index);
-      reject(new Error(`cannot load viewer/data/layer-${index}.js`));
+      reject(new Error(`cannot load ${src || stored}`));
     };
     document.head.append(script);
     return promise;
