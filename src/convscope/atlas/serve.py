@@ -72,7 +72,7 @@ class AtlasRequestHandler(SimpleHTTPRequestHandler):
         """The real path inside the atlas that ``url_path`` names, or None to refuse it.
 
         Example:
-            ``/layers/features.0/hits.json`` -> ``ATLAS/layers/features.0/hits.json``;
+            ``/layers/features.0/hits.js`` -> ``ATLAS/layers/features.0/hits.js``;
             ``/../etc/passwd``, ``/%2e%2e/x``, ``/a%2fb`` and symlinks out -> None.
         """
         raw = urlsplit(url_path).path

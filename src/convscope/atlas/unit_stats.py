@@ -1,7 +1,7 @@
 """The statistics of a layer's units as atlas records: numbers per unit and a summary per layer.
 
 Everything here is computed from what pass 1 kept (:class:`~convscope.scan.scan.LayerScan`)
-and the images' labels; nothing reads an image. The records are what ``hits.json``
+and the images' labels; nothing reads an image. The records are what a layer's ``hits.js``
 holds under each unit's ``"stats"`` and the manifest under each layer's ``"summary"``
 (see docs/atlas-format.md).
 """

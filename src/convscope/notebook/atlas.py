@@ -20,7 +20,7 @@ from convscope.notebook.table import Table
 def open_atlas(path: str | Path) -> "Atlas":
     """Open the atlas folder ``path`` (format version 1, 2 or 3) for reading in Python.
 
-    Only ``manifest.json`` is read now; a layer's ``hits.json`` the first time its units are
+    Only ``manifest.json`` is read now; a layer's records (``hits.js``) the first time its units are
     asked for, and images when pictures are. In Jupyter an atlas, a layer and a unit display
     themselves (a summary table, a grid of units, a unit card); no server is started.
     :func:`convscope.read_manifest` and :func:`convscope.read_hits` stay for scripts that want

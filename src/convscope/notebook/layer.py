@@ -1,4 +1,4 @@
-"""One layer of an atlas: its units, read from ``hits.json`` on first use, its statistics as arrays, and its grid of units in Jupyter."""
+"""One layer of an atlas: its units, read from its records (``hits.js``) on first use, its statistics as arrays, and its grid of units in Jupyter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A unit's hits and suggested label as read from ``hits.json`` (see docs/atlas-format.md)."""
+"""A unit's hits and suggested label as read from a layer's records (``hits.js``; ``hits.json`` before format version 4) (see docs/atlas-format.md)."""
 
 from __future__ import annotations
 

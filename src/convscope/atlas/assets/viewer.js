@@ -13,7 +13,7 @@
   const state = {
     manifest: null,
     layerIndex: new Map(),   // layer name -> index in manifest.layers
-    layers: new Map(),       // index -> hits.json payload
+    layers: new Map(),       // index -> the layer's records, expanded (expandLayer)
     pending: new Map(),      // index -> {promise, resolve}
     sort: "index",
     ascending: false,        // statistic sorts: lowest first instead of highest first
