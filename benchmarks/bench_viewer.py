@@ -12,9 +12,11 @@ one and measures, per run in a fresh browser context (cold cache):
 * **bytes loaded**: the sum of the on-disk sizes of every file:// URL requested up to that
   moment, against the size of the whole atlas.
 
-Target (issue 8): the first layer view under one second.
+Target (issue 8): the first layer view under one second. ``--atlas DIR`` measures an atlas
+already built instead (issue 22: ResNet-50 with every conv, from ``bench_atlas.py --model
+resnet50 --layers convs --batch-size 32 --keep DIR``: its biggest layer, 2,048 units).
 
-Run:  python benchmarks/bench_viewer.py [--runs 5] [--images 1000]
+Run:  python benchmarks/bench_viewer.py [--runs 5] [--images 1000] [--atlas DIR]
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--atlas", type=Path, metavar="DIR", help="measure this atlas instead of building AlexNet's")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs {SHARED}")
@@ -92,11 +95,16 @@ def main() -> None:
         folder.mkdir()
         for path in sorted(SHARED.glob("*.jpg"))[: args.images]:
             (folder / path.name).symlink_to(path)
-        torch.manual_seed(0)
-        network = Network(torchvision.models.alexnet().eval(), "torchvision:alexnet", Preprocess())
         started = time.perf_counter()
-        root = make_atlas(network, folder, Path(tmp) / "atlas", k=9, batch_size=64, progress=False, resume=False)
+        if args.atlas is None:
+            torch.manual_seed(0)
+            network = Network(torchvision.models.alexnet().eval(), "torchvision:alexnet", Preprocess())
+            root = make_atlas(network, folder, Path(tmp) / "atlas", k=9, batch_size=64, progress=False, resume=False)
+        else:
+            root = args.atlas.absolute()
         built = time.perf_counter() - started
+        manifest = json.loads((root / "manifest.json").read_text())
+        source, count = manifest["model"]["source"], manifest["dataset"]["image_count"]
         atlas_bytes = folder_bytes(root)
         layers = json.loads((root / "manifest.json").read_text())["layers"]
         biggest = max(range(len(layers)), key=lambda i: layers[i]["units"])
@@ -108,7 +116,7 @@ def main() -> None:
                 results[index] = [measure(browser, url) for _ in range(args.runs)]
             browser.close()
 
-    print(f"AlexNet atlas over {args.images} photos: {len(layers)} layers, built in {built:.1f} s, "
+    print(f"{source} atlas over {count} photos: {len(layers)} layers, built in {built:.1f} s, "
           f"{atlas_bytes / 1e6:.1f} MB; Chromium headless 1280x800, file://")
     for index, runs in results.items():
         times = [r[0] for r in runs]
