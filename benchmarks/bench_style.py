@@ -221,6 +221,7 @@ def main() -> None:
     pixels = torch.from_numpy(default.image.astype(np.float32) / 255).permute(2, 0, 1)[None]
     print(f"convscope defaults ({args.steps} steps, {seconds:.1f} s): " + "; ".join(check.lines()))
     print(f"  style end/start {', '.join(f'{k} {v:.4f}' for k, v in check.style.items())}")
+    print(f"  style floor/start (the painting at the result's shape) {', '.join(f'{k} {v:.4f}' for k, v in check.floor.items())}")
     print(f"  rank of the photo's class: photo {class_rank(model, pre.mean, pre.std, content, label)}, "
           f"tutorial result {class_rank(model, pre.mean, pre.std, final, label)}, convscope result {class_rank(model, pre.mean, pre.std, pixels, label)} (0 = top-1)")
 
