@@ -10,6 +10,7 @@ from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.atlas.format import read_hits, read_manifest
 from convscope.data import ImageDataset, ImageList, find_images, load_pixels, make_loader
 from convscope.errors import ConvscopeError, ConvscopeWarning
+from convscope.explain import Explanation, explain
 from convscope.network.geometry import Box, ReceptiveField, receptive_fields
 from convscope.network.layers import LayerInfo, conv_layers, default_layers, discover_layers, select_layers
 from convscope.network.load import Network, load_network
@@ -25,6 +26,7 @@ __all__ = [
     "Box",
     "ConvscopeError",
     "ConvscopeWarning",
+    "Explanation",
     "ImageDataset",
     "ImageList",
     "LayerInfo",
@@ -42,6 +44,7 @@ __all__ = [
     "conv_layers",
     "default_layers",
     "discover_layers",
+    "explain",
     "find_images",
     "load_network",
     "load_pixels",

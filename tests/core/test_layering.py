@@ -28,7 +28,8 @@ ALLOWED = {
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "notebook": {"errors", "network", "render", "views", "atlas"},
     "analysis": {"errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
-    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis"},
+    "explain": {"errors", "hooks", "network", "data", "render", "atlas"},
+    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
 }
 
 

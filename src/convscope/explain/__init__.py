@@ -1,0 +1,27 @@
+"""Explain one image through its units: per-unit relevance to a class (gradient x activation),
+conditional heatmaps, the units under a region. :func:`explain` is the one call; the pieces
+(:func:`class_gradients`, :func:`conditional_heatmaps`, :func:`region_units`) can be called alone."""
+
+from convscope.explain.api import explain, resolve_class
+from convscope.explain.atlas_source import AtlasSource, atlas_source
+from convscope.explain.explanation import Explanation, FiringUnit, LayerExplanation, UnitRelevance
+from convscope.explain.heatmaps import conditional_heatmaps
+from convscope.explain.region import RegionUnit, region_units
+from convscope.explain.relevance import ClassGradients, LayerGradient, class_gradients
+
+__all__ = [
+    "AtlasSource",
+    "ClassGradients",
+    "Explanation",
+    "FiringUnit",
+    "LayerExplanation",
+    "LayerGradient",
+    "RegionUnit",
+    "UnitRelevance",
+    "atlas_source",
+    "class_gradients",
+    "conditional_heatmaps",
+    "explain",
+    "region_units",
+    "resolve_class",
+]

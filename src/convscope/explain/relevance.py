@@ -1,0 +1,145 @@
+"""Gradient x activation: every unit's relevance to one class logit, from one forward and one backward.
+
+For a layer with activation ``A`` ``(C, H, W)`` and the gradient ``G = d logit / d A`` of the same
+shape, unit ``c``'s relevance is ``R_c = sum_{h, w} A[c, h, w] * G[c, h, w]`` (signed), and its
+share ``R_c / sum_c |R_c|`` (in ``[-1, 1]``; the absolute shares of a layer add up to 1, also
+where positive and negative relevances cancel). On a network that is piecewise linear and
+has no biases above the layer, ``sum_c R_c`` equals the logit (conservation); biases take
+the rest.
+
+The activation is the layer's output as its forward hook sees it, before any later in-place
+operation (``nn.ReLU(inplace=True)``): the gradient is taken with a tensor hook registered in
+the same forward hook, so it is the gradient of that value, not of the changed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from convscope.errors import ConvscopeError
+from convscope.hooks import capture
+from convscope.network.layers import NCHW, to_nchw
+from convscope.network.modes import eval_mode, frozen
+
+
+@dataclass(frozen=True)
+class LayerGradient:
+    """One layer's activation and the gradient of the class logit with respect to it.
+
+    Attributes:
+        layer: dotted name.
+        activation: ``(C, H, W)`` float, detached (``(C, 1, 1)`` for a flat ``(N, C)`` output).
+        gradient: ``(C, H, W)``, ``d logit / d activation``.
+    """
+
+    layer: str
+    activation: torch.Tensor
+    gradient: torch.Tensor
+
+    @property
+    def relevance(self) -> torch.Tensor:
+        """``(C,)``: ``sum_{h, w} activation * gradient`` per unit (float64 sums)."""
+        return (self.activation.double() * self.gradient.double()).sum(dim=(1, 2))
+
+    @property
+    def shares(self) -> torch.Tensor:
+        """``(C,)``: each relevance over the sum of their absolute values (zeros if all are 0)."""
+        r = self.relevance
+        total = r.abs().sum()
+        return r / total if total > 0 else torch.zeros_like(r)
+
+
+@dataclass(frozen=True)
+class ClassGradients:
+    """What one forward and one backward of a class logit give.
+
+    Attributes:
+        logits: ``(classes,)`` of the image.
+        target: the class whose logit was differentiated.
+        layers: per layer, its :class:`LayerGradient`, in the order asked.
+        input_gradient: ``(3, H, W)``, ``d logit / d input`` (of the normalised input).
+    """
+
+    logits: torch.Tensor
+    target: int
+    layers: dict[str, LayerGradient]
+    input_gradient: torch.Tensor
+
+
+def as_map(output: torch.Tensor, dims: tuple[int, int, int] | None) -> torch.Tensor:
+    """A layer output as ``(N, C, H, W)``: a flat ``(N, C)`` becomes ``(N, C, 1, 1)``; an NHWC one
+    is permuted (``dims`` as in :class:`~convscope.network.layers.LayerInfo`); a view either way."""
+    if output.dim() == 2:
+        return output[:, :, None, None]
+    if output.dim() != 4:
+        raise ConvscopeError(
+            f"a layer output of shape {tuple(output.shape)} is no (N, C, H, W) map",
+            hint="pick layers that `convscope layers MODEL` lists",
+        )
+    return to_nchw(output, dims or NCHW)
+
+
+def class_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    target: int | None = None,
+    dims: Mapping[str, tuple[int, int, int] | None] | None = None,
+) -> ClassGradients:
+    """One forward of ``x`` ``(1, 3, H, W)`` with hooks on ``layers`` and one backward of a class logit.
+
+    Args:
+        model: returns logits ``(1, classes)``; its train/eval flags and its parameters'
+            ``requires_grad`` are given back after.
+        x: the normalised input, on the model's device.
+        layers: dotted names, each run once per forward.
+        target: the class; ``None``: the predicted one (the largest logit).
+        dims: per layer, where its ``(units, rows, cols)`` are (default NCHW).
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        >>> found = class_gradients(model, torch.rand(1, 3, 8, 8), ["0"], target=1)
+        >>> found.layers["0"].activation.shape, found.layers["0"].relevance.shape
+        (torch.Size([4, 6, 6]), torch.Size([4]))
+    """
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ConvscopeError(f"explain takes one image (1, 3, H, W), got {tuple(x.shape)}", hint="explain images one by one")
+    dims = dims or {}
+    activations: dict[str, torch.Tensor] = {}
+    gradients: dict[str, torch.Tensor] = {}
+    handles: list = []
+
+    def record(name: str, output: torch.Tensor) -> None:
+        layer_dims = dims.get(name)
+        activations[name] = as_map(output, layer_dims).detach().clone()
+        if output.requires_grad:
+            handles.append(output.register_hook(lambda g: gradients.__setitem__(name, as_map(g, layer_dims).detach())))
+
+    x = x.detach().clone().requires_grad_(True)
+    try:
+        with eval_mode(model), frozen(model), torch.enable_grad(), capture(model, layers, record):
+            logits = model(x)
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
+                raise ConvscopeError(
+                    f"the model returns {tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}, "
+                    "not class logits (1, classes)",
+                    hint="explain needs a classifier whose output is (N, classes)",
+                )
+            classes = logits.shape[1]
+            chosen = int(logits[0].argmax()) if target is None else int(target)
+            if not 0 <= chosen < classes:
+                raise ConvscopeError(f"class {chosen} is not in 0..{classes - 1}", hint=f"give a class index below {classes}")
+            (input_gradient,) = torch.autograd.grad(logits[0, chosen], x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    found = {}
+    for name in layers:
+        act = activations[name][0]
+        grad = gradients[name][0] if name in gradients else torch.zeros_like(act)  # the logit does not depend on it
+        found[name] = LayerGradient(name, act, grad)
+    return ClassGradients(logits.detach()[0], chosen, found, input_gradient.detach()[0])
