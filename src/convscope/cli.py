@@ -11,6 +11,7 @@ from pathlib import Path
 
 from convscope.version import __version__
 from convscope.analysis import evolve_command
+from convscope.explain import command as explain_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.preprocess import DECODERS
 from convscope.scan.job import PRECISIONS
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("atlas", metavar="ATLAS")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    explain_command.add_parser(sub, _add_model_args)
     return parser
 
 
@@ -545,6 +547,10 @@ def _cmd_evolve(args: argparse.Namespace) -> None:
     evolve_command.run(args, _network)
 
 
+def _cmd_explain(args: argparse.Namespace) -> None:
+    explain_command.run(args, _network)
+
+
 def _cmd_invariance(args: argparse.Namespace) -> None:
     from convscope.analysis.in_atlas import analysis_folder, refresh_viewer
     from convscope.analysis.invariance_run import check_invariance_out, run_invariance, write_invariance
@@ -566,7 +572,7 @@ def _cmd_invariance(args: argparse.Namespace) -> None:
         print(f"viewer: {refresh_viewer(args.atlas)}#/invariance")
 
 
-COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve, "invariance": _cmd_invariance}
+COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve, "invariance": _cmd_invariance, "explain": _cmd_explain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,7 +95,7 @@ def explain(
 
     Per layer, every unit's relevance to the class logit is gradient x activation summed over
     positions (signed), and its share that over the layer's ``sum |relevance|``
-    (:mod:`convscope.explain.relevance`); the ``top`` most relevant units get their activation
+    (:mod:`convscope.explain.relevance`); the ``top`` most relevant units (relevance not 0) get their activation
     map and (``heatmaps``) their conditional heatmap. Also per layer: the ``top`` units that fire
     most on the image whatever the class, and with a ``region`` the units whose fields cover it.
 
@@ -151,9 +151,10 @@ def explain(
 
 
 def _top_units(grad: LayerGradient, top: int) -> list[int]:
-    """The ``top`` units of highest relevance (ties: the lower unit first)."""
+    """The ``top`` units of highest relevance (ties: the lower unit first); units of relevance 0
+    (the class does not depend on them) are left out."""
     relevance = grad.relevance.cpu()
-    order = sorted(range(len(relevance)), key=lambda u: (-float(relevance[u]), u))
+    order = sorted((u for u in range(len(relevance)) if float(relevance[u]) != 0), key=lambda u: (-float(relevance[u]), u))
     return order[:top]
 
 

@@ -1,0 +1,86 @@
+"""``convscope explain ATLAS|MODEL IMAGE... [--weights W]``: flags in, :func:`explain` out.
+
+With an atlas folder as the first argument, the atlas supplies the model, its weights (checked
+by SHA-256; ``--weights`` says where the file is now if it moved), the preprocessing and the
+layers; with a model source, the flags mean what they mean for ``convscope atlas``. Every image
+is explained before anything is written, so a bad image, class or layer writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from convscope.errors import ConvscopeError
+
+
+def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """Add the ``explain`` subcommand to the CLI's subparsers (``add_model_args``: the CLI's model flags)."""
+    p = sub.add_parser(
+        "explain",
+        help="explain one image's class through its units (gradient x activation)",
+        description="For the predicted class (or --class) of each IMAGE, rank the units of each layer by their "
+        "relevance to the class logit (gradient x activation summed over positions, signed, as a share of the "
+        "layer's sum of |relevance|), draw each top unit's conditional heatmap and activation map, and list the "
+        "units that fire most. MODEL may be an atlas folder: it supplies the model, weights, preprocessing and layers. "
+        "Writes explanation.json and explanation.png into --out.",
+    )
+    add_model_args(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the atlas's layers, or the model's default layers)")
+    p.add_argument("--class", dest="class_", metavar="N|NAME", help="class index or name (default: the predicted class)")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="units per layer (default 10)")
+    p.add_argument("--region", metavar="TOP,LEFT,BOTTOM,RIGHT", help="also list the units whose receptive fields cover this box (model-input pixels), strongest there first")
+    p.add_argument("--no-heatmaps", action="store_true", help="skip the conditional heatmaps (faster)")
+    p.add_argument("--out", "-o", default="explain", metavar="DIR", help="folder to write (default ./explain); a previous one is replaced atomically")
+    return p
+
+
+def is_atlas(source: str) -> bool:
+    """Whether the model argument names an atlas folder."""
+    return (Path(source) / "manifest.json").is_file()
+
+
+def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
+    """Do ``convscope explain``: returns the folder written."""
+    from convscope.explain.api import explain
+    from convscope.explain.atlas_source import atlas_source
+    from convscope.explain.folder import check_explanation_out, write_explanations
+    from convscope.explain.region import parse_region
+    from convscope.network.layers import select_layers
+
+    out = Path(args.out)
+    check_explanation_out(out.absolute())
+    region = parse_region(args.region) if args.region else None
+    if args.top < 1:
+        raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
+    if is_atlas(args.model):
+        if any(getattr(args, flag, None) for flag in ("input_size", "resize", "mean", "std")):
+            raise ConvscopeError("an atlas fixes the preprocessing", hint="leave out --input-size, --resize, --mean and --std")
+        source = atlas_source(args.model, args.weights)
+        network, infos = source.network, source.pick(args.layers)
+        if args.device:
+            network.model.to(args.device)
+        model = {**network.describe(), "atlas": str(Path(args.model).absolute())}
+    else:
+        network = network_from_args(args)
+        infos = select_layers(network.model, args.layers, network.preprocess.input_size)
+        model = network.describe()
+    explanations = [
+        explain(network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
+        for image in args.images
+    ]
+    written = write_explanations(out, explanations, args.images, model)
+    for image, e in zip(args.images, explanations):
+        name = e.class_name or f"class {e.target}"
+        print(f"{image}: {name} ({e.target}), p={float(e.probabilities[e.target]):.3f}"
+              + ("" if e.predicted == e.target else f"; predicted {e.predicted}"))
+        for layer in e.layers:
+            units = ", ".join(f"{u.unit} {u.share * 100:+.1f}%" for u in layer.units)
+            print(f"  {layer.layer}: {units}")
+            if layer.region is not None:
+                print(f"    under the region: {', '.join(f'{r.unit} ({r.activation:.3g})' for r in layer.region) or 'none'}")
+    print(f"explanation: {written / 'explanation.json'}")
+    return written
