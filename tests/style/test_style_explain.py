@@ -84,6 +84,22 @@ def test_quality_compares_each_layer_with_its_level():
     assert any("not met" in line for line in bad.lines())
 
 
+def test_quality_allows_each_style_layer_one_and_a_half_times_its_floor():
+    import dataclasses
+
+    from convscope.style.quality import FLOOR_FACTOR
+
+    ended = result({"a": 0.005, "b": 0.1}, {"c": 5.0})  # b ends at 0.05 of its start (2.0)
+    assert not quality(ended).style_met  # no floor: 1% for every layer
+    high = quality(dataclasses.replace(ended, floor={"a": 0.0, "b": 0.08}))  # b's floor 0.04 of its start
+    assert high.floor == {"a": 0.0, "b": 0.04}
+    assert high.style_limit() == {"a": STYLE_RATIO_MAX, "b": pytest.approx(FLOOR_FACTOR * 0.04)}
+    assert high.style_met and high.to_dict()["style_limit"]["b"] == pytest.approx(0.06)
+    assert "floor 0.04" in high.lines()[0]
+    low = quality(dataclasses.replace(ended, floor={"a": 0.0, "b": 0.05}))  # limit 1.5 x 0.025 = 0.0375 < 0.05
+    assert not low.style_met
+
+
 NET = [str(Path(__file__).with_name("style_nets.py")) + ":tiny_vgg"]
 
 

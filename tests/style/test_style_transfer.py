@@ -34,6 +34,20 @@ def test_style_equal_to_content_leaves_the_image_nearly_unchanged():
     assert np.abs(result.image.astype(int) - img.astype(int)).max() <= 2
 
 
+def test_floor_is_the_style_image_at_the_results_shape_against_the_target():
+    net = network()
+    result = stylise(net, photo(), STYLE, size=32, steps=2, **LAYERS)
+    assert result.floor == result.reference.style  # one style image: the painting the content ratios use
+    bare = stylise(net, photo(), [STYLE, STYLE], size=32, steps=0, **LAYERS)
+    assert bare.floor == pytest.approx(result.floor)
+    assert result.floor_ratios() == {k: pytest.approx(v / result.start.style[k]) for k, v in result.floor.items()}
+    assert result.to_dict()["style_floor"] == result.floor
+    # the style image square (32 x 32) but the result 26 x 32: the painting resized scores above zero
+    assert all(v > 0 for v in result.floor.values())
+    same = stylise(net, STYLE, STYLE, size=32, steps=0, **LAYERS)  # the result has the painting's own shape
+    assert max(same.floor.values()) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_texture_from_noise_matches_the_style_grams():
     result = stylise(network(), None, STYLE, size=32, init="noise", steps=20, style_layers=["features.0", "features.2"])
     ratios = result.style_ratios()
