@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-layers", nargs="+", metavar="NAME", help="dotted names (or VGG's conv4_2)")
     p.add_argument("--style-layers", nargs="+", metavar="NAME", help="dotted names (or VGG's conv1_1 ...)")
     p.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss (default 1)")
-    p.add_argument("--style-weight", type=float, default=100.0, help="weight of the style loss (default 100; every layer's loss is relative to its target's size)")
+    p.add_argument("--style-weight", type=float, default=100.0, help="weight of the style loss (default 100; each style layer's loss is relative to its own value at the start image, each content layer's to its target's size)")
     p.add_argument("--style-image-weights", type=float, nargs="+", metavar="W", help="one weight per STYLE image (default equal)")
     p.add_argument("--tv-weight", type=float, default=0.0, help="weight of the total-variation smoothing (default 0)")
     p.add_argument("--size", type=_positive, default=256, help="long side of the result in pixels (default 256)")
