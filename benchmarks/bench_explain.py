@@ -1,59 +1,110 @@
 """Time `convscope.explain` on the real SqueezeNet 1.0 of ../shared: one photo, default layers, top 10 with heatmaps.
 
-Prints, measured side by side in one run (the machine's load changes absolute times, ratios less):
-the layer selection (dry runs for the receptive fields), explain() with the layers given, explain()
-without heatmaps, and one plain forward + backward of the photo as the unit of cost.
+Prints the median and [min, max] over repeats (the machine's load changes absolute times, ratios
+less) of explain() with the layers given, with and without heatmaps, each layer's share of the
+heatmaps, the layer selection (dry runs for the receptive fields, once) and one plain forward +
+backward of the photo as the unit of cost.
 
-    .venv/bin/python benchmarks/bench_explain.py [--photo PATH] [--repeats 3]
+With ``--against REV`` the same explain() calls of the code at git revision REV (its ``src``
+exported with ``git archive``) run too, side by side: old and new alternate in subprocesses,
+round by round, and the ratio old/new is printed per round.
+
+    .venv/bin/python benchmarks/bench_explain.py [--photo PATH] [--repeats 3] [--against HEAD~1] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from convscope import explain, load_network, select_layers
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PHOTO = str(SHARED / "data/imagenet-sample/n02088364_beagle.jpg")
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
+def spread(times: list[float]) -> str:
+    return f"{statistics.median(times):.2f} s [{min(times):.2f}, {max(times):.2f}]"
+
+
+def measure(photo: str, repeats: int, detail: bool) -> dict:
+    """Seconds of each repeat of explain() with and without heatmaps (after one warm-up call)."""
+    import torch
+
+    from convscope import explain, load_network, select_layers
+    from convscope.explain import conditional_heatmaps
+
+    net = load_network("torchvision:squeezenet1_0", SHARED / "models/squeezenet1_0-imagenet.pth")
+    start = time.perf_counter()
+    infos = select_layers(net.model, None, net.preprocess.input_size)
+    found = {"select": time.perf_counter() - start, "layers": [i.name for i in infos], "full": [], "light": [], "plain": [], "per_layer": {}}
+    result = explain(net, photo, layers=infos, top=10)
     for _ in range(repeats):
+        for key, heat in (("full", True), ("light", False)):
+            start = time.perf_counter()
+            explain(net, photo, layers=infos, top=10, heatmaps=heat)
+            found[key].append(time.perf_counter() - start)
+        xx = net.model_input(torch.from_numpy(result.image).permute(2, 0, 1)[None]).requires_grad_(True)
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        net.model(xx)[0, 0].backward()
+        found["plain"].append(time.perf_counter() - start)
+    if detail:  # each layer's heatmaps alone, once
+        from convscope.explain import class_gradients
+
+        x = net.model_input(torch.from_numpy(result.image).permute(2, 0, 1)[None])
+        grads = class_gradients(net.model, x, [i.name for i in infos], None, {i.name: i.dims for i in infos})
+        for info, layer in zip(infos, result.layers):
+            start = time.perf_counter()
+            conditional_heatmaps(net.model, x, info.name, grads.layers[info.name].gradient, [u.unit for u in layer.units], info.dims)
+            found["per_layer"][info.name] = (len(layer.units), time.perf_counter() - start)
+    found["threads"] = torch.get_num_threads()
+    return found
+
+
+def run_side(src: Path, photo: str, repeats: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_explain as b; print(json.dumps(b.measure({photo!r}, {repeats}, False)))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--photo", default=str(SHARED / "data/imagenet-sample/n02088364_beagle.jpg"))
+    parser.add_argument("--photo", default=PHOTO)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", help="a git revision whose explain() runs side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: old/new subprocess pairs")
     args = parser.parse_args()
-    net = load_network("torchvision:squeezenet1_0", SHARED / "models/squeezenet1_0-imagenet.pth")
-    start = time.perf_counter()
-    infos = select_layers(net.model, None, net.preprocess.input_size)
-    select = time.perf_counter() - start
-    x = torch.randn(1, 3, *net.preprocess.input_size)
-
-    def plain() -> None:
-        xx = x.clone().requires_grad_(True)
-        net.model(xx)[0, 0].backward()
-
-    plain()
-    unit = timed(plain, args.repeats)
-    full = timed(lambda: explain(net, args.photo, layers=infos, top=10), args.repeats)
-    light = timed(lambda: explain(net, args.photo, layers=infos, top=10, heatmaps=False), args.repeats)
-    print(f"threads {torch.get_num_threads()}, {len(infos)} layers: {', '.join(i.name for i in infos)}")
-    print(f"select_layers (once):               {select:.2f} s")
-    print(f"explain, top 10 with heatmaps:      {full:.2f} s  ({full / unit:.1f}x one forward+backward)")
-    print(f"explain, top 10 without heatmaps:   {light:.2f} s  ({light / unit:.1f}x)")
-    print(f"one plain forward+backward:         {unit:.3f} s")
+    if args.against:
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "old.tar"
+            subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), args.against, "src"], check=True)
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            rounds = [(run_side(Path(tmp) / "src", args.photo, args.repeats), run_side(ROOT / "src", args.photo, args.repeats))
+                      for _ in range(args.rounds)]
+        for key, label in (("full", "with heatmaps"), ("light", "without heatmaps"), ("plain", "plain forward+backward")):
+            old = [t for o, _ in rounds for t in o[key]]
+            new = [t for _, n in rounds for t in n[key]]
+            ratios = [statistics.median(o[key]) / statistics.median(n[key]) for o, n in rounds]
+            print(f"{label:24s} old ({args.against}) {spread(old)}  new {spread(new)}  "
+                  f"old/new per round {statistics.median(ratios):.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]")
+        return
+    found = measure(args.photo, args.repeats, True)
+    unit = statistics.median(found["plain"])
+    print(f"threads {found['threads']}, {len(found['layers'])} layers: {', '.join(found['layers'])}")
+    print(f"explain, top 10 with heatmaps:      {spread(found['full'])}  ({statistics.median(found['full']) / unit:.1f}x one forward+backward)")
+    print(f"explain, top 10 without heatmaps:   {spread(found['light'])}  ({statistics.median(found['light']) / unit:.1f}x)")
+    print(f"one plain forward+backward:         {spread(found['plain'])}")
+    print(f"select_layers (once, dry runs):     {found['select']:.2f} s")
+    print("heatmaps per layer (units, seconds): " + ", ".join(f"{n} {u} {s:.2f}" for n, (u, s) in found["per_layer"].items()))
 
 
 if __name__ == "__main__":

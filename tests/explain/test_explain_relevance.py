@@ -104,3 +104,27 @@ def test_hooks_removed_after_an_exception():
         class_gradients(model, torch.rand(1, 3, 12, 12), ["0"], target=99)
     assert hook_count(model) == 0
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_output_layer_is_found_and_its_heatmap_needs_no_pass():
+    """The layer whose output the logits are (a view: SqueezeNet's classifier, flattened; a last
+    Linear) is named; the heatmap explain() draws for it from the input gradient equals a direct
+    autograd of that unit and conditional_heatmaps."""
+    from convscope import explain, load_network
+
+    model, x = small_net(), torch.rand(1, 3, 12, 12)
+    assert class_gradients(model, x, ["3", "7"], 1).output_layer == "7"
+    assert class_gradients(model, x, ["3"], 1).output_layer is None
+    torch.manual_seed(0)
+    net = load_network("torchvision:squeezenet1_0")
+    image = (torch.rand(224, 224, 3) * 255).to(torch.uint8).numpy()
+    result = explain(net, image, layers=["features.12", "classifier"], top=3)
+    x = net.model_input(torch.from_numpy(result.image).permute(2, 0, 1)[None])
+    found = class_gradients(net.model, x, ["features.12", "classifier"])
+    assert found.output_layer == "classifier" and found.target == result.target
+    (unit,) = result.layer("classifier").units
+    assert unit.unit == result.target
+    g = found.layers["classifier"].gradient
+    close(unit.heatmap.double(), plain_heatmap(net.model, x, "classifier", g).double())
+    close(unit.heatmap.double(), conditional_heatmaps(net.model, x, "classifier", g, [unit.unit])[0].double())
+    assert hook_count(net.model) == 0

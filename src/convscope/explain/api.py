@@ -139,7 +139,12 @@ def explain(
     for info in infos:
         grad = found.layers[info.name]
         units = _top_units(grad, top)
-        heat = conditional_heatmaps(network.model, x, info.name, grad.gradient, units, info.dims).cpu() if heatmaps else None
+        if not heatmaps:
+            heat = None
+        elif info.name == found.output_layer and units == [found.target]:  # the logits themselves: no pass needed
+            heat = (x[0].to(found.input_gradient.device) * found.input_gradient).sum(dim=0).float().cpu()[None]
+        else:
+            heat = conditional_heatmaps(network.model, x, info.name, grad.gradient, units, info.dims).cpu()
         explained.append(_layer(info, grad, units, heat, top, box))
     logits = found.logits.float().cpu()
     names = network.class_names

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -40,12 +41,12 @@ class LayerGradient:
     activation: torch.Tensor
     gradient: torch.Tensor
 
-    @property
+    @cached_property
     def relevance(self) -> torch.Tensor:
-        """``(C,)``: ``sum_{h, w} activation * gradient`` per unit (float64 sums)."""
+        """``(C,)``: ``sum_{h, w} activation * gradient`` per unit (float64 sums; computed once)."""
         return (self.activation.double() * self.gradient.double()).sum(dim=(1, 2))
 
-    @property
+    @cached_property
     def shares(self) -> torch.Tensor:
         """``(C,)``: each relevance over the sum of their absolute values (zeros if all are 0)."""
         r = self.relevance
@@ -62,12 +63,17 @@ class ClassGradients:
         target: the class whose logit was differentiated.
         layers: per layer, its :class:`LayerGradient`, in the order asked.
         input_gradient: ``(3, H, W)``, ``d logit / d input`` (of the normalised input).
+        output_layer: the layer whose output the logits are (a view of its storage, the same
+            values: SqueezeNet's ``classifier``, flattened), or ``None``. Its gradient is one-hot
+            on the target, so its one relevant unit's conditional heatmap is
+            ``sum_rgb x * input_gradient``, with no pass of its own.
     """
 
     logits: torch.Tensor
     target: int
     layers: dict[str, LayerGradient]
     input_gradient: torch.Tensor
+    output_layer: str | None = None
 
 
 def as_map(output: torch.Tensor, dims: tuple[int, int, int] | None) -> torch.Tensor:
@@ -112,9 +118,11 @@ def class_gradients(
     activations: dict[str, torch.Tensor] = {}
     gradients: dict[str, torch.Tensor] = {}
     handles: list = []
+    storage: dict[str, tuple[int, int]] = {}  # per layer, its output's storage and size
 
     def record(name: str, output: torch.Tensor) -> None:
         layer_dims = dims.get(name)
+        storage[name] = (output.untyped_storage().data_ptr(), output.numel())
         activations[name] = as_map(output, layer_dims).detach().clone()
         if output.requires_grad:
             handles.append(output.register_hook(lambda g: gradients.__setitem__(name, as_map(g, layer_dims).detach())))
@@ -142,4 +150,7 @@ def class_gradients(
         act = activations[name][0]
         grad = gradients[name][0] if name in gradients else torch.zeros_like(act)  # the logit does not depend on it
         found[name] = LayerGradient(name, act, grad)
-    return ClassGradients(logits.detach()[0], chosen, found, input_gradient.detach()[0])
+    logits = logits.detach()
+    same = [name for name in layers if storage.get(name) == (logits.untyped_storage().data_ptr(), logits.numel())
+            and torch.equal(found[name].activation.flatten(), logits[0])]
+    return ClassGradients(logits[0], chosen, found, input_gradient.detach()[0], same[0] if same else None)
