@@ -57,4 +57,5 @@ __all__ = [
     "scan",
     "select_layers",
     "write_atlas",
+    "__version__",
 ]

@@ -472,7 +472,7 @@ def _style_explain(args: argparse.Namespace, network) -> tuple:
 
 def _cmd_featurevis(args: argparse.Namespace) -> None:
     from convscope.atlas.writer import write_json, write_png_atomic
-    from convscope.featurevis import colour_matrix, featurevis_sheet, visualise
+    from convscope.featurevis import featurevis_sheet, visualise
     from convscope.network.layers import select_layers
 
     out, record = _png_and_record(args, "featurevis.png")

@@ -4,7 +4,6 @@ hit's full image."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch

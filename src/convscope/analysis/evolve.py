@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 from convscope.analysis.settle import Settle, settle_layer
 from convscope.data import ImageList, find_images, frame_batches
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError, LayerError, WeightsError
-from convscope.network.device import model_device
 from convscope.network.layers import NCHW, LayerInfo, select_layers
 from convscope.network.network import Network
 from convscope.network.weights import with_weights_file

@@ -203,7 +203,7 @@ class Unit:
         histogram = histogram_svg(counts, float(edges[0]), float(edges[-1]), [("median", median)] if median is not None else [], title=f"{layer.name} unit {self.index}: {heading}")
         cell = "padding: 1px 5px; text-align: right; font-variant-numeric: tabular-nums"
         table = (
-            f'<table style="border-collapse: collapse; margin-top: 6px; font-size: 11px"><tr>'
+            '<table style="border-collapse: collapse; margin-top: 6px; font-size: 11px"><tr>'
             + "".join(f'<td style="{cell}; color: {MUTED}">{esc(f"{100 * level:g}%")}</td>' for level in levels)
             + "</tr><tr>"
             + "".join(f'<td style="{cell}">{esc(number(q))}</td>' for q in quantiles)
