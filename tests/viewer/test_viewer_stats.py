@@ -359,6 +359,20 @@ def test_class_names_from_the_data_are_text(watched: Page, tiny: Path) -> None:
     # check_clean (fixture): no img[src=x], no dialog (alert), no page error, nothing fetched from elsewhere
 
 
+def test_records_in_an_unknown_layout_are_refused_with_a_message(browser, tiny: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(tiny, tmp_path / "atlas")
+    script = copy / "layers/0/hits.js"
+    head, body, tail = script.read_text().split("\n", 2)
+    stored = json.loads(body)
+    stored["hit_fields"] = stored["hit_fields"][::-1]  # a layout this viewer does not know
+    script.write_text("\n".join([head, json.dumps(stored), tail]))
+    page = Page(browser, copy.as_uri() + "/index.html")
+    page.open("#0", view="missing")
+    assert "not in a layout this viewer reads" in page.page.locator("main .error").inner_text()
+    page.open("#1", view="layer")  # the other layers still show
+    page.page.close()
+
+
 def test_statistics_figure_missing_or_not_listed(browser, tiny: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(tiny, tmp_path / "atlas")
     (copy / "statistics.png").unlink()  # listed, but not there: the figure goes, the table stays

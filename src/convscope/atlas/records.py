@@ -87,6 +87,12 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
     return head | {"hit_fields": list(HIT_FIELDS), "images": images, "units": units}
 
 
+def to_json(payload: Any) -> str:
+    """``payload`` as compact JSON with every non-ASCII character escaped (what the data
+    scripts embed, and valid UTF-8 JSON for a data file too)."""
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
 def data_script(index: int, record: dict[str, Any]) -> str:
     """The text of ``hits.js``: ``record`` registered as layer ``index`` (see the module docstring).
 
@@ -99,8 +105,7 @@ def data_script(index: int, record: dict[str, Any]) -> str:
         >>> parse_data_script(text)
         {'layer': 'a</script>', 'units': []}
     """
-    body = json.dumps(record, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    return _HEAD.format(index=int(index)) + body + _TAIL
+    return _HEAD.format(index=int(index)) + to_json(record) + _TAIL
 
 
 def parse_data_script(text: str) -> Any:

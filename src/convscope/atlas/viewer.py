@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.atlas.format import read_layer_hits, read_manifest
+from convscope.atlas.records import to_json
 
 #: The assets copied from the package: the page, its scripts and its styles.
 ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "viewer.css")
@@ -63,12 +64,6 @@ def js_register_call(kind: str, index: int | None, payload: Any) -> str:
         window.convscopeRegister("layer", 0, JSON.parse('{"name":"\\x3c/script\\x3e"}'));
     """
     return _register(kind, index, to_json(payload))
-
-
-def to_json(payload: Any) -> str:
-    """``payload`` as compact JSON with every non-ASCII character escaped (what the data
-    scripts embed, and valid UTF-8 JSON for a data file too)."""
-    return json.dumps(payload, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
 def _register(kind: str, index: int | None, text: str) -> str:

@@ -33,8 +33,13 @@
       start();
     } else if (kind === "layer") {
       const layer = expandLayer(payload);
-      state.layers.set(index, layer);
       const waiting = state.pending.get(index);
+      if (layer === null) {  // records in a layout this viewer does not know: say so, do not draw
+        state.pending.delete(index);
+        if (waiting) waiting.reject(new Error(`the records of layer ${index} are not in a layout this viewer reads; rebuild the atlas with convscope atlas`));
+        return;
+      }
+      state.layers.set(index, layer);
       if (waiting) waiting.resolve(layer);
     } else if ((kind === "evolution" || kind === "invariance") && isObject(payload) && isObject(payload.record) && typeof payload.folder === "string") {
       state.analyses.push({ kind, folder: payload.folder, record: payload.record });
@@ -241,7 +246,7 @@
     if (state.pending.has(index)) return state.pending.get(index).promise;
     let resolve, reject;
     const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-    state.pending.set(index, { promise, resolve });
+    state.pending.set(index, { promise, resolve, reject });
     const stored = state.manifest.layers[index].hits;
     const src = typeof stored === "string" && stored.endsWith(".js") ? atlasUrl(stored) : `viewer/data/layer-${index}.js`;
     const script = el("script", { src: src || "" });
