@@ -28,7 +28,7 @@ ALLOWED = {
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "notebook": {"errors", "network", "render", "views", "atlas"},
     "analysis": {"errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
-    "explain": {"errors", "hooks", "network", "data", "render", "atlas"},
+    "explain": {"errors", "hooks", "network", "data", "render", "atlas", "notebook"},
     "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
 }
 

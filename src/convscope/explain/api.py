@@ -17,7 +17,7 @@ from PIL import Image
 
 from convscope.data import failure_reason, open_rgb
 from convscope.errors import ConvscopeError, DataError
-from convscope.explain.atlas_source import atlas_source
+from convscope.explain.atlas_source import AtlasSource, atlas_source
 from convscope.explain.explanation import Explanation, FiringUnit, LayerExplanation, UnitRelevance
 from convscope.explain.heatmaps import conditional_heatmaps
 from convscope.explain.region import region_units
@@ -81,7 +81,7 @@ def load_image(image: str | Path | Image.Image | np.ndarray, network: Network) -
 
 
 def explain(
-    network_or_atlas: Network | str | Path,
+    network_or_atlas: Network | AtlasSource | str | Path,
     image: str | Path | Image.Image | np.ndarray,
     *,
     layers: Sequence[str] | Sequence[LayerInfo] | None = None,
@@ -101,7 +101,7 @@ def explain(
 
     Args:
         network_or_atlas: a :class:`Network`, or an atlas folder (its model, weights, checked by
-            SHA-256, preprocessing and layers).
+            SHA-256, preprocessing and layers), or one already opened (:func:`atlas_source`).
         image: an image file, a PIL image, or ``uint8 (H, W, 3)`` already in the model-input frame.
         layers: layer names (default: the atlas's layers, or the network's default layers),
             or :class:`LayerInfo` records (from :func:`select_layers`, saving its dry runs).
@@ -119,6 +119,7 @@ def explain(
     """
     if top < 1:
         raise ConvscopeError(f"top must be at least 1, got {top}", hint="e.g. top=10")
+    atlas = None
     if isinstance(network_or_atlas, Network):
         network = network_or_atlas
         if layers and all(isinstance(item, LayerInfo) for item in layers):
@@ -126,8 +127,8 @@ def explain(
         else:
             infos = select_layers(network.model, list(layers) if layers else None, network.preprocess.input_size)  # type: ignore[arg-type]
     else:
-        source = atlas_source(network_or_atlas, weights)
-        network = source.network
+        source = network_or_atlas if isinstance(network_or_atlas, AtlasSource) else atlas_source(network_or_atlas, weights)
+        network, atlas = source.network, source.atlas.absolute()
         infos = source.pick([getattr(item, "name", item) for item in layers] if layers else None)  # type: ignore[misc]
     chosen = resolve_class(target, network.class_names)
     box = Box(*region) if region is not None else None
@@ -151,7 +152,7 @@ def explain(
     return Explanation(
         image=pixels, target=found.target, class_name=names[found.target] if names and found.target < len(names) else None,
         predicted=int(logits.argmax()), logit=float(logits[found.target]), probabilities=torch.softmax(logits, 0),
-        layers=tuple(explained), region=box,
+        layers=tuple(explained), region=box, atlas=atlas, class_names=tuple(names) if names else None,
     )
 
 

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
     region = parse_region(args.region) if args.region else None
     if args.top < 1:
         raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
+    source = None
     if is_atlas(args.model):
         if any(getattr(args, flag, None) for flag in ("input_size", "resize", "mean", "std")):
             raise ConvscopeError("an atlas fixes the preprocessing", hint="leave out --input-size, --resize, --mean and --std")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
         infos = select_layers(network.model, args.layers, network.preprocess.input_size)
         model = network.describe()
     explanations = [
-        explain(network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
+        explain(source or network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
         for image in args.images
     ]
     written = write_explanations(out, explanations, args.images, model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,9 @@ class Explanation:
         layers: per layer, its :class:`LayerExplanation`, in the order asked.
         region: the region looked up (model-input pixels) or ``None``.
         method: ``"gradient x activation"``.
+        atlas: the atlas folder the network and layers came from (its unit cards,
+            :func:`~convscope.explain.cards.unit_cards`), or ``None``.
+        class_names: the model's class names, where known.
     """
 
     image: np.ndarray
@@ -116,6 +120,30 @@ class Explanation:
     layers: tuple[LayerExplanation, ...]
     region: Box | None = None
     method: str = "gradient x activation"
+    atlas: Path | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def name_of(self, index: int) -> str:
+        """Class ``index``'s name where the model has names, else ``"class <index>"``."""
+        names = self.class_names
+        return names[index] if names is not None and 0 <= index < len(names) else f"class {index}"
+
+    def top_classes(self, n: int = 5) -> list[tuple[int, str, float]]:
+        """The ``n`` most probable classes: ``(index, name, probability)``, most probable first."""
+        probs = self.probabilities.double().cpu()
+        order = sorted(range(len(probs)), key=lambda c: (-float(probs[c]), c))[:n]
+        return [(c, self.name_of(c), float(probs[c])) for c in order]
+
+    def to_html(self, cards: bool = True) -> str:
+        """This explanation as one self-contained HTML fragment (Jupyter shows it inline); with
+        ``cards`` and an atlas, each unit also shows its top patches and label from the atlas."""
+        from convscope.explain.cards import atlas_cards
+        from convscope.explain.display import explanation_html
+
+        return explanation_html(self, atlas_cards(self) if cards else None)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
 
     def layer(self, name: str) -> LayerExplanation:
         """The explanation of the layer called ``name`` (KeyError if not explained)."""

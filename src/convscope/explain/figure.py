@@ -5,114 +5,51 @@ column per top unit: the unit's conditional heatmap over the greyed image (red w
 raise the class logit through the unit, blue where they lower it; smoothed over a few pixels and
 scaled to its 99.5th percentile of |value| for display), captioned with the unit and its
 share, and below it the unit's activation map drawn through its receptive fields (each pixel
-shows the position whose box centre is nearest; warmer is stronger).
+shows the position whose box centre is nearest; warmer is stronger); with the atlas's unit
+cards, below them the unit's top patches over the atlas's images, headed by its suggested label.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from PIL import Image
+from collections.abc import Mapping
 
+import numpy as np
+
+from convscope.explain.cards import UnitCard
 from convscope.explain.explanation import Explanation, UnitRelevance
-from convscope.network.geometry import Box, ReceptiveField
+from convscope.explain.overlays import activation_overlay, fit, heat_overlay, outline, smooth
+from convscope.network.geometry import ReceptiveField
 from convscope.render.grid import caption, stack
 
 GAP = 4
 
 
-def grey(image: np.ndarray) -> np.ndarray:
-    """``uint8 (H, W, 3)`` as a light grey ``float (H, W, 3)`` background in [0, 1]."""
-    lum = image.astype(np.float64).mean(axis=2, keepdims=True) / 255.0
-    return np.repeat(0.35 + 0.5 * lum, 3, axis=2)
+def _short(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters, ending in ``~`` where cut."""
+    return text if len(text) <= length else text[: length - 1] + "~"
 
 
-def smooth(heat: torch.Tensor, radius: int) -> torch.Tensor:
-    """``(H, W)`` averaged over ``(2 radius + 1)^2`` squares (for display: gradient x input is speckled)."""
-    if radius < 1:
-        return heat
-    k = 2 * radius + 1
-    return torch.nn.functional.avg_pool2d(heat[None, None].float(), k, 1, radius, count_include_pad=False)[0, 0]
-
-
-def heat_overlay(image: np.ndarray, heat: torch.Tensor | np.ndarray, percentile: float = 100.0) -> np.ndarray:
-    """A signed map ``(H, W)`` over the greyed image: red positive, blue negative, opacity
-    ``|value| / scale`` up to 1, the scale the ``percentile`` of ``|value|`` (100: the max).
-    Returns ``uint8 (H, W, 3)``.
-
-    Example:
-        >>> out = heat_overlay(np.zeros((2, 2, 3), np.uint8), np.array([[1.0, 0.0], [0.0, -1.0]]))
-        >>> out[0, 0].tolist(), out[1, 1].tolist()
-        ([255, 0, 0], [0, 0, 255])
-    """
-    values = np.asarray(heat.detach().cpu() if isinstance(heat, torch.Tensor) else heat, dtype=np.float64)
-    peak = np.percentile(np.abs(values), percentile)
-    alpha = (np.clip(np.abs(values) / peak, 0, 1) if peak > 0 else np.zeros_like(values))[..., None]
-    colour = np.where(values[..., None] >= 0, np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
-    out = (1 - alpha) * grey(image) + alpha * colour
-    return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
-
-
-def positions(length: int, count: int, field: ReceptiveField | None, axis: int) -> np.ndarray:
-    """For each input pixel along one axis, the map position whose box centre is nearest."""
-    pixels = np.arange(length) + 0.5
-    if field is None:
-        index = np.floor(pixels * count / length)
-    elif field.stride[axis] == 0:
-        index = np.zeros(length)
-    else:
-        index = np.rint((pixels - field.offset[axis] - field.size[axis] / 2) / field.stride[axis])
-    return np.clip(index, 0, count - 1).astype(int)
-
-
-def activation_overlay(image: np.ndarray, act: torch.Tensor, field: ReceptiveField | None) -> np.ndarray:
-    """An activation map ``(h, w)`` drawn in model-input pixels through its receptive field:
-    opacity grows with the activation (0 at or below zero, 1 at the map's max), in orange."""
-    values = act.detach().cpu().double().numpy()
-    rows = positions(image.shape[0], values.shape[0], field, 0)
-    cols = positions(image.shape[1], values.shape[1], field, 1)
-    per_pixel = values[rows[:, None], cols[None, :]]
-    peak = per_pixel.max()
-    alpha = (np.clip(per_pixel, 0, None) / peak if peak > 0 else np.zeros_like(per_pixel))[..., None]
-    out = (1 - alpha) * grey(image) * 0.6 + alpha * np.array([1.0, 0.6, 0.0])
-    return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
-
-
-def outline(image: np.ndarray, box: Box, colour=(255, 220, 0), width: int = 2) -> np.ndarray:
-    """``image`` with ``box`` outlined (clipped to the image)."""
-    out = image.copy()
-    h, w = out.shape[:2]
-    top, left, bottom, right = max(box.top, 0), max(box.left, 0), min(box.bottom, h), min(box.right, w)
-    if top >= bottom or left >= right:
-        return out
-    out[top : min(top + width, bottom), left:right] = colour
-    out[max(bottom - width, top) : bottom, left:right] = colour
-    out[top:bottom, left : min(left + width, right)] = colour
-    out[top:bottom, max(right - width, left) : right] = colour
-    return out
-
-
-def _fit(image: np.ndarray, side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    return np.asarray(Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR))
-
-
-def _unit_cell(explanation: Explanation, unit: UnitRelevance, field: ReceptiveField | None, side: int) -> np.ndarray:
+def _unit_cell(explanation: Explanation, unit: UnitRelevance, field: ReceptiveField | None, side: int, card: UnitCard | None) -> np.ndarray:
     image = explanation.image
     parts = []
     if unit.heatmap is not None:
-        parts.append(_fit(heat_overlay(image, smooth(unit.heatmap, max(1, image.shape[0] // 75)), 99.5), side))
-    parts.append(_fit(activation_overlay(image, unit.activation_map, field), side))
+        parts.append(fit(heat_overlay(image, smooth(unit.heatmap, max(1, image.shape[0] // 75)), 99.5), side))
+    parts.append(fit(activation_overlay(image, unit.activation_map, field), side))
+    if card is not None and card.patches is not None:
+        parts.append(caption(fit(card.patches, side), _short(card.label.name if card.label else "", side // 6), size=11))
     return caption(stack(parts, 2, vertical=True), f"u{unit.unit} {unit.share * 100:+.1f}%", size=12)
 
 
-def explanation_figure(explanation: Explanation, side: int = 96) -> np.ndarray:
+def explanation_figure(explanation: Explanation, side: int = 96, cards: Mapping[tuple[str, int], UnitCard] | None = None) -> np.ndarray:
     """The figure of ``explanation``: ``uint8 (H, W, 3)`` (see the module docstring).
+
+    ``cards`` (:func:`~convscope.explain.cards.unit_cards` of the explanation's atlas) add under
+    each unit its top patches over the atlas's images and its suggested label.
 
     Example:
         >>> figure = explanation_figure(explain(net, "dog.jpg"))  # doctest: +SKIP
     """
+    cards = cards or {}
     image = explanation.image
     if explanation.region is not None:
         image = outline(image, explanation.region)
@@ -121,11 +58,15 @@ def explanation_figure(explanation: Explanation, side: int = 96) -> np.ndarray:
     title = f"{name} ({explanation.target}): p={prob:.3f}, logit {explanation.logit:.3g}"
     if explanation.predicted != explanation.target:
         title += f"; predicted {explanation.predicted}"
-    rows = [caption(_fit(image, 2 * side), title)]
+    rows = [caption(fit(image, 2 * side), title)]
     for layer in explanation.layers:
-        cells = [_unit_cell(explanation, u, layer.fields.field(u.unit) if layer.fields else None, side) for u in layer.units]
+        cells = [
+            _unit_cell(explanation, u, layer.fields.field(u.unit) if layer.fields else None, side, cards.get((layer.layer, u.unit)))
+            for u in layer.units
+        ]
         if not cells:
             continue
-        label = f"{layer.layer}: top units by gradient x activation (share of sum |R|); heatmap above, activation below"
+        label = f"{layer.layer}: top units by {explanation.method} (share of sum |R|); heatmap, activation map"
+        label += ", the unit's top patches in the atlas and its label" if cards else ""
         rows.append(caption(stack(cells, GAP), label))
     return stack(rows, 2 * GAP, vertical=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.atlas.writer import atomic_folder, check_out, write_json, write_png
+from convscope.explain.cards import atlas_cards
 from convscope.explain.explanation import Explanation
 from convscope.explain.figure import explanation_figure
 
@@ -50,7 +51,7 @@ def write_explanations(
     with atomic_folder(out, check_explanation_out) as tmp:
         for i, (explanation, image) in enumerate(zip(explanations, images)):
             name = figure_name(i, len(explanations))
-            write_png(tmp / name, explanation_figure(explanation))
+            write_png(tmp / name, explanation_figure(explanation, cards=atlas_cards(explanation)))
             records.append({"image": str(image), "figure": name, **explanation.to_dict()})
         write_json(tmp / "explanation.json", {
             "format": FORMAT, "version": VERSION, "model": model, "method": "gradient x activation", "explanations": records,
