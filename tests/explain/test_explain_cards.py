@@ -45,14 +45,14 @@ def test_a_card_is_the_units_top_hits_cut_from_the_stored_images(atlas):
     first = record["hits"][0]
     top, left, bottom, right = first["box"]
     stored = Image.open(atlas["atlas"] / first["image_file"]).convert("RGB")
-    if top >= 0 and left >= 0 and bottom <= stored.height and right <= stored.width:
-        side = max(bottom - top, right - left)
-        crop = stored.crop((left, top, right, bottom))
-        scale = 16 / side
-        size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
-        expected = np.asarray(crop.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX))
-        y, x = (16 - size[1]) // 2, (16 - size[0]) // 2
-        assert np.array_equal(card.patches[y : y + size[1], x : x + size[0]], expected)
+    assert top >= 0 and left >= 0 and bottom <= stored.height and right <= stored.width  # no padding to draw
+    side = max(bottom - top, right - left)
+    crop = stored.crop((left, top, right, bottom))
+    scale = 16 / side
+    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    expected = np.asarray(crop.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX))
+    y, x = (16 - size[1]) // 2, (16 - size[0]) // 2
+    assert np.array_equal(card.patches[y : y + size[1], x : x + size[0]], expected)
     assert card.label is not None and card.label.name in ("cat<&>", "dog")
 
 

@@ -6,7 +6,8 @@ raise the class logit through the unit, blue where they lower it; smoothed over 
 scaled to its 99.5th percentile of |value| for display), captioned with the unit and its
 share, and below it the unit's activation map drawn through its receptive fields (each pixel
 shows the position whose box centre is nearest; warmer is stronger); with the atlas's unit
-cards, below them the unit's top patches over the atlas's images, headed by its suggested label.
+cards, below them the unit's top patches over the atlas's images, headed by its suggested label
+where that is of high or medium confidence.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _unit_cell(explanation: Explanation, unit: UnitRelevance, field: ReceptiveFi
         parts.append(fit(heat_overlay(image, smooth(unit.heatmap, max(1, image.shape[0] // 75)), 99.5), side))
     parts.append(fit(activation_overlay(image, unit.activation_map, field), side))
     if card is not None and card.patches is not None:
-        parts.append(caption(fit(card.patches, side), _short(card.label.name if card.label else "", side // 6), size=11))
+        confident = card.label is not None and card.label.confidence in ("high", "medium")
+        parts.append(caption(fit(card.patches, side), _short(card.label.name if confident else "", side // 6), size=11))
     return caption(stack(parts, 2, vertical=True), f"u{unit.unit} {unit.share * 100:+.1f}%", size=12)
 
 
