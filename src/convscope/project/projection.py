@@ -26,7 +26,7 @@ from torch import nn
 
 from convscope.errors import ConvscopeError, LayerError
 from convscope.network.device import model_device
-from convscope.network.geometry import ReceptiveField
+from convscope.network.geometry import ReceptiveField, UnitFields
 from convscope.network.layers import NCHW, to_nchw
 from convscope.network.modes import eval_mode, frozen
 from convscope.project.crop import Crop, plan_crop
@@ -136,7 +136,7 @@ def project_hits(
     cols: torch.Tensor,
     rule: Rule,
     *,
-    receptive_field: ReceptiveField | None = None,
+    receptive_field: ReceptiveField | UnitFields | None = None,
     batch_size: int = 64,
     crop_checks: dict[tuple, bool] | None = None,
     image_ids: Sequence[int] | None = None,
@@ -151,8 +151,10 @@ def project_hits(
             image for several hits on it).
         units, rows, cols: ``(N,)`` integer positions of the hits in the layer output.
         rule: ``"deconvnet"`` (Zeiler & Fergus) or ``"guided"`` (Springenberg et al.).
-        receptive_field: the layer's; given, each hit runs on a crop of its input
-            (faster, same result); ``None`` runs every hit on the full input.
+        receptive_field: the layer's field, or its units' fields (``UnitFields``, as
+            :func:`~convscope.network.geometry.receptive_fields` and ``LayerInfo.fields``
+            give them: each hit uses its unit's); given, each hit runs on a crop of its
+            input (faster, same result); ``None`` runs every hit on the full input.
         batch_size: hits per forward/backward pass.
         crop_checks: a dict kept by the caller across calls for the same model,
             layer and input size: each crop class is then decided against the
@@ -183,6 +185,10 @@ def project_hits(
     if batch_size < 1:
         raise ConvscopeError(f"batch_size must be at least 1, not {batch_size}", hint="use e.g. batch_size=64")
     get_module(model, layer)
+    if isinstance(receptive_field, UnitFields):
+        if receptive_field.uniform is None:
+            return _per_field(model, layer, inputs, units, rows, cols, rule, receptive_field, batch_size, crop_checks, image_ids, dims)
+        receptive_field = receptive_field.uniform
     device = model_device(model, inputs.device)
     x_all = inputs.to(device, torch.float32)
     units, rows, cols = units.to(device), rows.to(device), cols.to(device)
@@ -224,6 +230,41 @@ def project_hits(
                         c = crops[i]
                         out[i, :, c.top : c.top + c.height, c.left : c.left + c.width] = grad
     return out.to(inputs.device)
+
+
+def _per_field(
+    model: nn.Module,
+    layer: str,
+    inputs: torch.Tensor,
+    units: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    rule: Rule,
+    fields: UnitFields,
+    batch_size: int,
+    crop_checks: dict[tuple, bool] | None,
+    image_ids: Sequence[int] | None,
+    dims: tuple[int, int, int],
+) -> torch.Tensor:
+    """:func:`project_hits` of a layer whose units see different fields: one call per run of
+    units sharing a field (each with its own crop verdicts in ``crop_checks``)."""
+    out = torch.zeros(inputs.shape, dtype=torch.float32, device=inputs.device)
+    covered = torch.zeros(len(units), dtype=torch.bool, device=units.device)
+    for start, stop, field in fields.ranges:
+        mine = ((units >= start) & (units < stop)).nonzero().flatten()
+        if len(mine) == 0:
+            continue
+        covered[mine] = True
+        checks = None if crop_checks is None else crop_checks.setdefault(("field", field), {})  # type: ignore[assignment]
+        ids = [image_ids[i] for i in mine.tolist()] if image_ids is not None else mine.tolist()
+        out[mine.to(out.device)] = project_hits(
+            model, layer, inputs[mine.to(inputs.device)], units[mine], rows[mine], cols[mine], rule,
+            receptive_field=field, batch_size=batch_size, crop_checks=checks, image_ids=ids, dims=dims,
+        )
+    if not bool(covered.all()):
+        unit = int(units[~covered][0])
+        raise LayerError(f"unit {unit} is not one of the {fields.units} units of layer {layer!r}", hint="pick units the layer has")
+    return out
 
 
 def _worst(crops: list[Crop], members: list[int], along_rows: bool, edge_near: bool, edge_far: bool) -> int:

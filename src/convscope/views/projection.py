@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import torch
 
 from convscope.network.device import model_device
-from convscope.network.geometry import Box, ReceptiveField
+from convscope.network.geometry import Box
 from convscope.network.layers import NCHW, LayerInfo
 from convscope.network.load import Network
 from convscope.project import project_hits, projection_to_image
 from convscope.render.patch import crop
-from convscope.scan.gather import Chunk, Hit
+from convscope.scan.gather import Chunk
 from convscope.views.base import PICTURE_SIDE, Picture
 
 
@@ -42,34 +41,24 @@ class ProjectionView:
         pictures: dict[tuple[int, int], Picture] = {}
         device = model_device(self.network.model)
         long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
-        for field, hits in _by_field(layer, chunk.flat()):
-            signals = project_hits(
-                self.network.model,
-                layer.name,
-                self.network.model_input(chunk.stacked(hits)),
-                long([h.unit for h in hits]),
-                long([h.row for h in hits]),
-                long([h.col for h in hits]),
-                self.rule,
-                receptive_field=field,
-                image_ids=[h.image for h in hits],
-                dims=layer.dims or NCHW,
-            ).cpu()
-            for hit, signal in zip(hits, signals):
-                pictures[hit.unit, hit.rank] = _picture(signal, hit.box)
+        hits = chunk.flat()
+        if not hits:
+            return [[] for _ in chunk.hits]
+        signals = project_hits(
+            self.network.model,
+            layer.name,
+            self.network.model_input(chunk.stacked(hits)),
+            long([h.unit for h in hits]),
+            long([h.row for h in hits]),
+            long([h.col for h in hits]),
+            self.rule,
+            receptive_field=layer.fields,
+            image_ids=[h.image for h in hits],
+            dims=layer.dims or NCHW,
+        ).cpu()
+        for hit, signal in zip(hits, signals):
+            pictures[hit.unit, hit.rank] = _picture(signal, hit.box)
         return [[pictures[hit.unit, hit.rank] for hit in hits] for hits in chunk.hits]
-
-
-def _by_field(layer: LayerInfo, hits: list[Hit]) -> Iterator[tuple[ReceptiveField | None, list[Hit]]]:
-    """``hits`` grouped by their unit's receptive field (one group with ``None`` when unknown)."""
-    if layer.fields is None:
-        if hits:
-            yield None, hits
-        return
-    for start, stop, field in layer.fields.ranges:
-        mine = [hit for hit in hits if start <= hit.unit < stop]
-        if mine:
-            yield field, mine
 
 
 def _picture(signal: torch.Tensor, box: Box) -> Picture:
