@@ -11,6 +11,7 @@ from pathlib import Path
 
 from convscope.version import __version__
 from convscope.analysis import evolve_command
+from convscope.cli_help import Formatter, Parser, add_examples
 from convscope.explain import command as explain_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.preprocess import DECODERS
@@ -56,15 +57,16 @@ def _add_model_args(p: argparse.ArgumentParser, *, weights: bool = True) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="convscope",
+        formatter_class=lambda prog: Formatter(prog, max_help_position=20),
         description="See what every hidden unit of a trained ConvNet has learned.",
     )
     parser.add_argument("--version", action="version", version=f"convscope {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("atlas", help="scan a folder of images and write the atlas of every unit", description="Scan IMAGES with MODEL; for every unit of the chosen layers keep the k image patches that activate it most, cropped to its receptive field, and write them as an atlas folder (the winning images, every unit's hits, overview.png, the viewer index.html, manifest.json; --grids adds a PNG grid per unit and a mosaic per layer).")
+    p = sub.add_parser("atlas", help="scan images and write the atlas of every unit", description="Scan IMAGES with MODEL; for every unit of the chosen layers keep the k image patches that activate it most, cropped to its receptive field, and write them as an atlas folder (the winning images, every unit's hits, overview.png, the viewer index.html, manifest.json; --grids adds a PNG grid per unit and a mosaic per layer).")
     _add_model_args(p)
     p.add_argument("images", metavar="IMAGES", help="folder of images, searched recursively (an ImageFolder layout, one folder per class, gives labels), or a text file listing image paths one per line, relative to --root")
     p.add_argument("--out", "-o", required=True, metavar="ATLAS", help="atlas folder to write; a previous atlas there is replaced atomically")
@@ -94,17 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="scan with the model in channels-last memory (faster convolutions on GPUs)")
     p.add_argument("--quantile-budget", type=int, default=DEFAULT_BUDGET, metavar="N", help=f"values each unit's quantiles keep: exact up to N images, then a sketch (rank error under 0.1%% at the default {DEFAULT_BUDGET}); memory about 4N bytes per unit and process (default {DEFAULT_BUDGET})")
 
-    p = sub.add_parser("layers", help="list the layers of a model with output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
+    p = sub.add_parser("layers", help="list a model's layers, output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
     _add_model_args(p)
 
-    p = sub.add_parser("demo", help="train a small AlexNet-like net offline and build its atlas", description="Train a small AlexNet-like ConvNet on photos that ship with scikit-image (or on --data), cache its weights, build the atlas of its five conv layers and print where it is. Works with no network.")
+    p = sub.add_parser("demo", help="train a small AlexNet offline and build its atlas", description="Train a small AlexNet-like ConvNet on photos that ship with scikit-image (or on --data), cache its weights, build the atlas of its five conv layers and print where it is. Works with no network.")
     p.add_argument("--out", "-o", default="convscope-demo", metavar="ATLAS", help="atlas folder (default ./convscope-demo)")
     p.add_argument("--data", metavar="FOLDER", help="train and scan on this ImageFolder (one folder per class) instead")
     p.add_argument("--cache", metavar="DIR", help="where the trained weights are cached (default ~/.cache/convscope)")
     p.add_argument("--projection", choices=["deconvnet", "guided", "none"], default="deconvnet", help="projection drawn beside each patch (default deconvnet)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("occlude", help="occlusion map: slide a grey square over an image, watch a unit or a class", description="Slide a grey square (the dataset mean colour) over IMAGE and draw how much a unit's strongest activation, or a class probability, drops with the square at each position (Zeiler & Fergus 2014, Fig. 7). The square that lowers it most is outlined in yellow.")
+    p = sub.add_parser("occlude", help="occlusion map of a unit or a class on one image", description="Slide a grey square (the dataset mean colour) over IMAGE and draw how much a unit's strongest activation, or a class probability, drops with the square at each position (Zeiler & Fergus 2014, Fig. 7). The square that lowers it most is outlined in yellow.")
     _add_model_args(p)
     p.add_argument("image", metavar="IMAGE", help="an image file")
     what = p.add_mutually_exclusive_group(required=True)
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=_positive, help="pixels between square positions (default: a quarter of the size)")
     p.add_argument("--out", "-o", metavar="PNG", help="picture to write (default: occlusion-<target>.png)")
 
-    p = sub.add_parser("style", help="neural style transfer (Gatys et al.): paint CONTENT in the style of STYLE", description="Optimise the pixels of an image so that its features at the content layers match CONTENT's and its Gram matrices at the style layers match the STYLE images' (Gatys, Ecker & Bethge 2016). Writes the picture and, beside it, a JSON record of the losses (per style layer at start and end). Default layers: Gatys's conv1_1..conv5_1 and conv4_2 on a VGG; on other networks five default layers spread over depth for style and the one at 65% of the depth for content.")
+    p = sub.add_parser("style", help="neural style transfer (Gatys et al.)", description="Optimise the pixels of an image so that its features at the content layers match CONTENT's and its Gram matrices at the style layers match the STYLE images' (Gatys, Ecker & Bethge 2016). Writes the picture and, beside it, a JSON record of the losses (per style layer at start and end). Default layers: Gatys's conv1_1..conv5_1 and conv4_2 on a VGG; on other networks five default layers spread over depth for style and the one at 65% of the depth for content.")
     p.add_argument("content", metavar="CONTENT", help="the content image (with --texture: a style image too)")
     p.add_argument("styles", metavar="STYLE", nargs="+", help="one or more style images (their Gram matrices are averaged)")
     p.add_argument("--model", default="torchvision:vgg19", help=MODEL_HELP + " (default torchvision:vgg19)")
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true", help="instead of a transfer, draw Gatys et al.'s Figure 1 for this network: CONTENT reconstructed from noise through each content layer alone (default on a VGG conv1_2..conv5_2, else the style layers) and STYLE through the first style layer, the first two, ... all of them (--steps each)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("featurevis", help="optimise the image each unit responds to most (feature visualisation)", description="Optimise, for every unit named, an image that maximises its activation (Olah et al., Distill 2017: a Fourier image with decorrelated colour, random pad/jitter/scale/rotation per image and step, Adam; all units of a layer in one batch; ReLUs that silence a unit pass the gradient that would wake it). Writes a sheet of the images (one row per layer) and, beside it, a JSON of the activation each image reached.")
+    p = sub.add_parser("featurevis", help="optimise the image each unit responds to most", description="Optimise, for every unit named, an image that maximises its activation (Olah et al., Distill 2017: a Fourier image with decorrelated colour, random pad/jitter/scale/rotation per image and step, Adam; all units of a layer in one batch; ReLUs that silence a unit pass the gradient that would wake it). Writes a sheet of the images (one row per layer) and, beside it, a JSON of the activation each image reached.")
     _add_model_args(p)
     p.add_argument("--unit", "-u", dest="units", nargs="+", required=True, metavar="LAYER:UNITS", help="units to visualise: features.3:12, features.3:0-15 (a range), features.3:all")
     p.add_argument("--out", "-o", default="featurevis.png", metavar="PNG", help="the sheet to write (default featurevis.png); the numbers go to the same name with .json")
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evolve",
-        help="follow units over training checkpoints (Zeiler & Fergus's Figure 4) and how settled each layer is",
+        help="follow units over training checkpoints",
         description="Load each of CHECKPOINTS (in training order) into MODEL, scan IMAGES once per checkpoint "
         "(decoded once, kept in memory), and write per layer a figure of chosen units' strongest hit at every "
         "checkpoint (units down, checkpoints across, a red frame where the image changed) and a settle curve "
@@ -181,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes for the one decoding pass (default 0)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("invariance", help="Zeiler & Fergus's Figure 5: feature distances and class probability under translation, scale and rotation", description="Sweep a few images (default 5 of IMAGES, or the files given) through vertical translation (the paper's -60..+60 px of 224, as 27% of the input side), scale 1.0..1.8 and rotation 0..350 degrees in the model-input frame; record the relative distance ||f(Tx)-f(x)||/||f(x)|| at the first conv and at the penultimate layer (pooled), the true class's probability where labels are known, optionally one unit's spatial max, and Zhang (2019)'s shift consistency. Writes OUT/invariance.png and OUT/invariance.json.")
+    p = sub.add_parser("invariance", help="features and class under translation, scale, rotation", description="Sweep a few images (default 5 of IMAGES, or the files given) through vertical translation (the paper's -60..+60 px of 224, as 27% of the input side), scale 1.0..1.8 and rotation 0..350 degrees in the model-input frame; record the relative distance ||f(Tx)-f(x)||/||f(x)|| at the first conv and at the penultimate layer (pooled), the true class's probability where labels are known, optionally one unit's spatial max, and Zhang (2019)'s shift consistency. Writes OUT/invariance.png and OUT/invariance.json.")
     _add_model_args(p)
     p.add_argument("images", metavar="IMAGES", nargs="+", help="a folder (COUNT images spread over it, one per class in an ImageFolder layout) or image files")
     where = p.add_mutually_exclusive_group()
@@ -201,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     explain_command.add_parser(sub, _add_model_args)
+    add_examples(parser)
     return parser
 
 

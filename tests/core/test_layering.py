@@ -29,7 +29,8 @@ ALLOWED = {
     "notebook": {"errors", "network", "render", "views", "atlas"},
     "analysis": {"errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
     "explain": {"errors", "hooks", "network", "data", "render", "atlas", "notebook"},
-    "cli": {"errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
+    "cli_help": set(),
+    "cli": {"cli_help", "errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
 }
 
 
