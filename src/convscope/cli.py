@@ -130,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-weight", type=float, default=100.0, help="weight of the style loss (default 100; each style layer's loss is relative to its own value at the start image, each content layer's to its target's size)")
     p.add_argument("--style-image-weights", type=float, nargs="+", metavar="W", help="one weight per STYLE image (default equal)")
     p.add_argument("--tv-weight", type=float, default=0.0, help="weight of the total-variation smoothing (default 0)")
-    p.add_argument("--size", type=_positive, default=256, help="long side of the result in pixels (default 256)")
+    p.add_argument("--size", type=_positive, help="long side of the result in pixels (default 256; 192 with --explain, as convscope.style.explain)")
     p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content image or seeded noise (default content)")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="default lbfgs")
     p.add_argument("--lr", type=float, help="step size (default 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps per pyramid level (default 300)")
+    p.add_argument("--steps", type=int, help="optimiser steps per pyramid level (default 300; 200 per reconstruction with --explain, as convscope.style.explain)")
     p.add_argument("--pyramid", type=_positive, default=1, help="coarse-to-fine levels: 3 runs at size/4, size/2, size (default 1)")
     p.add_argument("--preserve-colour", action="store_true", help="keep the content's colours, transfer only luminance (Gatys et al. 2016)")
     p.add_argument("--texture", action="store_true", help="no content image: synthesise a texture of size x size from every image given (implies --init noise)")
@@ -379,6 +379,8 @@ def _cmd_style(args: argparse.Namespace) -> None:
     if args.explain and args.texture:
         raise ConvscopeError("--explain needs a content image; it cannot be combined with --texture", hint="drop --texture")
     args.input_size = args.resize = args.mean = args.std = None
+    args.size = args.size or (192 if args.explain else 256)  # the Python API's defaults of each mode
+    args.steps = args.steps if args.steps is not None else (200 if args.explain else 300)
     network = _network(args)  # the preprocessing's mean and std normalise the pixels; --size sets the size
     if network.weights is None:
         print(

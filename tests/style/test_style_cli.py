@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from convscope.cli import main
@@ -57,3 +58,35 @@ def test_bad_input_gives_one_clear_error(tmp_path, capsys):
     assert main([*base, content, style, "--content-layers", "features.0", "--style-layers", "fc"]) == 1
     assert "rows and cols" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_cli_defaults_are_the_python_apis(tmp_path, monkeypatch):
+    """--size and --steps left out: the transfer gets stylise()'s defaults, --explain gets explain()'s."""
+    import importlib
+    import inspect
+
+    import convscope.style as style_api
+
+    real = {"stylise": importlib.import_module("convscope.style.transfer").stylise,
+            "explain": importlib.import_module("convscope.style.explain").explain}
+    content, style = images(tmp_path)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(name):
+        def call(*args, **kwargs):
+            seen[name] = (kwargs.get("size"), kwargs.get("steps"))
+            raise Stop
+
+        return call
+
+    for name in real:
+        monkeypatch.setattr(style_api, name, spy(name))
+    for extra in ([], ["--explain"]):
+        with pytest.raises(Stop):
+            main(["style", content, style, "--model", *NET, *LAYERS, "-q", "--out", str(tmp_path / "r.png"), *extra])
+    for name, function in real.items():
+        params = inspect.signature(function).parameters
+        assert seen[name] == (params["size"].default, params["steps"].default), name
