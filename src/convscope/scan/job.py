@@ -101,7 +101,7 @@ Work = Callable[[S, distributed.Shard, "range | None", Callable[[S], None], int]
 def run_sharded(
     images: int,
     batch_size: int,
-    out: Path,
+    out: Path | None,
     make_state: Callable[[distributed.Shard], S],
     fingerprint: Callable[[distributed.Shard], str],
     work: Work,
@@ -119,7 +119,7 @@ def run_sharded(
         images: how many images the data set has (all ranks).
         batch_size: images per batch; shards are whole batches (:func:`distributed.shard`).
         out: what the job writes in the end; its state files lie beside it
-            (:func:`state_path` with ``kind``).
+            (:func:`state_path` with ``kind``). ``None``: no state is saved or resumed.
         make_state: an empty state for a shard, with ``seen`` at the shard's start.
         fingerprint: a digest of everything that decides the shard's result (the saved state
             resumes only under the same one).
@@ -140,17 +140,17 @@ def run_sharded(
     rank, world = (dist.get_rank(group), dist.get_world_size(group)) if group is not None else (0, 1)
     part = distributed.shard(images, batch_size, rank, world)
     state = make_state(part)
-    saved = state_path(out, part, kind)
-    digest = fingerprint(part)
+    saved = state_path(out, part, kind) if out is not None else None
+    digest = fingerprint(part) if saved is not None else ""
     every = checkpoint_every or CHECKPOINT_EVERY
     error = None
     try:
-        if resume.start(saved, digest, state, resume=resume_saved):
+        if saved is not None and resume.start(saved, digest, state, resume=resume_saved):
             where = f"image {state.seen} of {images}" if world == 1 else f"image {state.seen} of rank {rank}'s {part.start}..{part.stop - 1}"
             warnings.warn(f"resuming an interrupted {what} at {where}", ConvscopeWarning, stacklevel=3)
         todo = range(state.seen, part.stop) if (state.seen, part.stop) != (0, images) else None
-        work(state, part, todo, lambda s: resume.save(saved, digest, s), every)
-        if state.seen - part.start >= every:  # a long pass: keep it until the output is written
+        work(state, part, todo, (lambda s: resume.save(saved, digest, s)) if saved is not None else (lambda s: None), every)
+        if saved is not None and state.seen - part.start >= every:  # a long pass: keep it until the output is written
             resume.save(saved, digest, state)
     except Exception as exc:  # told to the other ranks before it is raised here
         error = exc
