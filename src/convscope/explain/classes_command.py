@@ -38,13 +38,17 @@ def default_out(model: str, is_atlas: bool) -> Path:
     return Path(model) / "explain" / "classes" if is_atlas else Path("explain-classes")
 
 
-def run_classes(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
-    """Do ``convscope explain MODEL FOLDER``: returns the folder written (on every rank)."""
+def run_classes(args: argparse.Namespace, network_and_layers: Callable[[], tuple[Any, list, dict, Any]], atlas: bool) -> Path:
+    """Do ``convscope explain MODEL FOLDER``: returns the folder written (on every rank).
+
+    Args:
+        network_and_layers: gives ``(network, layers, model section, atlas source)`` (from the
+            atlas or the model flags, see :func:`convscope.explain.command.network_and_layers`).
+        atlas: whether ``args.model`` is an atlas folder.
+    """
     from convscope.explain.classes import explain_classes
     from convscope.explain.classes_folder import FIGURE, RECORD, check_classes_out, figure_layer, write_classes
-    from convscope.explain.command import is_atlas, network_and_layers
-    from convscope.data import image_source
-    from convscope.pipeline import with_labels
+    from convscope.data import image_source, with_labels
     from convscope.scan import distributed
     from convscope.scan.job import remove_states
 
@@ -53,11 +57,10 @@ def run_classes(args: argparse.Namespace, network_from_args: Callable[[argparse.
         raise ConvscopeError(f"{', '.join(given)} go with image files, not with a folder", hint="leave them out, or name the images")
     if args.top < 1:
         raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
-    atlas = is_atlas(args.model)
     out = Path(args.out) if args.out else default_out(args.model, atlas)
     check_classes_out(out.absolute())  # before the pass: a folder that is not ours fails now
     images = with_labels(image_source(args.images[0]), args.labels, args.labels_from_name)
-    network, infos, model, _ = network_and_layers(args, network_from_args)
+    network, infos, model, _ = network_and_layers()
     device = distributed.rank_device(args.device)
     if device is not None:
         network.model.to(device)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
     if len(args.images) == 1 and Path(args.images[0]).is_dir():  # a folder: every class's units over its images
         from convscope.explain.classes_command import run_classes
 
-        return run_classes(args, network_from_args)
+        return run_classes(args, lambda: network_and_layers(args, network_from_args), is_atlas(args.model))
     from convscope.explain.api import explain
     from convscope.explain.folder import check_explanation_out, write_explanations
     from convscope.explain.region import parse_region

@@ -47,7 +47,7 @@ class BatchProgress:
         ...         state.seen += n
         ...         bar.advance(state, n)
         >>> saved
-        [6]
+        [6, 10]
     """
 
     def __init__(
