@@ -10,7 +10,7 @@ from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.atlas.format import read_hits, read_manifest
 from convscope.data import ImageDataset, ImageList, find_images, load_pixels, make_loader
 from convscope.errors import ConvscopeError, ConvscopeWarning
-from convscope.explain import Explanation, explain
+from convscope.explain import ClassRelevance, Explanation, explain, explain_classes
 from convscope.network.geometry import Box, ReceptiveField, receptive_fields
 from convscope.network.layers import LayerInfo, conv_layers, default_layers, discover_layers, select_layers
 from convscope.network.load import Network, load_network
@@ -24,6 +24,7 @@ from convscope.scan.topk import RunningTopK, TopK
 
 __all__ = [
     "Box",
+    "ClassRelevance",
     "ConvscopeError",
     "ConvscopeWarning",
     "Explanation",
@@ -45,6 +46,7 @@ __all__ = [
     "default_layers",
     "discover_layers",
     "explain",
+    "explain_classes",
     "find_images",
     "load_network",
     "load_pixels",

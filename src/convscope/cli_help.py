@@ -26,6 +26,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "explain": (
         "convscope explain atlas/ dog.jpg --top 10 --out explain",
         "convscope explain torchvision:squeezenet1_0 dog.jpg --weights squeezenet1_0.pth --class beagle",
+        "convscope explain atlas/ photos/ --top 10 --class-by label",
     ),
 }
 

@@ -14,7 +14,7 @@ import torch
 from convscope.atlas.build import RenderOptions, serve_atlas, write_atlas
 from convscope.atlas.deal import Deal
 from convscope.atlas.writer import check_out
-from convscope.data import ImageList, default_workers, failure_reason, image_source, labels_from_csv, labels_from_name, open_rgb, take
+from convscope.data import ImageList, default_workers, failure_reason, image_source, open_rgb, take, with_labels
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 from convscope.network.device import model_device
 from convscope.network.geometry import Box
@@ -185,18 +185,6 @@ def _write(
     return write_atlas(
         out, network, image_list, infos, result, k=job.k, options=options, progress=job.progress, deal=deal, settings=job.settings
     )
-
-
-def with_labels(images: ImageList, csv: str | Path | None, pattern: str | None) -> ImageList:
-    """``images`` with the labels of a CSV file or a file-name pattern (at most one of them), else as found."""
-    if csv is not None and pattern is not None:
-        raise ConvscopeError("labels come from a CSV file or from file names, not both", hint="pass one of --labels and --labels-from-name")
-    if csv is None and pattern is None:
-        return images
-    found = labels_from_csv(Path(csv), images.paths) if csv is not None else labels_from_name(pattern, images.paths)
-    if found.unlabelled:
-        warnings.warn(f"{found.unlabelled} of {len(images)} images have no label", ConvscopeWarning, stacklevel=3)
-    return replace(images, labels=found.labels, class_names=found.class_names)
 
 
 def _has_max_pooling(model: torch.nn.Module) -> bool:

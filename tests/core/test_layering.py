@@ -28,7 +28,7 @@ ALLOWED = {
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "notebook": {"errors", "network", "render", "views", "atlas"},
     "analysis": {"errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
-    "explain": {"errors", "hooks", "network", "data", "render", "atlas", "notebook"},
+    "explain": {"errors", "hooks", "network", "data", "scan", "render", "atlas", "notebook"},
     "cli_help": set(),
     "cli": {"cli_help", "errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
 }

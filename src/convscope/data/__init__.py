@@ -12,7 +12,7 @@ labels to folders that are not in ImageFolder layout.
 from convscope.data.dataset import Batch, Encoded, EncodedDataset, ImageDataset, Item, collate, default_workers, frame_batches, load_pixels, make_loader
 from convscope.data.decode import failure_reason, open_rgb, to_rgb
 from convscope.data.folder import IMAGE_EXTENSIONS, ImageList, SkippedFile, find_images, image_source, list_images, take
-from convscope.data.labels import Labels, labels_from_csv, labels_from_name, read_class_names
+from convscope.data.labels import Labels, labels_from_csv, labels_from_name, read_class_names, with_labels
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -39,4 +39,5 @@ __all__ = [
     "open_rgb",
     "read_class_names",
     "to_rgb",
+    "with_labels",
 ]

@@ -14,12 +14,14 @@ from __future__ import annotations
 import csv
 import json
 import re
+import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Literal, NamedTuple
 
-from convscope.data.folder import IMAGE_EXTENSIONS
-from convscope.errors import DataError
+from convscope.data.folder import IMAGE_EXTENSIONS, ImageList
+from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", "img")
 """Header names (case-insensitive) of the column that names the image."""
@@ -309,3 +311,15 @@ def _read_text(path: Path, what: str) -> str:
 def _some(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_NAMES_IN_MESSAGE])
     return shown + (f", ... ({len(items)} in all)" if len(items) > _NAMES_IN_MESSAGE else "")
+
+
+def with_labels(images: ImageList, csv: str | Path | None, pattern: str | None) -> ImageList:
+    """``images`` with the labels of a CSV file or a file-name pattern (at most one of them), else as found."""
+    if csv is not None and pattern is not None:
+        raise ConvscopeError("labels come from a CSV file or from file names, not both", hint="pass one of --labels and --labels-from-name")
+    if csv is None and pattern is None:
+        return images
+    found = labels_from_csv(Path(csv), images.paths) if csv is not None else labels_from_name(pattern, images.paths)
+    if found.unlabelled:
+        warnings.warn(f"{found.unlabelled} of {len(images)} images have no label", ConvscopeWarning, stacklevel=3)
+    return replace(images, labels=found.labels, class_names=found.class_names)

@@ -25,16 +25,21 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
         "relevance to the class logit (gradient x activation summed over positions, signed, as a share of the "
         "layer's sum of |relevance|), draw each top unit's conditional heatmap and activation map, and list the "
         "units that fire most. MODEL may be an atlas folder: it supplies the model, weights, preprocessing and layers. "
-        "Writes explanation.json and explanation.png into --out.",
+        "Writes explanation.json and explanation.png into --out. Given one FOLDER instead of images, every image is "
+        "explained for its class (its label, or its predicted class) and the relevances are averaged per class: each "
+        "class's units of highest mean share (classes.json, classes.png); the pass resumes after a crash and runs under torchrun.",
     )
     add_model_args(p)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files; or one FOLDER of images: per class, the units most relevant on average over its images")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers (default: the atlas's layers, or the model's default layers)")
     p.add_argument("--class", dest="class_", metavar="N|NAME", help="class index or name (default: the predicted class)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="units per layer (default 10)")
     p.add_argument("--region", metavar="TOP,LEFT,BOTTOM,RIGHT", help="also list the units whose receptive fields cover this box (model-input pixels), strongest there first")
     p.add_argument("--no-heatmaps", action="store_true", help="skip the conditional heatmaps (faster)")
-    p.add_argument("--out", "-o", default="explain", metavar="DIR", help="folder to write (default ./explain); a previous one is replaced atomically")
+    p.add_argument("--out", "-o", metavar="DIR", help="folder to write (default ./explain; for a FOLDER: ATLAS/explain/classes, or ./explain-classes without an atlas); a previous one is replaced atomically")
+    from convscope.explain.classes_command import add_folder_args
+
+    add_folder_args(p)
     return p
 
 
@@ -43,20 +48,12 @@ def is_atlas(source: str) -> bool:
     return (Path(source) / "manifest.json").is_file()
 
 
-def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
-    """Do ``convscope explain``: returns the folder written."""
-    from convscope.explain.api import explain
+def network_and_layers(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> tuple[Any, list, dict, Any]:
+    """``(network, layers, model section, atlas source or None)`` from an atlas (its model,
+    weights, preprocessing and layers) or from the model flags."""
     from convscope.explain.atlas_source import atlas_source
-    from convscope.explain.folder import check_explanation_out, write_explanations
-    from convscope.explain.region import parse_region
     from convscope.network.layers import select_layers
 
-    out = Path(args.out)
-    check_explanation_out(out.absolute())
-    region = parse_region(args.region) if args.region else None
-    if args.top < 1:
-        raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
-    source = None
     if is_atlas(args.model):
         if any(getattr(args, flag, None) for flag in ("input_size", "resize", "mean", "std")):
             raise ConvscopeError("an atlas fixes the preprocessing", hint="leave out --input-size, --resize, --mean and --std")
@@ -64,11 +61,27 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
         network, infos = source.network, source.pick(args.layers)
         if args.device:
             network.model.to(args.device)
-        model = {**network.describe(), "atlas": str(Path(args.model).absolute())}
-    else:
-        network = network_from_args(args)
-        infos = select_layers(network.model, args.layers, network.preprocess.input_size)
-        model = network.describe()
+        return network, infos, {**network.describe(), "atlas": str(Path(args.model).absolute())}, source
+    network = network_from_args(args)
+    return network, select_layers(network.model, args.layers, network.preprocess.input_size), network.describe(), None
+
+
+def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
+    """Do ``convscope explain``: returns the folder written."""
+    if len(args.images) == 1 and Path(args.images[0]).is_dir():  # a folder: every class's units over its images
+        from convscope.explain.classes_command import run_classes
+
+        return run_classes(args, lambda: network_and_layers(args, network_from_args), is_atlas(args.model))
+    from convscope.explain.api import explain
+    from convscope.explain.folder import check_explanation_out, write_explanations
+    from convscope.explain.region import parse_region
+
+    out = Path(args.out or "explain")
+    check_explanation_out(out.absolute())
+    region = parse_region(args.region) if args.region else None
+    if args.top < 1:
+        raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
+    network, infos, model, source = network_and_layers(args, network_from_args)
     explanations = [
         explain(source or network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
         for image in args.images

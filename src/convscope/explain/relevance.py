@@ -89,6 +89,118 @@ def as_map(output: torch.Tensor, dims: tuple[int, int, int] | None) -> torch.Ten
     return to_nchw(output, dims or NCHW)
 
 
+@dataclass(frozen=True)
+class BatchGradients:
+    """What one forward and one backward of a batch's class logits give (see :func:`batch_gradients`).
+
+    Attributes:
+        logits: ``(N, classes)``, detached.
+        targets: ``(N,)`` int64, the class whose logit was differentiated for each image.
+        relevance: per layer ``(N, C)`` float64: ``sum_{h, w} A * G`` of each image.
+        activations, gradients: per layer ``(N, C, H, W)`` (``keep_maps``; else empty).
+        input_gradient: ``(N, 3, H, W)``, ``d logit_i / d x_i``.
+        storage: per layer, its output's ``(storage pointer, numel)`` (to find the logits' layer).
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    relevance: dict[str, torch.Tensor]
+    activations: dict[str, torch.Tensor]
+    gradients: dict[str, torch.Tensor]
+    input_gradient: torch.Tensor
+    storage: dict[str, tuple[int, int]]
+
+
+def batch_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    targets: Sequence[int] | torch.Tensor | None = None,
+    dims: Mapping[str, tuple[int, int, int] | None] | None = None,
+    *,
+    keep_maps: bool = True,
+) -> BatchGradients:
+    """One forward of ``x`` ``(N, 3, H, W)`` with hooks on ``layers`` and one backward of
+    ``sum_i logit[i, target_i]``: in eval mode the images are independent, so each image's
+    gradients are those of its own logit.
+
+    Args:
+        model: returns logits ``(N, classes)``; its train/eval flags and its parameters'
+            ``requires_grad`` are given back after.
+        x: the normalised inputs, on the model's device.
+        layers: dotted names, each run once per forward.
+        targets: ``(N,)`` class per image, ``-1`` for its predicted one (the largest logit);
+            ``None``: every image's predicted class.
+        dims: per layer, where its ``(units, rows, cols)`` are (default NCHW).
+        keep_maps: keep every layer's activations and gradients; ``False`` keeps only the
+            ``(N, C)`` relevances, reduced as each gradient arrives (less memory).
+
+    Raises:
+        ConvscopeError: the model's output is not ``(N, classes)``, or a target is out of range.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        >>> found = batch_gradients(model, torch.rand(5, 3, 8, 8), ["0"], [1, 0, -1, 1, 1])
+        >>> found.relevance["0"].shape, found.gradients["0"].shape
+        (torch.Size([5, 4]), torch.Size([5, 4, 6, 6]))
+    """
+    dims = dims or {}
+    activations: dict[str, torch.Tensor] = {}
+    gradients: dict[str, torch.Tensor] = {}
+    relevance: dict[str, torch.Tensor] = {}
+    handles: list = []
+    storage: dict[str, tuple[int, int]] = {}  # per layer, its output's storage and size
+
+    def on_gradient(name: str, layer_dims, grad: torch.Tensor) -> None:
+        g = as_map(grad, layer_dims).detach()
+        relevance[name] = (activations[name].double() * g.double()).sum(dim=(2, 3))
+        if keep_maps:
+            gradients[name] = g
+        else:
+            del activations[name]
+
+    def record(name: str, output: torch.Tensor) -> None:
+        layer_dims = dims.get(name)
+        storage[name] = (output.untyped_storage().data_ptr(), output.numel())
+        activations[name] = as_map(output, layer_dims).detach().clone()  # before a later in-place op changes it
+        if output.requires_grad:
+            handles.append(output.register_hook(lambda g: on_gradient(name, layer_dims, g)))
+
+    x = x.detach().clone().requires_grad_(True)
+    try:
+        with eval_mode(model), frozen(model), torch.enable_grad(), capture(model, layers, record):
+            logits = model(x)
+            n = x.shape[0]
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != n:
+                raise ConvscopeError(
+                    f"the model returns {tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}, "
+                    f"not class logits ({n}, classes)",
+                    hint="explain needs a classifier whose output is (N, classes)",
+                )
+            classes = logits.shape[1]
+            chosen = torch.full((n,), -1, dtype=torch.long) if targets is None else torch.as_tensor(targets, dtype=torch.long).flatten().cpu()
+            if chosen.shape != (n,):
+                raise ConvscopeError(f"{len(chosen)} targets for {n} images", hint="give one class per image")
+            bad = chosen[(chosen < -1) | (chosen >= classes)]
+            if len(bad):
+                raise ConvscopeError(f"class {int(bad[0])} is not in 0..{classes - 1}", hint=f"give a class index below {classes}")
+            chosen = torch.where(chosen < 0, logits.detach().argmax(dim=1).cpu(), chosen)
+            picked = logits.gather(1, chosen.to(logits.device)[:, None]).sum()
+            (input_gradient,) = torch.autograd.grad(picked, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name in layers:  # a layer the logits do not depend on: gradient and relevance 0
+        if name not in relevance:
+            act = activations[name]
+            relevance[name] = torch.zeros(act.shape[:2], dtype=torch.float64, device=act.device)
+            if keep_maps:
+                gradients[name] = torch.zeros_like(act)
+            else:
+                del activations[name]
+    return BatchGradients(logits.detach(), chosen, relevance, activations, gradients, input_gradient.detach(), storage)
+
+
 def class_gradients(
     model: nn.Module,
     x: torch.Tensor,
@@ -96,7 +208,8 @@ def class_gradients(
     target: int | None = None,
     dims: Mapping[str, tuple[int, int, int] | None] | None = None,
 ) -> ClassGradients:
-    """One forward of ``x`` ``(1, 3, H, W)`` with hooks on ``layers`` and one backward of a class logit.
+    """One forward of ``x`` ``(1, 3, H, W)`` with hooks on ``layers`` and one backward of a class logit
+    (:func:`batch_gradients` of one image).
 
     Args:
         model: returns logits ``(1, classes)``; its train/eval flags and its parameters'
@@ -114,43 +227,11 @@ def class_gradients(
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ConvscopeError(f"explain takes one image (1, 3, H, W), got {tuple(x.shape)}", hint="explain images one by one")
-    dims = dims or {}
-    activations: dict[str, torch.Tensor] = {}
-    gradients: dict[str, torch.Tensor] = {}
-    handles: list = []
-    storage: dict[str, tuple[int, int]] = {}  # per layer, its output's storage and size
-
-    def record(name: str, output: torch.Tensor) -> None:
-        layer_dims = dims.get(name)
-        storage[name] = (output.untyped_storage().data_ptr(), output.numel())
-        activations[name] = as_map(output, layer_dims).detach().clone()
-        if output.requires_grad:
-            handles.append(output.register_hook(lambda g: gradients.__setitem__(name, as_map(g, layer_dims).detach())))
-
-    x = x.detach().clone().requires_grad_(True)
-    try:
-        with eval_mode(model), frozen(model), torch.enable_grad(), capture(model, layers, record):
-            logits = model(x)
-            if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
-                raise ConvscopeError(
-                    f"the model returns {tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}, "
-                    "not class logits (1, classes)",
-                    hint="explain needs a classifier whose output is (N, classes)",
-                )
-            classes = logits.shape[1]
-            chosen = int(logits[0].argmax()) if target is None else int(target)
-            if not 0 <= chosen < classes:
-                raise ConvscopeError(f"class {chosen} is not in 0..{classes - 1}", hint=f"give a class index below {classes}")
-            (input_gradient,) = torch.autograd.grad(logits[0, chosen], x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    found = {}
-    for name in layers:
-        act = activations[name][0]
-        grad = gradients[name][0] if name in gradients else torch.zeros_like(act)  # the logit does not depend on it
-        found[name] = LayerGradient(name, act, grad)
-    logits = logits.detach()
-    same = [name for name in layers if storage.get(name) == (logits.untyped_storage().data_ptr(), logits.numel())
+    if target is not None and int(target) < 0:
+        raise ConvscopeError(f"class {int(target)} is not a class index", hint="give a class index from 0")
+    batch = batch_gradients(model, x, layers, None if target is None else [int(target)], dims)
+    found = {name: LayerGradient(name, batch.activations[name][0], batch.gradients[name][0]) for name in layers}
+    logits = batch.logits
+    same = [name for name in layers if batch.storage.get(name) == (logits.untyped_storage().data_ptr(), logits.numel())
             and torch.equal(found[name].activation.flatten(), logits[0])]
-    return ClassGradients(logits[0], chosen, found, input_gradient.detach()[0], same[0] if same else None)
+    return ClassGradients(logits[0], int(batch.targets[0]), found, batch.input_gradient[0], same[0] if same else None)

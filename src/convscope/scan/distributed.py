@@ -23,7 +23,7 @@ them raise if any failed, naming the rank and its error.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,9 +33,11 @@ import torch
 import torch.distributed as dist
 
 from convscope.errors import ConvscopeError
+from convscope.scan.progress import Resumable
 from convscope.scan.scan import ScanState
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Resumable)
 
 #: How long a rank waits for the others at a meeting point before giving up.
 TIMEOUT = timedelta(minutes=30)
@@ -154,10 +156,12 @@ def agree(group: dist.ProcessGroup | None, error: BaseException | None, what: st
     ) from error
 
 
-def merge_on_rank0(state: ScanState, group: dist.ProcessGroup | None) -> ScanState | None:
+def merge_on_rank0(state: S, group: dist.ProcessGroup | None, empty: Callable[[], S] | None = None) -> S | None:
     """Merge every rank's state into rank 0's, in rank order; returns it on rank 0, ``None`` elsewhere.
 
-    Each rank's ``state`` must come from :func:`shard`'s shards of the same scan.
+    Each rank's ``state`` must come from :func:`shard`'s shards of the same job; ``empty`` makes
+    a state of the same job holding nothing, to load another rank's into (default: a
+    :class:`ScanState` like ``state``).
     """
     if group is None:
         return state
@@ -168,7 +172,7 @@ def merge_on_rank0(state: ScanState, group: dist.ProcessGroup | None) -> ScanSta
     for other in range(1, world):
         received: list[dict | None] = [None]
         dist.recv_object_list(received, src=dist.get_global_rank(group, other), group=group)
-        part = _empty_like(state)
+        part = empty() if empty is not None else _empty_like(state)  # type: ignore[arg-type]
         part.load_state_dict(received[0])
         state.merge(part)
     return state

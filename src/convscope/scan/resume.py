@@ -24,13 +24,14 @@ from torch.nn.parameter import is_lazy
 from convscope.data import ImageList
 from convscope.network.layers import LayerInfo
 from convscope.network.load import Network
-from convscope.scan.scan import ScanState
+from convscope.scan.progress import Resumable
 
 
-def state_file(out: Path) -> Path:
-    """Where the scan state of the atlas ``out`` is kept."""
+def state_file(out: Path, kind: str = "scan") -> Path:
+    """Where the state of the job writing ``out`` is kept: ``.<out>.<kind>.pt`` beside it
+    (``kind``: ``"scan"`` for an atlas's pass 1, ``"classes"`` for explain's class relevance)."""
     out = Path(out).absolute()
-    return out.parent / f".{out.name}.scan.pt"
+    return out.parent / f".{out.name}.{kind}.pt"
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -109,14 +110,14 @@ def fingerprint(
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
-def save(path: Path, digest: str, state: ScanState) -> None:
+def save(path: Path, digest: str, state: Resumable) -> None:
     """Write ``state`` atomically (temporary name, then rename)."""
     tmp = path.with_name(path.name + ".partial")
     torch.save({"fingerprint": digest, "state": state.state_dict()}, tmp)
     os.replace(tmp, path)
 
 
-def load(path: Path, digest: str, state: ScanState) -> bool:
+def load(path: Path, digest: str, state: Resumable) -> bool:
     """Fill ``state`` from ``path`` if it holds a scan with the same fingerprint."""
     if not path.is_file():
         return False
@@ -130,7 +131,7 @@ def load(path: Path, digest: str, state: ScanState) -> bool:
     return True
 
 
-def start(path: Path, digest: str, state: ScanState, *, resume: bool = True) -> bool:
+def start(path: Path, digest: str, state: Resumable, *, resume: bool = True) -> bool:
     """Resume ``state`` from ``path`` when allowed and the fingerprint matches.
 
     Otherwise the state file there (another job's, a damaged one, or this job's when

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from convscope.errors import LayerError
 from convscope.network.device import model_device, model_dtype
@@ -25,6 +24,7 @@ from convscope.network.layers import to_nchw
 from convscope.network.modes import channels_last as channels_last_memory
 from convscope.network.modes import eval_mode
 from convscope.hooks import capture, run_until_captured
+from convscope.scan.progress import BatchProgress
 from convscope.scan.topk import RunningTopK, TopK
 from convscope.stats import DEFAULT_BUDGET, ClassMeans, Distribution, Moments, RunningClassMeans, RunningMoments, RunningQuantiles
 
@@ -353,7 +353,6 @@ def scan(
         state = ScanState(layers, k, sample, device, labels, classes)
     stats = state.layers
     current: dict[str, torch.Tensor] = {}
-    last_checkpoint = state.seen
 
     def on_output(name: str, output: torch.Tensor) -> None:
         if layouts and name in layouts and output.dim() == 4:
@@ -368,7 +367,7 @@ def scan(
             )
         stats[name].add(output, current["images"], current.get("labels"), current["block"])
 
-    bar = tqdm(total=total, initial=state.seen, unit="img", desc="scan", disable=not progress, dynamic_ncols=True)
+    bar = BatchProgress(state, total, progress=progress, checkpoint=checkpoint, every=checkpoint_every)
     autocast = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
     memory = torch.channels_last if channels_last else torch.contiguous_format
     try:
@@ -397,10 +396,7 @@ def scan(
                     run_until_captured(model, x)
                     state.count += int(ok.sum())
                 state.seen += len(indices)
-                bar.update(len(indices))
-                if checkpoint is not None and state.seen - last_checkpoint >= checkpoint_every:
-                    checkpoint(state)
-                    last_checkpoint = state.seen
+                bar.advance(state, len(indices))
     finally:
         bar.close()
     return state.result()
