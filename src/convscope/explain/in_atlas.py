@@ -9,7 +9,7 @@ standalone explanation folder holds (:mod:`convscope.explain.folder`: ``explanat
     ATLAS/explain/<name>/
       explanation.json      {"format": "convscope-explanation", "version": 2, ..., "explanations": [one]}
       explanation.png       the figure
-      image.jpg             the image in the model-input frame (JPEG, as the atlas's images)
+      image.png             the image in the model-input frame (PNG: exact)
       heatmaps/<l>-<unit>.png   layer l's (its place in the record) unit's conditional heatmap overlay
       activations.js        every unit's activation map of every layer, as a data script
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from convscope.analysis.in_atlas import analysis_folder, refresh_viewer
 from convscope.atlas.viewer import _read_record, js_register_call
-from convscope.atlas.writer import atomic_folder, write_jpeg, write_json, write_png
+from convscope.atlas.writer import atomic_folder, write_json, write_png
 from convscope.errors import AtlasError
 from convscope.explain.explanation import Explanation
 from convscope.explain.figure import explanation_figure
@@ -39,7 +39,7 @@ from convscope.explain.viewer_data import explanation_record, heatmap_overlay, m
 EXPLAIN = "explain"
 #: Names an image's folder never takes (the per-class folder).
 RESERVED = frozenset({"classes"})
-IMAGE_FILE = "image.jpg"
+IMAGE_FILE = "image.png"
 MAPS_FILE = "activations.js"
 #: The data script's kind (``convscopeRegister(kind, null, payload)``).
 MAPS_KIND = "explanation-maps"
@@ -122,7 +122,7 @@ def write_explanation_folder(
                 unit_entry["heatmap_file"] = path
                 unit_entry["heatmap_scale"] = scale
         write_png(tmp / "explanation.png", explanation_figure(explanation))
-        write_jpeg(tmp / IMAGE_FILE, explanation.image)
+        write_png(tmp / IMAGE_FILE, explanation.image)
         (tmp / MAPS_FILE).write_text(js_register_call(MAPS_KIND, None, maps_payload(explanation)), encoding="ascii")
         write_json(tmp / "explanation.json", {
             "format": FORMAT, "version": VERSION, "model": model, "method": explanation.method, "explanations": [record],

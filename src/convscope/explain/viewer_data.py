@@ -70,9 +70,10 @@ def heatmap_overlay(heat: torch.Tensor) -> tuple[np.ndarray, float]:
     """A conditional heatmap ``(H_in, W_in)`` as ``uint8 (H_in, W_in, 4)`` RGBA and its scale.
 
     Example:
-        >>> rgba, scale = heatmap_overlay(torch.tensor([[2.0, -2.0], [0.0, 0.0]]))
-        >>> rgba[0, 0].tolist(), rgba[0, 1].tolist(), rgba[1, 0, 3]
-        ([255, 0, 0, 255], [0, 0, 255, 255], 0)
+        >>> heat = torch.zeros(8, 8); heat[:, :4] = 1.0; heat[:, 4:] = -2.0
+        >>> rgba, scale = heatmap_overlay(heat)  # smoothed over 3 x 3 squares: 1 on the left, -2 on the right
+        >>> rgba[0, 0].tolist(), rgba[0, 7].tolist(), scale
+        ([255, 0, 0, 128], [0, 0, 255, 255], 2.0)
     """
     shown, scale = heat_scale(heat)
     values = shown.double().numpy()
