@@ -201,6 +201,7 @@
       const stage = el("div", { class: "explain-stage", role: "img", "aria-label": "the image: hover a unit to see its heatmap, click or drag to list the units there" },
         image, heat, act, peak, selection);
       stage.style.width = `${STAGE}px`;
+      if (2 * cols <= STAGE) stage.classList.add("pixelated");   // a small input: show its pixels
       stage.style.height = `${(STAGE * rows) / cols}px`;
       const caption = el("p", { class: "note small explain-caption", text: "Hover a unit for its conditional heatmap (red: pixels that raise the class through it, blue: lower) and its peak's box; click or drag on the image for the units there." });
 
@@ -300,10 +301,11 @@
       };
 
       // Per layer its top units with signed relevance bars, and the units that fire most.
-      function unitRow(layer, u) {
+      /* A bar is |share| over the largest |share| listed in its layer (that one fills half the track). */
+      function unitRow(layer, u, widest) {
         const name = String(layer.layer);
         const bar = el("span", { class: `share-bar ${u.share < 0 ? "negative" : "positive"}` });
-        bar.style.width = `${Math.min(50, 50 * Math.abs(isNum(u.share) ? u.share : 0))}%`;
+        bar.style.width = `${widest > 0 ? Math.min(50, (50 * Math.abs(isNum(u.share) ? u.share : 0)) / widest) : 0}%`;
         const row = el("div", { class: "explain-unit", "data-layer": name, "data-unit": String(u.unit), "data-share": String(u.share), tabIndex: 0 },
           unitLink(name, u.unit),
           el("span", { class: "share-track", "aria-hidden": "true" }, bar),
@@ -326,11 +328,12 @@
       const layerSections = layers.map((layer) => {
         const name = String(layer.layer);
         const units = list(layer.units).filter(isObject);
+        const widest = Math.max(0, ...units.map((u) => (isNum(u.share) ? Math.abs(u.share) : 0)));
         const known = layerNamed(name);
         return el("section", { class: "explain-layer", "data-layer": name },
           el("h2", null, known ? el("a", { href: routeHash(name), text: name }) : el("span", { text: name }),
             el("span", { class: "note small-inline", text: ` · relevance total ${fmt(layer.total_relevance)}, sum |R| ${fmt(layer.total_abs_relevance)}` })),
-          units.length ? el("div", { class: "explain-units" }, ...units.map((u) => unitRow(layer, u))) : el("p", { class: "note", text: "No unit of this layer changes the class logit." }),
+          units.length ? el("div", { class: "explain-units" }, ...units.map((u) => unitRow(layer, u, widest))) : el("p", { class: "note", text: "No unit of this layer changes the class logit." }),
           firingLine(layer));
       });
 
@@ -404,7 +407,7 @@
             probTable ? el("h2", { text: "Class probabilities" }) : null, probTable),
           el("div", { class: "explain-main" },
             regionPanel,
-            el("p", { class: "note", text: "Per layer, the units most relevant to the class logit: gradient × activation summed over positions, as a signed share of the layer's sum of |relevance|." }),
+            el("p", { class: "note", text: "Per layer, the units most relevant to the class logit: gradient × activation summed over positions, as a signed share of the layer's sum of |relevance| (bars scaled to the layer's largest)." }),
             ...layerSections)));
       const region = e.region;
       if (Array.isArray(region) && region.length === 4 && region.every(Number.isInteger)) lookUp(region);
