@@ -16,7 +16,8 @@ A version-4 atlas stores each layer's records once, as the data script ``layers/
 older atlas (a ``hits.json`` per layer) this writes ``viewer/data/layer-<i>.js`` from it, as
 before. ``analyses.js`` holds the records of the analyses
 kept inside the atlas (:func:`find_analyses`: ``ATLAS/evolution/`` from ``convscope
-evolve --atlas``, ``ATLAS/invariance/`` ...), one call per folder, loaded with the
+evolve --atlas``, ``ATLAS/invariance/`` ..., and the explained images ``ATLAS/explain/<name>/``
+from ``convscope explain ATLAS IMAGE``), one call per folder, loaded with the
 page. Nothing is fetched from outside the atlas.
 """
 
