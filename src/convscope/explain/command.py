@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
     ]
     if in_atlas:
         model = {key: value for key, value in model.items() if key != "class_names"}  # the manifest has them
-        folders = write_in_atlas(args.model, explanations, args.images, model, network.class_names)
+        folders = write_in_atlas(args.model, explanations, args.images, model)
         written = folders[0].parent
     else:
         folders = [write_explanations(out, explanations, args.images, model)]

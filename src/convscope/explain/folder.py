@@ -56,7 +56,7 @@ def write_explanations(
         for i, (explanation, image) in enumerate(zip(explanations, images)):
             name = figure_name(i, len(explanations))
             write_png(tmp / name, explanation_figure(explanation, cards=atlas_cards(explanation)))
-            records.append({"image": str(image), "figure": name, **explanation_record(explanation, (model or {}).get("class_names"))})
+            records.append({"image": str(image), "figure": name, **explanation_record(explanation)})
         write_json(tmp / "explanation.json", {
             "format": FORMAT, "version": VERSION, "model": model, "method": "gradient x activation", "explanations": records,
         })

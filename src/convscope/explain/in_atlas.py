@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from convscope.analysis.in_atlas import analysis_folder, refresh_viewer
-from convscope.atlas.viewer import _read_record, js_register_call
+from convscope.atlas.format import read_manifest
+from convscope.atlas.viewer import _read_record, js_register_call, write_viewer
 from convscope.atlas.writer import atomic_folder, write_json, write_png
 from convscope.errors import AtlasError
+from convscope.explain.cards import atlas_cards
 from convscope.explain.explanation import Explanation
 from convscope.explain.figure import explanation_figure
 from convscope.explain.folder import FORMAT, VERSION, check_explanation_out
@@ -66,7 +67,8 @@ def explanations_home(atlas: str | Path) -> Path:
     Raises:
         AtlasError: not an atlas, or ``ATLAS/explain`` is a link or a file (never followed).
     """
-    home = analysis_folder(atlas, EXPLAIN).absolute()
+    read_manifest(Path(atlas))  # not an atlas: AtlasError
+    home = (Path(atlas) / EXPLAIN).absolute()
     if home.is_symlink() or (home.exists() and not home.is_dir()):
         raise AtlasError(
             f"{home} is {'a symbolic link' if home.is_symlink() else 'a file'}, not a folder of explanations; convscope does not write there",
@@ -104,14 +106,12 @@ def choose_names(home: Path, images: Sequence[str]) -> list[str]:
 
 
 def write_explanation_folder(
-    out: Path, explanation: Explanation, image: str, model: dict[str, Any] | None, class_names: Sequence[str] | None = None
-) -> Path:
+    out: Path, explanation: Explanation, image: str, model: dict[str, Any] | None) -> Path:
     """Write one explanation with everything the viewer draws to the folder ``out`` (atomically)."""
     out = Path(out).absolute()
-    names = list(class_names) if class_names else None
     with atomic_folder(out, check_explanation_out) as tmp:
         record: dict[str, Any] = {"image": str(image), "figure": "explanation.png", "image_file": IMAGE_FILE,
-                                  "activations_file": MAPS_FILE, **explanation_record(explanation, names)}
+                                  "activations_file": MAPS_FILE, **explanation_record(explanation)}
         for index, (entry, layer) in enumerate(zip(record["layers"], explanation.layers)):
             for unit_entry, unit in zip(entry["units"], layer.units):
                 if unit.heatmap is None:
@@ -121,7 +121,7 @@ def write_explanation_folder(
                 write_png(tmp / path, rgba)
                 unit_entry["heatmap_file"] = path
                 unit_entry["heatmap_scale"] = scale
-        write_png(tmp / "explanation.png", explanation_figure(explanation))
+        write_png(tmp / "explanation.png", explanation_figure(explanation, cards=atlas_cards(explanation)))
         write_png(tmp / IMAGE_FILE, explanation.image)
         (tmp / MAPS_FILE).write_text(js_register_call(MAPS_KIND, None, maps_payload(explanation)), encoding="ascii")
         write_json(tmp / "explanation.json", {
@@ -131,8 +131,7 @@ def write_explanation_folder(
 
 
 def write_in_atlas(
-    atlas: str | Path, explanations: Sequence[Explanation], images: Sequence[str], model: dict[str, Any] | None = None,
-    class_names: Sequence[str] | None = None,
+    atlas: str | Path, explanations: Sequence[Explanation], images: Sequence[str], model: dict[str, Any] | None = None
 ) -> list[Path]:
     """Write each explanation to ``ATLAS/explain/<name>/`` and refresh the atlas's viewer;
     returns the folders written, in order.
@@ -142,6 +141,6 @@ def write_in_atlas(
     """
     home = explanations_home(atlas)
     names = choose_names(home, [str(image) for image in images])
-    written = [write_explanation_folder(home / name, e, str(image), model, class_names) for name, e, image in zip(names, explanations, images)]
-    refresh_viewer(atlas)
+    written = [write_explanation_folder(home / name, e, str(image), model) for name, e, image in zip(names, explanations, images)]
+    write_viewer(Path(atlas))
     return written

@@ -35,25 +35,24 @@ SMOOTH_PER_ROWS = 75
 FLOAT16_MAX = 65504.0
 
 
-def top_classes(explanation: Explanation, count: int = TOP_CLASSES, names: "list[str] | tuple[str, ...] | None" = None) -> list[dict[str, Any]]:
-    """The ``count`` most probable classes: ``[{"class", "name", "probability"}]`` (ties: lower index first).
+def top_classes(explanation: Explanation, count: int = TOP_CLASSES) -> list[dict[str, Any]]:
+    """The ``count`` most probable classes (:meth:`Explanation.top_classes`) as
+    ``[{"class", "name", "probability"}]``, ``name`` ``None`` where the model has no names.
 
     Example:
         >>> e = Explanation(np.zeros((1, 1, 3), np.uint8), 1, "b", 1, 2.0, torch.tensor([0.2, 0.5, 0.3]), ())
-        >>> [c["class"] for c in top_classes(e, 2)]
-        [1, 2]
+        >>> [(c["class"], c["name"]) for c in top_classes(e, 2)]
+        [(1, None), (2, None)]
     """
-    probabilities = explanation.probabilities.double().cpu()
-    order = sorted(range(len(probabilities)), key=lambda c: (-float(probabilities[c]), c))[:count]
-    return [{"class": c, "name": names[c] if names is not None and c < len(names) else (explanation.class_name if c == explanation.target else None),
-             "probability": float(probabilities[c])} for c in order]
+    named = explanation.class_names is not None
+    return [{"class": c, "name": name if named else None, "probability": p} for c, name, p in explanation.top_classes(count)]
 
 
-def explanation_record(explanation: Explanation, class_names: "list[str] | tuple[str, ...] | None" = None) -> dict[str, Any]:
+def explanation_record(explanation: Explanation) -> dict[str, Any]:
     """:meth:`Explanation.to_dict` with ``top_classes`` and each layer's ``shape`` ``[C, H, W]``
     (``null`` where the activation is not kept) and ``receptive_fields`` (``UnitFields.to_list``, or ``null``)."""
     record = explanation.to_dict()
-    record["top_classes"] = top_classes(explanation, names=class_names)
+    record["top_classes"] = top_classes(explanation)
     for entry, layer in zip(record["layers"], explanation.layers):
         entry["shape"] = list(layer.activation.shape) if layer.activation is not None else None
         entry["receptive_fields"] = layer.fields.to_list() if layer.fields is not None else None
