@@ -1,7 +1,8 @@
 """Analyses kept inside an atlas outlive its rebuild: the new atlas of the same model takes them over.
 
 ``convscope evolve --atlas`` and ``invariance --atlas`` write their folders inside an atlas
-(:mod:`convscope.analysis.in_atlas`). Writing the atlas again builds a new folder that
+(:mod:`convscope.analysis.in_atlas`), ``convscope explain ATLAS IMAGE`` its ``explain/<name>``
+folders (:mod:`convscope.explain.in_atlas`; :func:`find_analyses` names them ``explain/<name>``). Writing the atlas again builds a new folder that
 replaces the old one whole (:func:`~convscope.atlas.writer.atomic_folder`), so before the
 swap its analysis folders are linked into the new one (hard links: no copy of the data, and
 the old atlas stays whole until the swap). An atlas of another model does not take them: they

@@ -16,7 +16,8 @@ A version-4 atlas stores each layer's records once, as the data script ``layers/
 older atlas (a ``hits.json`` per layer) this writes ``viewer/data/layer-<i>.js`` from it, as
 before. ``analyses.js`` holds the records of the analyses
 kept inside the atlas (:func:`find_analyses`: ``ATLAS/evolution/`` from ``convscope
-evolve --atlas``, ``ATLAS/invariance/`` ...), one call per folder, loaded with the
+evolve --atlas``, ``ATLAS/invariance/`` ..., and the explained images ``ATLAS/explain/<name>/``
+from ``convscope explain ATLAS IMAGE``), one call per folder, loaded with the
 page. Nothing is fetched from outside the atlas.
 """
 
@@ -33,12 +34,20 @@ from convscope.atlas.format import read_layer_hits, read_manifest
 from convscope.atlas.records import to_json
 
 #: The assets copied from the package: the page, its scripts and its styles.
-ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "viewer.css")
+ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "explain.js", "viewer.css")
 
 #: Analysis folders the viewer shows: record file -> (its "format", the data script's kind).
 ANALYSIS_RECORDS = {
     "evolution.json": ("convscope-evolution", "evolution"),
     "invariance.json": ("convscope-invariance", "invariance"),
+}
+
+#: The folder of explanations inside an atlas (``convscope explain ATLAS IMAGE``), and the records
+#: its subfolders may hold: record file -> (its "format", the data script's kind).
+EXPLAIN_FOLDER = "explain"
+EXPLAIN_RECORDS = {
+    "explanation.json": ("convscope-explanation", "explanation"),
+    "classes.json": ("convscope-classes", "classes"),
 }
 
 #: Characters that must not appear raw inside a JS string literal in a page.
@@ -79,6 +88,10 @@ def find_analyses(atlas_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
     whose record file (:data:`ANALYSIS_RECORDS`) holds a JSON object with that record's
     ``"format"``, in folder-name order.
 
+    Then the explanations: per subfolder of ``ATLAS/explain/`` (not a link, and not a hidden
+    one: an explanation being written sits there as ``.NAME.XXXXXXXX.partial``) whose record
+    (:data:`EXPLAIN_RECORDS`) is ours, ``(kind, "explain/<name>", record)``.
+
     Links (folders or records) are skipped, so the viewer never reads outside the atlas; so
     are folders whose record is missing, unreadable or of another format.
 
@@ -94,6 +107,21 @@ def find_analyses(atlas_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
             record = _read_record(folder / record_name)
             if isinstance(record, dict) and record.get("format") == format:
                 found.append((kind, folder.name, record))
+    return found + _find_in(Path(atlas_dir) / EXPLAIN_FOLDER, EXPLAIN_RECORDS)
+
+
+def _find_in(home: Path, records: dict[str, tuple[str, str]]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(kind, "<home's name>/<folder>", record)`` per subfolder of ``home`` holding one of ``records``."""
+    if home.is_symlink() or not home.is_dir():
+        return []
+    found = []
+    for folder in sorted(home.iterdir(), key=lambda path: path.name):
+        if folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir():
+            continue
+        for record_name, (format, kind) in records.items():
+            record = _read_record(folder / record_name)
+            if isinstance(record, dict) and record.get("format") == format:
+                found.append((kind, f"{home.name}/{folder.name}", record))
     return found
 
 

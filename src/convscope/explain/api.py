@@ -194,5 +194,5 @@ def _layer(info: LayerInfo, grad: LayerGradient, units: list[int], heat: torch.T
     under = tuple(region_units(act, fields, region, top)) if region is not None and fields is not None else None
     return LayerExplanation(
         layer=info.name, units=tuple(records), firing=tuple(firing), region=under,
-        total=float(relevance.sum()), total_abs=float(relevance.abs().sum()), fields=fields,
+        total=float(relevance.sum()), total_abs=float(relevance.abs().sum()), fields=fields, activation=act,
     )

@@ -25,7 +25,8 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
         "relevance to the class logit (gradient x activation summed over positions, signed, as a share of the "
         "layer's sum of |relevance|), draw each top unit's conditional heatmap and activation map, and list the "
         "units that fire most. MODEL may be an atlas folder: it supplies the model, weights, preprocessing and layers. "
-        "Writes explanation.json and explanation.png into --out. Given one FOLDER instead of images, every image is "
+        "Writes explanation.json and explanation.png into --out; with an atlas and no --out, into ATLAS/explain/<image name>/, "
+        "which the atlas's viewer shows (index.html#/explain/<image name>). Given one FOLDER instead of images, every image is "
         "explained for its class (its label, or its predicted class) and the relevances are averaged per class: each "
         "class's units of highest mean share (classes.json, classes.png); the pass resumes after a crash and runs under torchrun.",
     )
@@ -36,7 +37,8 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--top", type=int, default=10, metavar="N", help="units per layer (default 10)")
     p.add_argument("--region", metavar="TOP,LEFT,BOTTOM,RIGHT", help="also list the units whose receptive fields cover this box (model-input pixels), strongest there first")
     p.add_argument("--no-heatmaps", action="store_true", help="skip the conditional heatmaps (faster)")
-    p.add_argument("--out", "-o", metavar="DIR", help="folder to write (default ./explain; for a FOLDER: ATLAS/explain/classes, or ./explain-classes without an atlas); a previous one is replaced atomically")
+    p.add_argument("--out", "-o", metavar="DIR", help="folder to write (default: inside the atlas, ATLAS/explain/<image name>/, "
+                   "or for a FOLDER ATLAS/explain/classes; with a model, ./explain or ./explain-classes); a previous one is replaced atomically")
     from convscope.explain.classes_command import add_folder_args
 
     add_folder_args(p)
@@ -67,17 +69,22 @@ def network_and_layers(args: argparse.Namespace, network_from_args: Callable[[ar
 
 
 def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
-    """Do ``convscope explain``: returns the folder written."""
+    """Do ``convscope explain``: returns the folder written (inside an atlas: ``ATLAS/explain``)."""
     if len(args.images) == 1 and Path(args.images[0]).is_dir():  # a folder: every class's units over its images
         from convscope.explain.classes_command import run_classes
 
         return run_classes(args, lambda: network_and_layers(args, network_from_args), is_atlas(args.model))
     from convscope.explain.api import explain
     from convscope.explain.folder import check_explanation_out, write_explanations
+    from convscope.explain.in_atlas import explanations_home, write_in_atlas
     from convscope.explain.region import parse_region
 
+    in_atlas = args.out is None and is_atlas(args.model)
     out = Path(args.out or "explain")
-    check_explanation_out(out.absolute())
+    if in_atlas:
+        explanations_home(args.model)  # before the work: a bad ATLAS/explain fails at once
+    else:
+        check_explanation_out(out.absolute())
     region = parse_region(args.region) if args.region else None
     if args.top < 1:
         raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
@@ -86,7 +93,13 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
         explain(source or network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
         for image in args.images
     ]
-    written = write_explanations(out, explanations, args.images, model)
+    if in_atlas:
+        model = {key: value for key, value in model.items() if key != "class_names"}  # the manifest has them
+        folders = write_in_atlas(args.model, explanations, args.images, model)
+        written = folders[0].parent
+    else:
+        folders = [write_explanations(out, explanations, args.images, model)]
+        written = folders[0]
     for image, e in zip(args.images, explanations):
         name = e.class_name or f"class {e.target}"
         print(f"{image}: {name} ({e.target}), p={float(e.probabilities[e.target]):.3f}"
@@ -96,5 +109,9 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
             print(f"  {layer.layer}: {units}")
             if layer.region is not None:
                 print(f"    under the region: {', '.join(f'{r.unit} ({r.activation:.3g})' for r in layer.region) or 'none'}")
-    print(f"explanation: {written / 'explanation.json'}")
+    for folder in folders:
+        print(f"explanation: {folder / 'explanation.json'}")
+    if in_atlas:
+        index = Path(args.model) / "index.html"
+        print("open " + ", ".join(f"{index}#/explain/{folder.name}" for folder in folders))
     return written

@@ -71,6 +71,8 @@ class LayerExplanation:
             ``None`` without a region or where the layer's fields are unknown.
         total: ``sum_c R_c`` over all units; ``total_abs``: ``sum_c |R_c|``.
         fields: the receptive fields of the units (``None`` where unknown).
+        activation: ``(C, H, W)`` the activation of every unit on the image (what the viewer's
+            reverse lookup reads; ``None`` where not kept).
     """
 
     layer: str
@@ -80,6 +82,7 @@ class LayerExplanation:
     total: float
     total_abs: float
     fields: UnitFields | None
+    activation: torch.Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

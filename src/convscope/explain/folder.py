@@ -5,9 +5,12 @@ The folder (format ``convscope-explanation``, version :data:`VERSION`):
 - ``explanation.png`` (one image) or ``explanation-1.png``, ``explanation-2.png``, ... (several):
   :func:`~convscope.explain.figure.explanation_figure`;
 - ``explanation.json``: ``{"format", "version", "model", "method", "explanations": [{"image", "figure",
-  **Explanation.to_dict()}]}``: per image the class, its probability and logit, and per layer the
+  **explanation_record(...)}]}``: per image the class, its probability and logit, the five most
+  probable classes (``top_classes``), and per layer its ``shape`` and ``receptive_fields``, the
   top units (``unit``, ``relevance``, ``share``, ``max_activation``, ``peak`` ``[row, col]``, ``box``
   ``[top, left, bottom, right)``, ``heatmap_sum``), the firing units and the region's units.
+  Version 2 added ``top_classes``, ``shape`` and ``receptive_fields``, and inside an atlas
+  (:mod:`convscope.explain.in_atlas`) the files the viewer reads.
 
 It is built under a temporary name beside ``out`` and swapped into place; ``out`` may be missing,
 empty, or a previous explanation folder; anything else is refused before anything is written.
@@ -23,9 +26,10 @@ from convscope.atlas.writer import atomic_folder, check_out, write_json, write_p
 from convscope.explain.cards import atlas_cards
 from convscope.explain.explanation import Explanation
 from convscope.explain.figure import explanation_figure
+from convscope.explain.viewer_data import explanation_record
 
 FORMAT = "convscope-explanation"
-VERSION = 1
+VERSION = 2
 
 
 def check_explanation_out(out: Path) -> None:
@@ -52,7 +56,7 @@ def write_explanations(
         for i, (explanation, image) in enumerate(zip(explanations, images)):
             name = figure_name(i, len(explanations))
             write_png(tmp / name, explanation_figure(explanation, cards=atlas_cards(explanation)))
-            records.append({"image": str(image), "figure": name, **explanation.to_dict()})
+            records.append({"image": str(image), "figure": name, **explanation_record(explanation)})
         write_json(tmp / "explanation.json", {
             "format": FORMAT, "version": VERSION, "model": model, "method": "gradient x activation", "explanations": records,
         })

@@ -4,8 +4,9 @@
  * viewer/data/analyses.js and viewer/data/manifest.js at page load, a layer's records when it is
  * shown (layers/<layer>/hits.js, the atlas's one copy, compact: expandLayer; an atlas older than
  * format version 4 has viewer/data/layer-<i>.js instead). Every string from the data goes into the page as text (textContent /
- * text nodes), never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>, and #/<folder>
- * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it).
+ * text nodes), never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>, #/<folder>
+ * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it), and
+ * #/explain/<name> for an explained image (drawn by viewer/explain.js).
  */
 (function () {
   "use strict";
@@ -25,6 +26,8 @@
     token: 0,
     analyses: [],            // [{kind, folder, record}] of the analysis folders inside the atlas
     views: null,             // what window.convscopeAnalyses returned (viewer/analyses.js)
+    explanations: [],        // [{kind, folder, record}] of ATLAS/explain/<name>/ (kind "explanation" or "classes")
+    explain: null,           // what window.convscopeExplanations returned (viewer/explain.js)
   };
 
   window.convscopeRegister = function (kind, index, payload) {
@@ -43,6 +46,10 @@
       if (waiting) waiting.resolve(layer);
     } else if ((kind === "evolution" || kind === "invariance") && isObject(payload) && isObject(payload.record) && typeof payload.folder === "string") {
       state.analyses.push({ kind, folder: payload.folder, record: payload.record });
+    } else if ((kind === "explanation" || kind === "classes") && isObject(payload) && isObject(payload.record) && typeof payload.folder === "string") {
+      state.explanations.push({ kind, folder: payload.folder, record: payload.record });
+    } else if (kind === "explanation-maps" && state.explain) {
+      state.explain.arrive(payload);
     }
   };
 
@@ -469,6 +476,7 @@
         el("span", { class: "layer-meta", text: `RF ${describeField(layer)}` })));
       names.append(el("option", { value: layer.name }));
     });
+    if (state.explain) nav.append(...state.explain.navLinks());
     if (state.views) nav.append(...state.views.navLinks());
   }
 
@@ -501,7 +509,7 @@
       el("tbody", null, ...rows));
     const overview = el("img", { class: "overview", src: "overview.png", alt: "overview: top patches of a few units per layer" });
     overview.onerror = () => overview.remove();
-    setMain("home", el("h1", { text: "Layers" }), table, ...(state.views ? state.views.homeSection() : []), ...depthSection(),
+    setMain("home", el("h1", { text: "Layers" }), table, ...(state.explain ? state.explain.homeSection() : []), ...(state.views ? state.views.homeSection() : []), ...depthSection(),
       el("h2", { text: "Overview" }), overview);
   }
 
@@ -827,6 +835,7 @@
       state.manifest.occlusion && unit.hits.length ? el("figure", { class: "occlusion" },
         el("img", { src: gridUrl(layer.name, unitNo, false, "-occlusion"), alt: "occlusion map of the top hit" }),
         el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
+      state.explain ? state.explain.unitSection(layer.name, unitNo) : null,
       state.views ? state.views.unitSection(layer.name, unitNo) : null,
       bottom ? el("h2", { class: "section-title", text: "Top hits: strongest activations" }) : null,
       unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
@@ -998,6 +1007,7 @@
     let hash = location.hash.slice(1);
     try { hash = decodeURIComponent(hash); } catch (e) { return { view: "missing", text: hash }; }
     if (!hash) return { view: "home" };
+    if (hash.startsWith("/explain/")) return { view: "explanation", key: hash.slice("/explain/".length) };
     if (hash.startsWith("/")) return { view: "analysis", folder: hash.slice(1) };
     if (state.layerIndex.has(hash)) return { view: "layer", layer: state.layerIndex.get(hash) };
     const slash = hash.lastIndexOf("/");
@@ -1015,6 +1025,12 @@
     state.route = target;
     if (target.view === "home") { renderHome(); return; }
     if (target.view === "missing") { renderMissing(`nothing in this atlas is called “${target.text}”`); return; }
+    if (target.view === "explanation") {
+      markCurrentLayer(-1);
+      if (!state.explain || !state.explain.render(target.key)) renderMissing(`this atlas has no explanation “${target.key}”`);
+      else window.scrollTo(0, 0);
+      return;
+    }
     if (target.view === "analysis") {
       markCurrentLayer(-1);
       if (!state.views || !state.views.render(target.folder)) renderMissing(`this atlas has no analysis folder “${target.folder}”`);
@@ -1123,6 +1139,7 @@
 
   function start() {
     if (typeof window.convscopeAnalyses === "function") state.views = window.convscopeAnalyses(analysisApi(), state.analyses);
+    if (typeof window.convscopeExplanations === "function") state.explain = window.convscopeExplanations(analysisApi(), state.explanations);
     renderHeader();
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
