@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from convscope.progress import progress_bar
 
 from convscope.analysis.settle import Settle, settle_layer
 from convscope.data import ImageList, find_images, frame_batches
@@ -209,7 +209,7 @@ def decode_frames(
     pixels = torch.zeros(len(indices), 3, h, w, dtype=torch.uint8)
     ok = torch.zeros(len(indices), dtype=torch.bool)
     done = 0
-    with tqdm(total=len(indices), unit="img", desc="decode", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=len(indices), unit="img", desc="decode", disable=not progress, dynamic_ncols=True) as bar:
         for batch in frame_batches(images, network.preprocess, batch_size, workers, torch.device("cpu"), indices.tolist()):
             n = len(batch.index)
             pixels[done : done + n] = batch.pixels.cpu()

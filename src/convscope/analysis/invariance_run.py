@@ -53,9 +53,9 @@ def run_invariance(
         inputs.append((str(path), pixels, label))
     bar = None
     if progress:
-        from tqdm import tqdm
+        from convscope.progress import progress_bar
 
-        bar = tqdm(total=len(inputs), desc="invariance", unit="image")
+        bar = progress_bar(total=len(inputs), desc="invariance", unit="image")
     try:
         return invariance(network, inputs, default_sweeps(network.preprocess.input_size, shift), shift=shift, unit=unit, pairs=pairs, seed=seed, progress=bar.update if bar else None)
     finally:

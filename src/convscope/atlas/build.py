@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from convscope.progress import progress_bar
 
 from convscope.version import __version__
 from convscope.atlas.analyses import carry_analyses
@@ -362,7 +362,7 @@ def _layer(
     small: dict[int, np.ndarray] = {}
     results = unit_results(info, scan, views, cache, plan, k, options, deal)
     statistics = layer_statistics(scan, images.labels, images.class_names) if scan.moments is not None else None
-    for unit in tqdm(results, total=info.units, unit="unit", desc=f"atlas {info.name}", disable=not progress, dynamic_ncols=True):
+    for unit in progress_bar(results, total=info.units, unit="unit", desc=f"atlas {info.name}", disable=not progress, dynamic_ncols=True):
         for index, pixels in unit.pixels.items():
             files.image(index, pixels)
         record = {"unit": unit.unit, "mean": _finite(scan.mean[unit.unit]), "hits": [_hit_record(images, h) for h in unit.hits]}

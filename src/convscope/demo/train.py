@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
+from convscope.progress import progress_bar
 
 from convscope.demo.augment import Augment
 from convscope.demo.model import MODEL_VERSION, TinyAlexNet
@@ -289,7 +289,7 @@ def _fit(
     correct = seen = 0
     start, start_cpu = time.perf_counter(), time.process_time()
     model.train()
-    bar = tqdm(range(steps), desc=f"training demo network ({task.name})", unit="step", disable=not progress)
+    bar = progress_bar(range(steps), desc=f"training demo network ({task.name})", unit="step", disable=not progress)
     for step in bar:
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(step, steps, warmup)

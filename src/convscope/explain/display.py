@@ -15,16 +15,17 @@ from convscope.explain.cards import UnitCard
 from convscope.explain.overlays import activation_overlay, heat_overlay, outline, smooth
 from convscope.explain.shown import ShownExplanation, ShownLayer, ShownUnit
 from convscope.notebook.cards import BOX, SMALL, section
-from convscope.notebook.html import ACCENT, CONFIDENCE, MUTED, badge, bars, esc, img, number
+from convscope.notebook.html import CONFIDENCE, MUTED, badge, bars, esc, img, number
 
 #: Side of a unit's pictures in a tile, and of the image.
 TILE, IMAGE = 112, 224
-NEGATIVE = "#cf222e"
+#: Bar colours of a raising (positive) and a lowering share, as the viewer and the heatmaps draw them.
+POSITIVE, NEGATIVE = "#d93b3b", "#3b62d9"
 
 
 def share_bar(share: float, scale: float = 1.0, width: int = TILE) -> str:
     """A signed share as a bar from the middle, full length at ``|share| = scale``: right and
-    blue for positive, left and red for negative.
+    red for positive (the unit raises the class), left and blue for negative.
 
     Example:
         >>> 'left: 50.0px' in share_bar(0.25, 1.0, 100), 'width: 12.5px' in share_bar(0.25, 1.0, 100)
@@ -35,7 +36,7 @@ def share_bar(share: float, scale: float = 1.0, width: int = TILE) -> str:
     half = width / 2
     length = min(abs(share) / scale, 1.0) * half if scale > 0 else 0.0
     left = half if share >= 0 else half - length
-    colour = ACCENT if share >= 0 else NEGATIVE
+    colour = POSITIVE if share >= 0 else NEGATIVE
     return (
         f'<div style="position: relative; width: {width}px; height: 8px; background: #f0f2f4">'
         f'<div style="position: absolute; left: {half - 0.5:.1f}px; width: 1px; height: 8px; background: {MUTED}"></div>'

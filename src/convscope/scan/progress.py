@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from tqdm.auto import tqdm
+from convscope.progress import progress_bar
 
 
 class Resumable(Protocol):
@@ -54,7 +54,7 @@ class BatchProgress:
         self, state: Resumable, total: int | None, *, progress: bool = True, checkpoint: Callable[[Any], None] | None = None,
         every: int = 1000, desc: str = "scan",
     ) -> None:
-        self.bar = tqdm(total=total, initial=state.seen, unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
+        self.bar = progress_bar(total=total, initial=state.seen, unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
         self.checkpoint, self.every, self.last = checkpoint, every, state.seen
 
     def advance(self, state: Resumable, images: int) -> None:
