@@ -17,13 +17,13 @@ from PIL import Image
 
 from convscope.data import failure_reason, open_rgb
 from convscope.errors import ConvscopeError, DataError
-from convscope.explain.atlas_source import AtlasSource, atlas_source
+from convscope.explain.atlas_source import AtlasSource, network_and_layers
 from convscope.explain.explanation import Explanation, FiringUnit, LayerExplanation, UnitRelevance
 from convscope.explain.heatmaps import conditional_heatmaps
 from convscope.explain.region import region_units
 from convscope.explain.relevance import LayerGradient, class_gradients
 from convscope.network.geometry import Box, UnitFields
-from convscope.network.layers import LayerInfo, select_layers
+from convscope.network.layers import LayerInfo
 from convscope.network.network import Network
 
 
@@ -119,17 +119,7 @@ def explain(
     """
     if top < 1:
         raise ConvscopeError(f"top must be at least 1, got {top}", hint="e.g. top=10")
-    atlas = None
-    if isinstance(network_or_atlas, Network):
-        network = network_or_atlas
-        if layers and all(isinstance(item, LayerInfo) for item in layers):
-            infos = list(layers)  # type: ignore[arg-type]
-        else:
-            infos = select_layers(network.model, list(layers) if layers else None, network.preprocess.input_size)  # type: ignore[arg-type]
-    else:
-        source = network_or_atlas if isinstance(network_or_atlas, AtlasSource) else atlas_source(network_or_atlas, weights)
-        network, atlas = source.network, source.atlas.absolute()
-        infos = source.pick([getattr(item, "name", item) for item in layers] if layers else None)  # type: ignore[misc]
+    network, infos, atlas = network_and_layers(network_or_atlas, layers, weights)
     chosen = resolve_class(target, network.class_names)
     box = Box(*region) if region is not None else None
     pixels = load_image(image, network)

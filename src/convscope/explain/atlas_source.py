@@ -16,7 +16,7 @@ from typing import Any
 from convscope.atlas.format import read_manifest
 from convscope.errors import AtlasError, LayerError, WeightsError
 from convscope.network.geometry import UnitFields
-from convscope.network.layers import NCHW, LayerInfo
+from convscope.network.layers import NCHW, LayerInfo, select_layers
 from convscope.network.load import load_network
 from convscope.network.network import Network
 from convscope.network.preprocess import Preprocess
@@ -110,3 +110,27 @@ def atlas_source(atlas: str | Path, weights: str | Path | None = None) -> AtlasS
         network = replace(network, class_names=tuple(names))
     layers = tuple(layer_info(entry) for entry in manifest["layers"])
     return AtlasSource(atlas, network, layers)
+
+
+def network_and_layers(
+    network_or_atlas: Network | AtlasSource | str | Path,
+    layers: Sequence[str] | Sequence[LayerInfo] | None = None,
+    weights: str | Path | None = None,
+) -> tuple[Network, list[LayerInfo], Path | None]:
+    """What an explanation runs on: the network, its layers and the atlas folder (``None`` for a
+    bare network), from a :class:`Network` (``layers`` names, :class:`LayerInfo` records, or
+    ``None``: its default layers), an opened :class:`AtlasSource`, or an atlas folder (its
+    layers; ``weights``: where its weights file is now).
+
+    Raises:
+        LayerError: an unknown layer, or one the atlas lacks.
+        AtlasError, WeightsError: as :func:`atlas_source`.
+    """
+    if isinstance(network_or_atlas, Network):
+        if layers and all(isinstance(item, LayerInfo) for item in layers):
+            return network_or_atlas, list(layers), None  # type: ignore[arg-type]
+        names = [str(getattr(item, "name", item)) for item in layers] if layers else None
+        return network_or_atlas, select_layers(network_or_atlas.model, names, network_or_atlas.preprocess.input_size), None
+    source = network_or_atlas if isinstance(network_or_atlas, AtlasSource) else atlas_source(network_or_atlas, weights)
+    infos = source.pick([str(getattr(item, "name", item)) for item in layers] if layers else None)
+    return source.network, infos, source.atlas.absolute()

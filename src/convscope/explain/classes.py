@@ -24,11 +24,11 @@ import torch
 
 from convscope.data import ImageList, default_workers, frame_batches, image_source, take
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
-from convscope.explain.atlas_source import atlas_source
+from convscope.explain.atlas_source import network_and_layers
 from convscope.explain.class_relevance import ClassRelevance, ClassState
 from convscope.explain.relevance import batch_gradients
 from convscope.network.device import model_device, model_dtype
-from convscope.network.layers import LayerInfo, select_layers
+from convscope.network.layers import LayerInfo
 from convscope.network.modes import eval_mode
 from convscope.network.network import Network
 from convscope.scan import distributed, resume
@@ -234,16 +234,7 @@ def explain_classes(
         raise ConvscopeError(f"top must be at least 1, got {top}", hint="e.g. top=10")
     if batch_size < 1:
         raise ConvscopeError(f"batch size must be at least 1, got {batch_size}")
-    if isinstance(network_or_atlas, Network):
-        network = network_or_atlas
-        if layers and all(isinstance(item, LayerInfo) for item in layers):
-            infos = list(layers)  # type: ignore[arg-type]
-        else:
-            infos = select_layers(network.model, list(layers) if layers else None, network.preprocess.input_size)  # type: ignore[arg-type]
-    else:
-        source = atlas_source(network_or_atlas, weights)
-        network = source.network
-        infos = source.pick([getattr(item, "name", item) for item in layers] if layers else None)  # type: ignore[misc]
+    network, infos, _ = network_and_layers(network_or_atlas, layers, weights)
     image_list = take(images if isinstance(images, ImageList) else image_source(images), limit)
     classes = count_classes(network)
     targets, chosen_by = class_targets(image_list, network.class_names, classes, class_by)

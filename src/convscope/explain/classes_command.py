@@ -38,12 +38,12 @@ def default_out(model: str, is_atlas: bool) -> Path:
     return Path(model) / "explain" / "classes" if is_atlas else Path("explain-classes")
 
 
-def run_classes(args: argparse.Namespace, network_and_layers: Callable[[], tuple[Any, list, dict, Any]], atlas: bool) -> Path:
+def run_classes(args: argparse.Namespace, network_from_flags: Callable[[], tuple[Any, list, dict, Any]], atlas: bool) -> Path:
     """Do ``convscope explain MODEL FOLDER``: returns the folder written (on every rank).
 
     Args:
-        network_and_layers: gives ``(network, layers, model section, atlas source)`` (from the
-            atlas or the model flags, see :func:`convscope.explain.command.network_and_layers`).
+        network_from_flags: gives ``(network, layers, model section, atlas source)`` (from the
+            atlas or the model flags, see :func:`convscope.explain.command.network_from_flags`).
         atlas: whether ``args.model`` is an atlas folder.
     """
     from convscope.explain.classes import explain_classes
@@ -60,7 +60,7 @@ def run_classes(args: argparse.Namespace, network_and_layers: Callable[[], tuple
     out = Path(args.out) if args.out else default_out(args.model, atlas)
     check_classes_out(out.absolute())  # before the pass: a folder that is not ours fails now
     images = with_labels(image_source(args.images[0]), args.labels, args.labels_from_name)
-    network, infos, model, _ = network_and_layers()
+    network, infos, model, _ = network_from_flags()
     device = distributed.rank_device(args.device)
     if device is not None:
         network.model.to(device)

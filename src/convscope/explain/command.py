@@ -50,7 +50,7 @@ def is_atlas(source: str) -> bool:
     return (Path(source) / "manifest.json").is_file()
 
 
-def network_and_layers(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> tuple[Any, list, dict, Any]:
+def network_from_flags(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> tuple[Any, list, dict, Any]:
     """``(network, layers, model section, atlas source or None)`` from an atlas (its model,
     weights, preprocessing and layers) or from the model flags."""
     from convscope.explain.atlas_source import atlas_source
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
     if len(args.images) == 1 and Path(args.images[0]).is_dir():  # a folder: every class's units over its images
         from convscope.explain.classes_command import run_classes
 
-        return run_classes(args, lambda: network_and_layers(args, network_from_args), is_atlas(args.model))
+        return run_classes(args, lambda: network_from_flags(args, network_from_args), is_atlas(args.model))
     from convscope.explain.api import explain
     from convscope.explain.folder import check_explanation_out, write_explanations
     from convscope.explain.in_atlas import explanations_home, write_in_atlas
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
     region = parse_region(args.region) if args.region else None
     if args.top < 1:
         raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
-    network, infos, model, source = network_and_layers(args, network_from_args)
+    network, infos, model, source = network_from_flags(args, network_from_args)
     explanations = [
         explain(source or network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
         for image in args.images
