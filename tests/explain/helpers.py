@@ -65,13 +65,14 @@ def small_net(bias: bool = True) -> nn.Sequential:
 
 def zennit_lrp(model: nn.Module, x: torch.Tensor, layers: list[str], target: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The oracle for LRP: zennit-crp's ``CondAttribution`` with zennit's ``EpsilonPlusFlat`` on a
-    copy of ``model`` (in-place ReLUs made out-of-place), relevance started at the target's logit.
+    copy of ``model`` (CondAttribution turns its parameters' gradients off for good; zennit copes
+    with in-place ReLUs itself), relevance started at the target's logit.
     Returns per layer the channel relevances ``(C,)`` (float64) and the input relevance ``(H, W)``."""
     from crp.attribution import CondAttribution
     from crp.concepts import ChannelConcept
     from zennit.composites import EpsilonPlusFlat
 
-    model = _out_of_place(model)
+    model = copy.deepcopy(model).eval()
     data = x.detach().clone().requires_grad_(True)
     result = CondAttribution(model)(data, [{"y": [target]}], EpsilonPlusFlat(), record_layer=layers)
     channels = {name: ChannelConcept().attribute(result.relevances[name].double(), abs_norm=False)[0] for name in layers}
@@ -85,15 +86,8 @@ def crp_heatmaps(model: nn.Module, x: torch.Tensor, layer: str, units: list[int]
     from crp.attribution import CondAttribution
     from zennit.composites import EpsilonPlusFlat
 
-    model = _out_of_place(model)
+    model = copy.deepcopy(model).eval()
     data = x.detach().clone().requires_grad_(True)
     conditions = [{layer: [u], "y": [target]} for u in units]
     return CondAttribution(model)(data, conditions, EpsilonPlusFlat()).heatmap.detach()
 
-
-def _out_of_place(model: nn.Module) -> nn.Module:
-    model = copy.deepcopy(model).eval()
-    for module in model.modules():
-        if hasattr(module, "inplace"):
-            module.inplace = False
-    return model

@@ -69,8 +69,9 @@ LAYERS = ["0", "3", "4", "6", "6.squeeze", "9", "11"]
 
 def test_stabilize_is_zennits():
     core = need_module("zennit.core")
-    z = torch.tensor([-2.0, -1e-7, 0.0, 1e-7, 3.0])
-    assert torch.equal(stabilize(z), core.stabilize(z))
+    for dtype in (torch.float32, torch.float64):
+        z = torch.tensor([-2.0, -1e-7, -0.0, 0.0, 1e-7, 3.0, -1e-6], dtype=dtype)
+        assert torch.equal(stabilize(z), core.stabilize(z))
     assert stabilize(torch.zeros(1)).item() == pytest.approx(1e-6)  # sign(0) counts as +1
 
 

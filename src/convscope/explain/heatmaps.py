@@ -70,7 +70,7 @@ def _heatmaps(model: nn.Module, x: torch.Tensor, layer: str, gradient: torch.Ten
     captured: dict[str, torch.Tensor] = {}
     copies = x.detach().expand(len(units), -1, -1, -1).contiguous(memory_format=torch.channels_last)
     copies.requires_grad_(True)
-    with eval_mode(model), frozen(model), channels_last(model, x.dim() == 4), torch.enable_grad(), backward_rules(model, method):
+    with eval_mode(model), frozen(model), channels_last(model, x.dim() == 4), torch.enable_grad(), backward_rules(model, method, same_rows=True):
         with capture(model, [layer], lambda name, out: captured.__setitem__(name, out), stop_after_last=True):
             run_until_captured(model, copies)
         out = as_map(captured[layer], dims)  # (n, C, H, W)

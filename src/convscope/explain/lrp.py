@@ -46,8 +46,8 @@ class LrpRuleError(ConvscopeError):
 
 
 def stabilize(z: torch.Tensor, epsilon: float = EPSILON) -> torch.Tensor:
-    """``z + epsilon * sign(z)`` with ``sign(0) = 1`` (zennit's ``stabilize``), same shape."""
-    return z + ((z == 0).to(z) + z.sign()) * epsilon
+    """``z + epsilon * sign(z)`` with ``sign(0) = 1`` (zennit's ``stabilize``), same shape and values."""
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
 def _params(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
@@ -58,64 +58,87 @@ def _params(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
     return weight, bias, tuple(args[2:]), kwargs
 
 
+_CONV_INPUT_GRAD: dict[Callable, Callable] = {
+    F.conv1d: torch.nn.grad.conv1d_input, F.conv2d: torch.nn.grad.conv2d_input, F.conv3d: torch.nn.grad.conv3d_input,
+}
+
+
+def _transpose(func: Callable, shape: torch.Size, weight: torch.Tensor, s: torch.Tensor, rest: tuple, kwargs: dict) -> torch.Tensor:
+    """``W^T s`` ``shape``: the vector-Jacobian product of the linear map ``func(., weight)`` (no bias) at ``s``."""
+    if func is F.linear:
+        return s @ weight
+    names, defaults = ("stride", "padding", "dilation", "groups"), (1, 0, 1, 1)
+    conv = list(rest) + [kwargs.get(n, d) for n, d in zip(names[len(rest):], defaults[len(rest):])]
+    if not isinstance(conv[1], str):
+        return _CONV_INPUT_GRAD[func](shape, weight, s, *conv)
+    x = s.new_zeros(shape).requires_grad_(True)  # padding "same" / "valid": let autograd work it out
+    (g,) = torch.autograd.grad(func(x, weight, None, *rest, **kwargs), x, s)
+    return g
+
+
 class _LrpRule(torch.autograd.Function):
     """``func(x, *args, **kwargs)`` forward; backward by ``rule`` (``"flat"``, ``"zplus"``,
-    ``"epsilon"``, ``"norm"``, see the module docstring); no gradients for the parameters."""
+    ``"epsilon"``, ``"norm"``, see the module docstring); no gradients for the parameters.
+    ``same_rows``: every row of ``x`` is the same image, so the denominators come from row 0."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, rule: str, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
-        ctx.rule, ctx.func, ctx.args, ctx.kwargs = rule, func, args, kwargs
+    def forward(ctx: Any, x: torch.Tensor, rule: str, func: Callable, args: tuple, kwargs: dict, same_rows: bool) -> torch.Tensor:
+        ctx.rule, ctx.func, ctx.args, ctx.kwargs, ctx.same_rows = rule, func, args, kwargs, same_rows
         ctx.save_for_backward(x)
         return func(x, *args, **kwargs)
 
     @staticmethod
-    def backward(ctx: Any, relevance: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, relevance: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         (x,) = ctx.saved_tensors
         # The rules' own torch calls must not be routed again: no torch-function modes in here.
-        with torch._C.DisableTorchFunction(), torch.enable_grad():
-            r_in = _RULES[ctx.rule](x.detach(), relevance, ctx.func, ctx.args, ctx.kwargs)
-        return r_in, None, None, None, None
+        with torch._C.DisableTorchFunction():
+            r_in = _RULES[ctx.rule](x.detach(), relevance, ctx.func, ctx.args, ctx.kwargs, ctx.same_rows)
+        return r_in, None, None, None, None, None
 
 
-def _vjp(func: Callable, x: torch.Tensor, args: tuple, kwargs: dict, relevance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(z, W^T (R / stab(z)))`` for the linear map ``z = func(x, ...)`` (its vector-Jacobian product)."""
-    x = x.requires_grad_(True)
-    z = func(x, *args, **kwargs)
-    (g,) = torch.autograd.grad(z, x, relevance / stabilize(z))
-    return z, g
+def _norm(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict, same_rows: bool) -> torch.Tensor:
+    """Norm (pooling): ``x * P^T (R / stab(P x))``."""
+    with torch.enable_grad():
+        x = x.requires_grad_(True)
+        z = func(x, *args, **kwargs)
+        (g,) = torch.autograd.grad(z, x, relevance / stabilize(z))
+    return x.detach() * g
 
 
-def _epsilon(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Epsilon and Norm: ``x * W^T (R / stab(W x + b))``."""
-    _, g = _vjp(func, x, args, kwargs, relevance)
-    return x * g
+def _epsilon(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict, same_rows: bool) -> torch.Tensor:
+    """Epsilon: ``x * W^T (R / stab(W x + b))``."""
+    weight, _, rest, rest_kwargs = _params(args, kwargs)
+    z = func(x[:1] if same_rows else x, *args, **kwargs)
+    return x * _transpose(func, x.shape, weight, relevance / stabilize(z), rest, rest_kwargs)
 
 
-def _flat(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
-    """Flat: ``1^T (R / stab(1 1))`` with all weights and inputs 1 and no bias."""
-    weight, bias, rest, rest_kwargs = _params(args, kwargs)
-    ones = torch.ones_like(x)
-    _, g = _vjp(func, ones, (torch.ones_like(weight), None if bias is None else torch.zeros_like(bias), *rest), rest_kwargs, relevance)
-    return g
+def _flat(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict, same_rows: bool) -> torch.Tensor:
+    """Flat: ``1^T (R / stab(1 1))`` with all weights and inputs 1 and no bias (the same for every row)."""
+    weight, _, rest, rest_kwargs = _params(args, kwargs)
+    ones = torch.ones_like(weight)
+    z = func(torch.ones_like(x[:1]), ones, None, *rest, **rest_kwargs)
+    return _transpose(func, x.shape, ones, relevance / stabilize(z), rest, rest_kwargs)
 
 
-def _zplus(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict) -> torch.Tensor:
+def _zplus(x: torch.Tensor, relevance: torch.Tensor, func: Callable, args: tuple, kwargs: dict, same_rows: bool) -> torch.Tensor:
     """ZPlus (alpha 1, beta 0): positive inputs through positive weights (with ``b+``), negative
     inputs through negative weights (no bias), one shared denominator."""
     weight, bias, rest, rest_kwargs = _params(args, kwargs)
-    xp = x.clamp(min=0).requires_grad_(True)
-    zp = func(xp, weight.clamp(min=0), None if bias is None else bias.clamp(min=0), *rest, **rest_kwargs)
-    if not bool((x < 0).any()):  # after a ReLU: the negative half is exactly 0 (zennit computes it anyway)
-        (gp,) = torch.autograd.grad(zp, xp, relevance / stabilize(zp))
-        return xp.detach() * gp
-    xn = x.clamp(max=0).requires_grad_(True)
-    zn = func(xn, weight.clamp(max=0), None, *rest, **rest_kwargs)
-    s = relevance / stabilize(zp + zn)
-    gp, gn = torch.autograd.grad((zp, zn), (xp, xn), (s, s))
-    return xp.detach() * gp + xn.detach() * gn
+    rows = x[:1] if same_rows else x
+    positive = weight.clamp(min=0)
+    signed = bool(x.amin() < 0)  # after a ReLU the negative half is exactly 0 (zennit computes it anyway)
+    z = func(rows.clamp(min=0) if signed else rows, positive, None if bias is None else bias.clamp(min=0), *rest, **rest_kwargs)
+    if signed:
+        negative = weight.clamp(max=0)
+        z = z + func(rows.clamp(max=0), negative, None, *rest, **rest_kwargs)
+    s = relevance / stabilize(z)
+    if not signed:
+        return x * _transpose(func, x.shape, positive, s, rest, rest_kwargs)
+    return (x.clamp(min=0) * _transpose(func, x.shape, positive, s, rest, rest_kwargs)
+            + x.clamp(max=0) * _transpose(func, x.shape, negative, s, rest, rest_kwargs))
 
 
-_RULES: dict[str, Callable[..., torch.Tensor]] = {"flat": _flat, "zplus": _zplus, "epsilon": _epsilon, "norm": _epsilon}
+_RULES: dict[str, Callable[..., torch.Tensor]] = {"flat": _flat, "zplus": _zplus, "epsilon": _epsilon, "norm": _norm}
 
 _CONV: tuple[Callable, ...] = (F.conv1d, F.conv2d, F.conv3d)
 _LINEAR: tuple[Callable, ...] = (F.linear,)
@@ -143,7 +166,7 @@ def first_layer(model: nn.Module) -> str | None:
     return next((name for name, module in model.named_modules() if isinstance(module, kinds)), None)
 
 
-def _routes(first: str | None) -> dict[Callable, Route]:
+def _routes(first: str | None, same_rows: bool) -> dict[Callable, Route]:
     def rule_for(rule: str, on_first: str | None = None) -> Route:
         def route(func: Callable, args: tuple, kwargs: dict, where: str | None) -> torch.Tensor:
             if not args:
@@ -152,7 +175,7 @@ def _routes(first: str | None) -> dict[Callable, Route]:
             else:
                 x, args = args[0], args[1:]
             chosen = on_first if on_first is not None and where is not None and where == first else rule
-            return _LrpRule.apply(x, chosen, func, tuple(args), kwargs)
+            return _LrpRule.apply(x, chosen, func, tuple(args), kwargs, same_rows)
 
         return route
 
@@ -193,12 +216,14 @@ def _refuse_unruled(model: nn.Module) -> Callable:
 
 
 @contextmanager
-def lrp_rules(model: nn.Module) -> Iterator[None]:
+def lrp_rules(model: nn.Module, same_rows: bool = False) -> Iterator[None]:
     """While inside, the backward pass of ``model`` is LRP epsilon-plus-flat: the "gradient"
     reaching any tensor of the forward is its relevance.
 
     A call without a rule raises :class:`LrpRuleError` during the forward. The mode and the
-    hooks go in ``finally``; the model is not changed.
+    hooks go in ``finally``; the model is not changed. With ``same_rows`` every row of the input
+    batch must be the same image (the copies of a heatmap pass): each rule's denominator is
+    computed once, on row 0, and shared.
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
@@ -209,5 +234,5 @@ def lrp_rules(model: nn.Module) -> Iterator[None]:
         >>> r.shape
         torch.Size([1, 3, 8, 8])
     """
-    with modified_backward(model, _routes(first_layer(model)), _refuse_unruled(model), purpose="LRP"):
+    with modified_backward(model, _routes(first_layer(model), same_rows), _refuse_unruled(model), purpose="LRP"):
         yield

@@ -49,10 +49,11 @@ def check_method(method: str) -> None:
 
 
 @contextmanager
-def backward_rules(model: nn.Module, method: Method) -> Iterator[None]:
-    """The backward pass ``method`` needs while inside: plain for ``"gradient"``, the LRP rules for ``"lrp"``."""
+def backward_rules(model: nn.Module, method: Method, same_rows: bool = False) -> Iterator[None]:
+    """The backward pass ``method`` needs while inside: plain for ``"gradient"``, the LRP rules for
+    ``"lrp"`` (``same_rows``: see :func:`~convscope.explain.lrp.lrp_rules`)."""
     if method == "lrp":
-        with lrp_rules(model):
+        with lrp_rules(model, same_rows):
             yield
     else:
         yield
