@@ -290,3 +290,24 @@ def test_explain_and_the_cli_take_the_method(tmp_path, capsys):
     assert main(["explain", f"{source}:make", str(image), "--method", "lrp", "--layers", "0", "--out", str(none)]) == 1
     assert not none.exists()
     assert "module '1' (BatchNorm2d)" in capsys.readouterr().err
+
+
+def test_batch_gradients_lrp_is_each_image_alone():
+    from convscope.explain import batch_gradients
+
+    model, x = rule_net(), torch.randn(3, 3, 15, 15)
+    batch = batch_gradients(model, x, ["3", "6"], [1, -1, 4], method="lrp")
+    for i in range(3):
+        alone = class_gradients(model, x[i:i + 1], ["3", "6"], int(batch.targets[i]), method="lrp")
+        for name in ("3", "6"):
+            close(batch.relevance[name][i], alone.layers[name].relevance, 1e-6)
+            close(batch.gradients[name][i], alone.layers[name].gradient, 1e-6)
+        close(batch.input_gradient[i], alone.input_gradient, 1e-6)
+
+
+def test_the_cli_refuses_lrp_for_a_folder(tmp_path, capsys):
+    write_images(tmp_path / "photos", 2, size=20)
+    tiny = str(Path(__file__).resolve().parents[1] / "tiny_models.py") + ":tiny_alexnet"
+    out = tmp_path / "classes"
+    assert main(["explain", tiny, str(tmp_path / "photos"), "--method", "lrp", "--out", str(out)]) == 1
+    assert not out.exists() and "not available for a folder" in capsys.readouterr().err
