@@ -20,7 +20,7 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
     """Add the ``explain`` subcommand to the CLI's subparsers (``add_model_args``: the CLI's model flags)."""
     p = sub.add_parser(
         "explain",
-        help="explain an image's class through its units (gradient x activation or LRP)",
+        help="explain an image's class through its units",
         description="For the predicted class (or --class) of each IMAGE, rank the units of each layer by their "
         "relevance to the class logit (gradient x activation summed over positions, signed, as a share of the "
         "layer's sum of |relevance|; or with --method lrp, LRP with the epsilon-plus-flat composite), draw each top unit's conditional heatmap and activation map, and list the "
