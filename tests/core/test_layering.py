@@ -29,7 +29,7 @@ ALLOWED = {
     "style": {"errors", "hooks", "network", "data", "render", "atlas"},
     "notebook": {"errors", "network", "render", "views", "atlas"},
     "analysis": {"progress", "errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
-    "explain": {"errors", "hooks", "network", "data", "scan", "render", "atlas", "notebook"},
+    "explain": {"errors", "hooks", "network", "data", "scan", "render", "atlas", "notebook", "project"},
     "cli_help": set(),
     "cli": {"cli_help", "errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
 }

@@ -61,3 +61,33 @@ def small_net(bias: bool = True) -> nn.Sequential:
         nn.Conv2d(3, 6, 3, padding=1, bias=bias), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(6, 8, 3, padding=1, bias=bias), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5, bias=bias),
     ).eval()
+
+
+def zennit_lrp(model: nn.Module, x: torch.Tensor, layers: list[str], target: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The oracle for LRP: zennit-crp's ``CondAttribution`` with zennit's ``EpsilonPlusFlat`` on a
+    copy of ``model`` (CondAttribution turns its parameters' gradients off for good; zennit copes
+    with in-place ReLUs itself), relevance started at the target's logit.
+    Returns per layer the channel relevances ``(C,)`` (float64) and the input relevance ``(H, W)``."""
+    from crp.attribution import CondAttribution
+    from crp.concepts import ChannelConcept
+    from zennit.composites import EpsilonPlusFlat
+
+    model = copy.deepcopy(model).eval()
+    data = x.detach().clone().requires_grad_(True)
+    result = CondAttribution(model)(data, [{"y": [target]}], EpsilonPlusFlat(), record_layer=layers)
+    channels = {name: ChannelConcept().attribute(result.relevances[name].double(), abs_norm=False)[0] for name in layers}
+    return channels, result.heatmap[0].detach()
+
+
+def crp_heatmaps(model: nn.Module, x: torch.Tensor, layer: str, units: list[int], target: int) -> torch.Tensor:
+    """The oracle for conditional heatmaps: zennit-crp's conditional attribution of each of
+    ``units`` of ``layer`` for class ``target``, batched as its docs show (one condition per
+    unit, ``exclude_parallel`` on); ``(len(units), H, W)``."""
+    from crp.attribution import CondAttribution
+    from zennit.composites import EpsilonPlusFlat
+
+    model = copy.deepcopy(model).eval()
+    data = x.detach().clone().requires_grad_(True)
+    conditions = [{layer: [u], "y": [target]} for u in units]
+    return CondAttribution(model)(data, conditions, EpsilonPlusFlat()).heatmap.detach()
+

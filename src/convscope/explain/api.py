@@ -1,4 +1,4 @@
-"""``explain(network_or_atlas, image)``: one image through its units, for one class (gradient x activation).
+"""``explain(network_or_atlas, image)``: one image through its units, for one class (gradient x activation or LRP).
 
 The pieces it is made of can be called alone: :func:`~convscope.explain.relevance.class_gradients`
 (one forward, one backward), :func:`~convscope.explain.heatmaps.conditional_heatmaps` (one layer's
@@ -21,7 +21,7 @@ from convscope.explain.atlas_source import AtlasSource, network_and_layers
 from convscope.explain.explanation import Explanation, FiringUnit, LayerExplanation, UnitRelevance
 from convscope.explain.heatmaps import conditional_heatmaps
 from convscope.explain.region import region_units
-from convscope.explain.relevance import LayerGradient, class_gradients
+from convscope.explain.relevance import METHODS, LayerGradient, Method, check_method, class_gradients
 from convscope.network.geometry import Box, UnitFields
 from convscope.network.layers import LayerInfo
 from convscope.network.network import Network
@@ -90,11 +90,13 @@ def explain(
     region: Box | tuple[int, int, int, int] | None = None,
     heatmaps: bool = True,
     weights: str | Path | None = None,
+    method: Method = "gradient",
 ) -> Explanation:
     """Explain one image's class through the units of some layers; returns data, writes nothing.
 
     Per layer, every unit's relevance to the class logit is gradient x activation summed over
-    positions (signed), and its share that over the layer's ``sum |relevance|``
+    positions (signed), or with ``method="lrp"`` its LRP epsilon-plus-flat relevance (refused with
+    :class:`~convscope.explain.lrp.LrpRuleError` where a module has no rule), and its share that over the layer's ``sum |relevance|``
     (:mod:`convscope.explain.relevance`); the ``top`` most relevant units (relevance not 0) get their activation
     map and (``heatmaps``) their conditional heatmap. Also per layer: the ``top`` units that fire
     most on the image whatever the class, and with a ``region`` the units whose fields cover it.
@@ -110,6 +112,7 @@ def explain(
         region: ``(top, left, bottom, right)`` in model-input pixels, for the reverse lookup.
         heatmaps: compute the conditional heatmaps of the top units.
         weights: with an atlas, where its weights file is now (if it moved).
+        method: ``"gradient"`` (gradient x activation, any network) or ``"lrp"``.
 
     Example:
         >>> net = load_network("torchvision:squeezenet1_0", "squeezenet.pth")  # doctest: +SKIP
@@ -117,6 +120,7 @@ def explain(
         >>> [(u.unit, round(u.share, 3)) for u in result.layer("features.12").units]  # doctest: +SKIP
         [(97, 0.061), ...]
     """
+    check_method(method)
     if top < 1:
         raise ConvscopeError(f"top must be at least 1, got {top}", hint="e.g. top=10")
     network, infos, atlas = network_and_layers(network_or_atlas, layers, weights)
@@ -125,7 +129,7 @@ def explain(
     pixels = load_image(image, network)
     x = network.model_input(torch.from_numpy(pixels).permute(2, 0, 1)[None])
     dims = {info.name: info.dims for info in infos}
-    found = class_gradients(network.model, x, [info.name for info in infos], chosen, dims)
+    found = class_gradients(network.model, x, [info.name for info in infos], chosen, dims, method)
     explained = []
     for info in infos:
         grad = found.layers[info.name]
@@ -133,9 +137,9 @@ def explain(
         if not heatmaps:
             heat = None
         elif info.name == found.output_layer and units == [found.target]:  # the logits themselves: no pass needed
-            heat = (x[0].to(found.input_gradient.device) * found.input_gradient).sum(dim=0).float().cpu()[None]
+            heat = found.input_heatmap(x)[None]
         else:
-            heat = conditional_heatmaps(network.model, x, info.name, grad.gradient, units, info.dims).cpu()
+            heat = conditional_heatmaps(network.model, x, info.name, grad.gradient, units, info.dims, method).cpu()
         explained.append(_layer(info, grad, units, heat, top, box))
     logits = found.logits.float().cpu()
     names = network.class_names
@@ -143,6 +147,7 @@ def explain(
         image=pixels, target=found.target, class_name=names[found.target] if names and found.target < len(names) else None,
         predicted=int(logits.argmax()), logit=float(logits[found.target]), probabilities=torch.softmax(logits, 0),
         layers=tuple(explained), region=box, atlas=atlas, class_names=tuple(names) if names else None,
+        method=METHODS[method],
     )
 
 

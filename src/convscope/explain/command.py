@@ -23,7 +23,7 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
         help="explain an image's class through its units",
         description="For the predicted class (or --class) of each IMAGE, rank the units of each layer by their "
         "relevance to the class logit (gradient x activation summed over positions, signed, as a share of the "
-        "layer's sum of |relevance|), draw each top unit's conditional heatmap and activation map, and list the "
+        "layer's sum of |relevance|; or with --method lrp, LRP with the epsilon-plus-flat composite), draw each top unit's conditional heatmap and activation map, and list the "
         "units that fire most. MODEL may be an atlas folder: it supplies the model, weights, preprocessing and layers. "
         "Writes explanation.json and explanation.png into --out; with an atlas and no --out, into ATLAS/explain/<image name>/, "
         "which the atlas's viewer shows (index.html#/explain/<image name>). Given one FOLDER instead of images, every image is "
@@ -36,6 +36,9 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--class", dest="class_", metavar="N|NAME", help="class index or name (default: the predicted class)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="units per layer (default 10)")
     p.add_argument("--region", metavar="TOP,LEFT,BOTTOM,RIGHT", help="also list the units whose receptive fields cover this box (model-input pixels), strongest there first")
+    p.add_argument("--method", choices=("gradient", "lrp"), default="gradient",
+                   help="relevance: gradient x activation (default; any network) or LRP epsilon-plus-flat "
+                   "(conv, linear, ReLU, pooling nets; refused where a module has no rule)")
     p.add_argument("--no-heatmaps", action="store_true", help="skip the conditional heatmaps (faster)")
     p.add_argument("--out", "-o", metavar="DIR", help="folder to write (default: inside the atlas, ATLAS/explain/<image name>/, "
                    "or for a FOLDER ATLAS/explain/classes; with a model, ./explain or ./explain-classes); a previous one is replaced atomically")
@@ -71,6 +74,9 @@ def network_from_flags(args: argparse.Namespace, network_from_args: Callable[[ar
 def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
     """Do ``convscope explain``: returns the folder written (inside an atlas: ``ATLAS/explain``)."""
     if len(args.images) == 1 and Path(args.images[0]).is_dir():  # a folder: every class's units over its images
+        if args.method != "gradient":
+            raise ConvscopeError(f"--method {args.method} is not available for a folder (gradient x activation only)",
+                                 hint="leave out --method for the folder, or explain single images with it")
         from convscope.explain.classes_command import run_classes
 
         return run_classes(args, lambda: network_from_flags(args, network_from_args), is_atlas(args.model))
@@ -90,7 +96,8 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
         raise ConvscopeError(f"--top must be at least 1, got {args.top}", hint="e.g. --top 10")
     network, infos, model, source = network_from_flags(args, network_from_args)
     explanations = [
-        explain(source or network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps)
+        explain(source or network, image, layers=infos, target=args.class_, top=args.top, region=region, heatmaps=not args.no_heatmaps,
+                method=args.method)
         for image in args.images
     ]
     if in_atlas:

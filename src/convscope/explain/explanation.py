@@ -19,7 +19,8 @@ class UnitRelevance:
 
     Attributes:
         unit: the channel.
-        relevance: ``sum_{h, w} activation * gradient`` (signed; the logit's units).
+        relevance: ``sum_{h, w} activation * gradient``, or the LRP relevance reaching the unit
+            (signed; the logit's units).
         share: ``relevance / sum over the layer's units of |relevance|``, in ``[-1, 1]``.
         activation_map: ``(H, W)`` its activation on the image.
         heatmap: ``(H_in, W_in)`` its conditional heatmap in model-input pixels (``None``
@@ -99,7 +100,7 @@ class LayerExplanation:
 
 @dataclass(frozen=True)
 class Explanation:
-    """One image explained through the units of some layers (gradient x activation).
+    """One image explained through the units of some layers (gradient x activation or LRP).
 
     Attributes:
         image: ``uint8 (H, W, 3)``, the image in the model-input frame (resized, cropped).
@@ -108,7 +109,7 @@ class Explanation:
         logit: the target's logit; ``probabilities`` ``(classes,)`` the softmax of the logits.
         layers: per layer, its :class:`LayerExplanation`, in the order asked.
         region: the region looked up (model-input pixels) or ``None``.
-        method: ``"gradient x activation"``.
+        method: how relevance was computed: ``"gradient x activation"`` or ``"LRP epsilon-plus-flat"``.
         atlas: the atlas folder the network and layers came from (its unit cards,
             :func:`~convscope.explain.cards.unit_cards`), or ``None``.
         class_names: the model's class names, where known.

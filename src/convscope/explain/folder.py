@@ -58,6 +58,7 @@ def write_explanations(
             write_png(tmp / name, explanation_figure(explanation, cards=atlas_cards(explanation)))
             records.append({"image": str(image), "figure": name, **explanation_record(explanation)})
         write_json(tmp / "explanation.json", {
-            "format": FORMAT, "version": VERSION, "model": model, "method": "gradient x activation", "explanations": records,
+            "format": FORMAT, "version": VERSION, "model": model, "method": explanations[0].method if explanations else "gradient x activation",
+            "explanations": records,
         })
     return out

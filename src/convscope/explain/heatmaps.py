@@ -6,6 +6,11 @@ gradient x input of the unit's relevance alone. By linearity the heatmaps of all
 add up to the gradient x input of the whole layer's ``sum_c a_c . g_c``; where the network below
 the layer is piecewise linear without biases, a heatmap's pixels add up to ``R_c``.
 
+With LRP (``method="lrp"``, :mod:`convscope.explain.lrp`), ``g_c`` is the relevance arriving at
+the unit (CRP's conditional attribution: the layer's relevance masked to one channel), carried down
+under the same rules, and the heatmap is the input's relevance itself, summed over RGB (no ``x *``).
+Its pixels add up to ``R_c`` where the layers below have no biases (up to the stabiliser).
+
 All the units of one layer share one forward of one copy of the image per unit (cut short after
 the layer) and one backward whose gradient is masked to copy ``i``'s unit, in channels-last
 memory (faster convolutions on the CPU). ``torch.autograd.grad(..., is_grads_batched=True)`` on one
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from convscope.explain.relevance import as_map
+from convscope.explain.relevance import Method, as_map, backward_rules, check_method
 from convscope.hooks import capture, run_until_captured
 from convscope.network.modes import channels_last, eval_mode, frozen
 
@@ -31,16 +36,18 @@ def conditional_heatmaps(
     gradient: torch.Tensor,
     units: Sequence[int],
     dims: tuple[int, int, int] | None = None,
+    method: Method = "gradient",
 ) -> torch.Tensor:
     """The heatmap of each of ``units`` of ``layer``: ``(len(units), H_in, W_in)`` float32.
 
     Args:
         model: the network; eval mode and frozen parameters while inside.
         x: the normalised input ``(1, 3, H_in, W_in)``.
-        gradient: ``(C, H, W)``, the class logit's gradient at the layer (see
-            :func:`~convscope.explain.relevance.class_gradients`).
+        gradient: ``(C, H, W)``, the class logit's gradient at the layer, or for LRP the relevance
+            arriving there (:attr:`~convscope.explain.relevance.LayerGradient.gradient`).
         units: the units to draw.
         dims: where the layer's ``(units, rows, cols)`` are (default NCHW).
+        method: ``"gradient"`` or ``"lrp"``: the backward pass and what the heatmap is.
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.ReLU())
@@ -48,21 +55,22 @@ def conditional_heatmaps(
         >>> heat.shape
         torch.Size([2, 8, 8])
     """
+    check_method(method)
     units = [int(u) for u in units]
     if not units:
         return torch.zeros(0, *x.shape[-2:])
     live = [i for i, unit in enumerate(units) if bool(gradient[unit].any())]
     heat = torch.zeros(len(units), *x.shape[-2:])
     if live:  # a unit whose gradient is zero everywhere has a zero heatmap: no pass needed
-        heat[live] = _heatmaps(model, x, layer, gradient, [units[i] for i in live], dims).cpu()
+        heat[live] = _heatmaps(model, x, layer, gradient, [units[i] for i in live], dims, method).cpu()
     return heat
 
 
-def _heatmaps(model: nn.Module, x: torch.Tensor, layer: str, gradient: torch.Tensor, units: list[int], dims) -> torch.Tensor:
+def _heatmaps(model: nn.Module, x: torch.Tensor, layer: str, gradient: torch.Tensor, units: list[int], dims, method: Method) -> torch.Tensor:
     captured: dict[str, torch.Tensor] = {}
     copies = x.detach().expand(len(units), -1, -1, -1).contiguous(memory_format=torch.channels_last)
     copies.requires_grad_(True)
-    with eval_mode(model), frozen(model), channels_last(model, x.dim() == 4), torch.enable_grad():
+    with eval_mode(model), frozen(model), channels_last(model, x.dim() == 4), torch.enable_grad(), backward_rules(model, method, same_rows=True):
         with capture(model, [layer], lambda name, out: captured.__setitem__(name, out), stop_after_last=True):
             run_until_captured(model, copies)
         out = as_map(captured[layer], dims)  # (n, C, H, W)
@@ -71,4 +79,6 @@ def _heatmaps(model: nn.Module, x: torch.Tensor, layer: str, gradient: torch.Ten
         for i, unit in enumerate(units):
             masks[i, unit] = g[unit]
         (grads,) = torch.autograd.grad(out, copies, grad_outputs=masks)
+    if method == "lrp":  # the input's relevance itself
+        return grads.sum(dim=1).float().contiguous()
     return (copies.detach() * grads).sum(dim=1).float().contiguous()  # (n, H_in, W_in)

@@ -19,6 +19,13 @@ in-place forms, for one custom autograd function with a flag. It does so with a
 :class:`torch.overrides.TorchFunctionMode`, so functional calls that module hooks
 cannot see are covered as well.
 
+The mechanism itself is general: :func:`modified_backward` routes any torch functions
+(given as a table of :data:`Route` s) to replacements, typically custom autograd functions
+whose backward is a rule, and lets a :data:`Check` see every other call made inside the
+model, knowing which module (dotted name) makes it. The ReLU rules here and LRP
+(:mod:`convscope.explain.lrp`: conv, linear, pools and ReLU) are two tables on it. A fourth
+ReLU rule, ``"pass"`` (``grad_in = grad_out``), is zennit's ``Pass`` rule for LRP.
+
 Other activations (GELU, SiLU, LeakyReLU, Hardswish, sigmoid, ...) have no
 definition under these rules. They are left alone, so the picture there is a
 plain gradient; the first call inside each module raises one
@@ -31,6 +38,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -44,6 +52,13 @@ Rule = Literal["deconvnet", "guided", "redirected"]
 #: The projection rules (``"redirected"`` is for optimisation, see the module docstring).
 RULES: tuple[str, ...] = ("deconvnet", "guided")
 RELU_RULES: tuple[str, ...] = (*RULES, "redirected")
+#: A replacement for a torch function: ``route(func, args, kwargs, where)`` returns what the call
+#: returns; ``where`` is the dotted name of the innermost module running (``"<model>"`` for the
+#: model's own forward), or ``None`` outside the model's forward.
+Route = Callable[[Callable, tuple, dict, "str | None"], Any]
+#: Sees every call that no route took, after it ran: ``check(func, args, kwargs, result, where)``;
+#: it may warn or raise (``where`` as for :data:`Route`).
+Check = Callable[[Callable, tuple, dict, Any, "str | None"], None]
 
 
 class ProjectionRuleWarning(UserWarning):
@@ -61,12 +76,14 @@ class _ModifiedRelu(torch.autograd.Function):
         else:
             out = x.clamp_min(0)
         ctx.rule = rule
-        if rule != "deconvnet":
+        if rule not in ("deconvnet", "pass"):
             ctx.save_for_backward(out > 0)  # out > 0 exactly where x > 0, also after an in-place ReLU
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        if ctx.rule == "pass":
+            return grad_out, None, None
         if ctx.rule == "deconvnet":
             return grad_out.clamp_min(0), None, None
         (positive,) = ctx.saved_tensors
@@ -96,38 +113,65 @@ _UNSUPPORTED: frozenset[Callable] = frozenset(
 )  # fmt: skip
 
 
-class _ReluRuleMode(TorchFunctionMode):
-    """Routes ReLU calls to :class:`_ModifiedRelu`; reports other activations once per module."""
+def relu_routes(rule: str) -> dict[Callable, Route]:
+    """The routes that send every ReLU call (functional, method, in-place) to the ``rule``'s
+    autograd function (one of :data:`RELU_RULES` or ``"pass"``)."""
 
-    def __init__(self, rule: Rule, running: list[str]) -> None:
+    def relu(func: Callable, args: tuple, kwargs: dict, where: str | None) -> torch.Tensor:
+        inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+        return _ModifiedRelu.apply(args[0] if args else kwargs["input"], rule, inplace)
+
+    def relu_(func: Callable, args: tuple, kwargs: dict, where: str | None) -> torch.Tensor:
+        return _ModifiedRelu.apply(args[0] if args else kwargs["input"], rule, True)
+
+    return {**dict.fromkeys(_RELU, relu), **dict.fromkeys(_RELU_INPLACE, relu_)}
+
+
+class RuleMode(TorchFunctionMode):
+    """Routes the calls in ``routes`` to their replacements; hands every other call to ``check``.
+
+    ``running`` is the stack of module names that :func:`_module_names` keeps (empty: not tracked).
+    Inside ``__torch_function__`` the mode is off, so a route's own torch calls run plainly.
+    """
+
+    def __init__(self, routes: Mapping[Callable, Route], running: list[str], check: Check | None = None) -> None:
         super().__init__()
-        self.rule = rule
+        self.routes = routes
         self.running = running
-        self.warned: set[str] = set()
+        self.check = check
 
     def __torch_function__(self, func: Callable, types: tuple, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func in _RELU:
-            inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
-            return _ModifiedRelu.apply(args[0], self.rule, inplace)
-        if func in _RELU_INPLACE:
-            return _ModifiedRelu.apply(args[0], self.rule, True)
-        if func in _UNSUPPORTED and self.rule != "redirected":  # optimising through them is well defined
-            self._warn(func)
-        return func(*args, **kwargs)
+        where = self.running[-1] if self.running else None
+        route = self.routes.get(func)
+        if route is not None:
+            return route(func, args, kwargs, where)
+        result = func(*args, **kwargs)
+        if self.check is not None:
+            self.check(func, args, kwargs, result, where)
+        return result
 
-    def _warn(self, func: Callable) -> None:
-        where = self.running[-1] if self.running else "<model>"
-        if where in self.warned:
+
+def _warn_other_activations(rule: str) -> Check:
+    """A :data:`Check` that warns once per module where an activation other than ReLU runs."""
+    warned: set[str] = set()
+
+    def check(func: Callable, args: tuple, kwargs: dict, result: Any, where: str | None) -> None:
+        if func not in _UNSUPPORTED:
             return
-        self.warned.add(where)
+        where = where or "<model>"
+        if where in warned:
+            return
+        warned.add(where)
         fname = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
         warnings.warn(
-            f"the {self.rule} rule is defined for ReLU only; module {where!r} calls {fname}, "
+            f"the {rule} rule is defined for ReLU only; module {where!r} calls {fname}, "
             "so the projection passes a plain gradient through it",
             ProjectionRuleWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+
+    return check
 
 
 @contextmanager
@@ -151,7 +195,7 @@ def _module_names(model: nn.Module) -> Iterator[list[str]]:
     try:
         for name, module in model.named_modules():
             handles.append(module.register_forward_pre_hook(push(name)))
-            handles.append(module.register_forward_hook(pop))
+            handles.append(module.register_forward_hook(pop, always_call=True))  # also when it raises
         yield running
     finally:
         for handle in handles:
@@ -181,14 +225,37 @@ def modified_relus(model: nn.Module, rule: Rule) -> Iterator[None]:
     """
     if rule not in RELU_RULES:
         raise ConvscopeError(f"unknown ReLU rule {rule!r}", hint=f"use one of {', '.join(RELU_RULES)}")
+    # "redirected" never warns, so it needs no module names (their hooks cost every call)
+    check = None if rule == "redirected" else _warn_other_activations(rule)
+    with modified_backward(model, relu_routes(rule), check, track_modules=check is not None, purpose="projections"):
+        yield
+
+
+@contextmanager
+def modified_backward(
+    model: nn.Module,
+    routes: Mapping[Callable, Route],
+    check: Check | None = None,
+    *,
+    track_modules: bool = True,
+    purpose: str = "projections",
+) -> Iterator[None]:
+    """While inside, calls of the functions in ``routes`` go to their replacements, and ``check``
+    sees every other torch call; ``track_modules`` keeps the name of the module running for both.
+
+    The one mechanism for changing a backward pass: the ReLU rules (:func:`modified_relus`) and
+    LRP (:func:`convscope.explain.lrp.lrp_rules`) are tables of routes. The mode and the
+    name-tracking hooks go in ``finally``. TorchScript models are refused (their calls cannot be
+    routed); ``purpose`` names the job in that message.
+    """
     if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
         raise ModelError(
-            "projections cannot change the ReLUs of a TorchScript model",
-            hint="load the model from Python code (a torchvision name or file.py:make) for projections",
+            f"{purpose} cannot change the backward pass of a TorchScript model",
+            hint=f"load the model from Python code (a torchvision name or file.py:make) for {purpose}",
         )
-    if rule == "redirected":  # never warns, so it needs no module names (their hooks cost every call)
-        with _ReluRuleMode(rule, []):
+    if not track_modules:
+        with RuleMode(routes, [], check):
             yield
         return
-    with _module_names(model) as running, _ReluRuleMode(rule, running):
+    with _module_names(model) as running, RuleMode(routes, running, check):
         yield
