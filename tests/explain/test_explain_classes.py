@@ -4,7 +4,9 @@ hand, a hand-built net with known answers, resume after a kill, the label mappin
 from __future__ import annotations
 
 import importlib
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from convscope.cli import main
 from convscope.data import find_images, load_pixels
 from convscope.errors import ConvscopeError, DataError
 from convscope.explain import batch_gradients, class_gradients, explain_classes
@@ -20,7 +23,8 @@ from convscope.explain.classes import class_targets, label_classes
 from convscope.network.network import Network
 from convscope.network.preprocess import Preprocess
 from convscope.scan.job import remove_states
-from helpers import hook_count, plain_relevance, small_net
+from helpers import hook_count, plain_relevance, small_net, zennit_lrp
+from oracles import need_module
 from tiny_models import write_images
 
 RTOL = 1e-5
@@ -37,8 +41,9 @@ def close(found: torch.Tensor, expected: torch.Tensor) -> None:
     assert float((found - expected).abs().max() / scale) < RTOL, (found, expected)
 
 
-def by_hand(model: nn.Module, x: torch.Tensor, targets: list[int], classes: int, top: int) -> dict:
-    """Per layer, per class: the mean share, mean relevance and top counts from a plain autograd loop, one image at a time."""
+def by_hand(model: nn.Module, x: torch.Tensor, targets: list[int], classes: int, top: int, relevance=plain_relevance) -> dict:
+    """Per layer, per class: the mean share, mean relevance and top counts from a plain autograd loop
+    (or another ``relevance(model, x, layers, target)``), one image at a time."""
     sums = {name: (torch.zeros(classes, units), torch.zeros(classes, units), torch.zeros(classes, units, dtype=torch.long))
             for name, units in zip(LAYERS, (6, 6, 8, 5))}
     counts = torch.zeros(classes)
@@ -46,7 +51,7 @@ def by_hand(model: nn.Module, x: torch.Tensor, targets: list[int], classes: int,
         xi = x[i:i + 1]
         target = int(model(xi).argmax()) if target < 0 else target
         counts[target] += 1
-        for name, r in plain_relevance(model, xi, LAYERS, target).items():
+        for name, r in relevance(model, xi, LAYERS, target).items():
             share, rel, tops = sums[name]
             share[target] += (r / r.abs().sum()).float()
             rel[target] += r.float()
@@ -253,3 +258,27 @@ def test_bad_input(tmp_path):
     with pytest.raises(ConvscopeError, match="class 9 is not in 0..4"):
         batch_gradients(model, torch.rand(2, 3, 12, 12), LAYERS, [1, 9])
     assert hook_count(model) == 0
+
+
+def test_lrp_over_a_folder_equals_zennit_crp_image_by_image(folder, tmp_path, capsys):
+    """method="lrp": every image's channel relevances from zennit-crp's CondAttribution with
+    EpsilonPlusFlat, averaged by hand; the CLI records the method."""
+    need_module("zennit")
+    need_module("crp")
+    model = small_net()
+    result = explain_classes(network(model), folder, layers=LAYERS, top=3, class_by="predicted", batch_size=4, progress=False, method="lrp")
+    assert result.method == "LRP epsilon-plus-flat"
+    images = find_images(folder)
+    x = PRE.normalize(load_pixels(images, range(len(images)), PRE))
+    expected, counts = by_hand(model, x, [-1] * len(images), 5, 3, relevance=lambda m, xi, layers, t: zennit_lrp(m, xi, layers, t)[0])
+    assert torch.equal(result.counts, counts.long())
+    for name in LAYERS:
+        share, rel, tops = expected[name]
+        for k in result.classes:
+            close(result.mean_share(name, k), share[k].double())
+            close(result.mean_relevance(name, k), rel[k].double())
+            assert torch.equal(result.layers[name].top[k], tops[k])
+    tiny = str(Path(__file__).resolve().parents[1] / "tiny_models.py") + ":tiny_alexnet"
+    out = tmp_path / "classes"
+    assert main(["explain", tiny, str(folder), "--method", "lrp", "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "classes.json").read_text())["method"] == "LRP epsilon-plus-flat"

@@ -303,11 +303,3 @@ def test_batch_gradients_lrp_is_each_image_alone():
             close(batch.relevance[name][i], alone.layers[name].relevance, 1e-6)
             close(batch.gradients[name][i], alone.layers[name].gradient, 1e-6)
         close(batch.input_gradient[i], alone.input_gradient, 1e-6)
-
-
-def test_the_cli_refuses_lrp_for_a_folder(tmp_path, capsys):
-    write_images(tmp_path / "photos", 2, size=20)
-    tiny = str(Path(__file__).resolve().parents[1] / "tiny_models.py") + ":tiny_alexnet"
-    out = tmp_path / "classes"
-    assert main(["explain", tiny, str(tmp_path / "photos"), "--method", "lrp", "--out", str(out)]) == 1
-    assert not out.exists() and "not available for a folder" in capsys.readouterr().err

@@ -69,6 +69,7 @@ class ClassRelevance:
         class_by: how each image's class was chosen: ``"label"`` or ``"predicted"``.
         by_label: images whose class was their label (the others: their predicted class).
         image_count: images read; ``failed``: ``(image index, reason)`` of those that were not.
+        method: how relevance was computed (``"gradient x activation"`` or ``"LRP epsilon-plus-flat"``).
 
     Example:
         >>> result = explain_classes(net, "photos/", layers=["features.12"])  # doctest: +SKIP
@@ -85,6 +86,7 @@ class ClassRelevance:
     by_label: int
     image_count: int
     failed: tuple[tuple[int, str], ...]
+    method: str = "gradient x activation"
 
     @property
     def classes(self) -> list[int]:
@@ -215,11 +217,12 @@ class ClassState:
         self.by_label += other.by_label
         self.failed += other.failed
 
-    def result(self, class_names: Sequence[str] | None, class_by: str) -> ClassRelevance:
+    def result(self, class_names: Sequence[str] | None, class_by: str, method: str = "gradient x activation") -> ClassRelevance:
         return ClassRelevance(
             layers={name: LayerSums(s.share.clone(), s.relevance.clone(), s.top.clone()) for name, s in self.layers.items()},
             counts=self.counts.clone(), correct=self.correct.clone(), class_names=tuple(class_names) if class_names else None,
             top=self.top, class_by=class_by, by_label=self.by_label, image_count=self.count, failed=tuple(sorted(self.failed)),
+            method=method,
         )
 
     def state_dict(self) -> dict[str, Any]:

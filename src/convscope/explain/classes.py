@@ -26,7 +26,7 @@ from convscope.data import ImageList, default_workers, frame_batches, image_sour
 from convscope.errors import ConvscopeError, ConvscopeWarning, DataError
 from convscope.explain.atlas_source import network_and_layers
 from convscope.explain.class_relevance import ClassRelevance, ClassState
-from convscope.explain.relevance import batch_gradients
+from convscope.explain.relevance import METHODS, Method, batch_gradients, check_method
 from convscope.network.device import model_device, model_dtype
 from convscope.network.layers import LayerInfo
 from convscope.network.modes import eval_mode
@@ -137,6 +137,7 @@ def class_pass(
     progress: bool = True,
     checkpoint: Callable[[ClassState], None] | None = None,
     checkpoint_every: int = 1000,
+    method: Method = "gradient",
 ) -> ClassState:
     """Add every batch's relevances into ``state``: per batch one forward and one backward.
 
@@ -162,7 +163,7 @@ def class_pass(
                 read = indices[ok]
                 on_device = pixels.to(device, non_blocking=True)
                 x = normalize(on_device if ok.all() else on_device[ok.to(device)]).to(dtype)
-                found = batch_gradients(model, x, names, wanted[read], dims, keep_maps=False)
+                found = batch_gradients(model, x, names, wanted[read], dims, keep_maps=False, method=method)
                 for name in names:
                     state.add(name, found.relevance[name], found.targets)
                 state.add_images(found.targets, found.logits.argmax(dim=1), int((wanted[read] >= 0).sum()))
@@ -196,6 +197,7 @@ def explain_classes(
     checkpoint_every: int | None = None,
     progress: bool = True,
     limit: int | None = None,
+    method: Method = "gradient",
 ) -> ClassRelevance | None:
     """Every class's most relevant units, averaged over its images; returns data, writes nothing
     but the state that lets a rerun resume.
@@ -217,6 +219,9 @@ def explain_classes(
             job resumes from it. ``None``: nothing is saved.
         resume_saved: go on from a saved state of the same job (else start afresh).
         limit: only the first ``limit`` images.
+        method: ``"gradient"`` (gradient x activation) or ``"lrp"`` (LRP epsilon-plus-flat,
+            refused with a clear error where a module has no rule), as for
+            :func:`~convscope.explain.api.explain`.
 
     Returns:
         The :class:`ClassRelevance` (on rank 0 under ``torchrun``; ``None`` on the other ranks).
@@ -234,6 +239,7 @@ def explain_classes(
         raise ConvscopeError(f"top must be at least 1, got {top}", hint="e.g. top=10")
     if batch_size < 1:
         raise ConvscopeError(f"batch size must be at least 1, got {batch_size}")
+    check_method(method)
     network, infos, _ = network_and_layers(network_or_atlas, layers, weights)
     image_list = take(images if isinstance(images, ImageList) else image_source(images), limit)
     classes = count_classes(network)
@@ -249,7 +255,7 @@ def explain_classes(
         return state
 
     def fingerprint(part: distributed.Shard) -> str:
-        settings = {"job": "explain classes", "method": "gradient x activation", "class_by": chosen_by, "classes": classes,
+        settings = {"job": "explain classes", "method": METHODS[method], "class_by": chosen_by, "classes": classes,
                     "targets": hashlib.sha256(json.dumps(targets).encode()).hexdigest()}
         return resume.fingerprint(network, infos, image_list, top, batch_size, part.to_dict(), settings)
 
@@ -257,7 +263,7 @@ def explain_classes(
         class_pass(
             network.model, infos, frame_batches(image_list, network.preprocess, batch_size, workers, device, todo),
             network.preprocess.normalize, targets, state, total=part.stop, progress=progress and part.rank == 0,
-            checkpoint=checkpoint if out is not None else None, checkpoint_every=every,
+            checkpoint=checkpoint if out is not None else None, checkpoint_every=every, method=method,
         )
 
     with distributed.process_group(device) as group:
@@ -270,4 +276,4 @@ def explain_classes(
             reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in sorted(merged.failed)[:3])
             error = DataError(f"no image in {image_list.root} could be read ({reasons})", hint="check the files open in an image viewer")
         distributed.agree(group, error, "the class relevance pass")
-    return merged.result(network.class_names, chosen_by) if merged is not None else None
+    return merged.result(network.class_names, chosen_by, METHODS[method]) if merged is not None else None

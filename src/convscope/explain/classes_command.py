@@ -67,6 +67,7 @@ def run_classes(args: argparse.Namespace, network_from_flags: Callable[[], tuple
     result = explain_classes(
         network, images, layers=infos, top=args.top, class_by=args.class_by, batch_size=args.batch_size, workers=args.workers,
         out=out, resume_saved=not args.no_resume, checkpoint_every=args.checkpoint_every, progress=not args.quiet, limit=args.limit,
+        method=args.method,
     )
     if result is None or int(os.environ.get("RANK", "0")) > 0:  # another process of a torchrun job: rank 0 writes
         return out.absolute()

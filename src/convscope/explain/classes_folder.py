@@ -132,7 +132,7 @@ def classes_record(result: ClassRelevance, model: dict[str, Any] | None, failed:
     """The ``classes.json`` object (see the module's docstring)."""
     body = result.to_dict()
     return {
-        "format": FORMAT, "version": VERSION, "model": model, "method": "gradient x activation", "layers": list(result.layers),
+        "format": FORMAT, "version": VERSION, "model": model, "method": result.method, "layers": list(result.layers),
         **body, "failed": failed if failed is not None else [[i, reason] for i, reason in result.failed],
     }
 

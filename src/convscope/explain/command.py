@@ -74,9 +74,6 @@ def network_from_flags(args: argparse.Namespace, network_from_args: Callable[[ar
 def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespace], Any]) -> Path:
     """Do ``convscope explain``: returns the folder written (inside an atlas: ``ATLAS/explain``)."""
     if len(args.images) == 1 and Path(args.images[0]).is_dir():  # a folder: every class's units over its images
-        if args.method != "gradient":
-            raise ConvscopeError(f"--method {args.method} is not available for a folder (gradient x activation only)",
-                                 hint="leave out --method for the folder, or explain single images with it")
         from convscope.explain.classes_command import run_classes
 
         return run_classes(args, lambda: network_from_flags(args, network_from_args), is_atlas(args.model))
