@@ -82,6 +82,32 @@ def label_classes(label_names: Sequence[str], class_names: Sequence[str] | None,
     return None, why + f"; and there are {len(label_names)} label classes, not the model's {classes}"
 
 
+def label_names(images: ImageList, classes: int) -> tuple[str, ...] | None:
+    """For a model without class names: each class's name from the data set's labels, where
+    they map onto every class (:func:`label_classes`: by index or in sorted order), else ``None``.
+
+    Example:
+        >>> from convscope.data import ImageList
+        >>> folders = lambda *names: ImageList(Path("."), ("a.png",), (0,), names, ())
+        >>> label_names(folders("cat", "dog"), 2), label_names(folders("cat", "dog"), 3)
+        (('cat', 'dog'), None)
+        >>> label_names(folders("0", "1", "10", "2"), 11)  # by index: classes 3-9 and 11 have no label
+        >>> label_names(folders("0", "1", "10", "2"), 4)  # in sorted order, as ImageFolder numbers them
+        ('0', '1', '10', '2')
+        >>> label_names(folders("0", "1", "2"), 3)
+        ('0', '1', '2')
+    """
+    if not images.class_names:
+        return None
+    mapping, _ = label_classes(images.class_names, None, classes)
+    if mapping is None or sorted(mapping) != list(range(classes)):
+        return None
+    names = [""] * classes
+    for label, index in zip(images.class_names, mapping):
+        names[index] = label
+    return tuple(names)
+
+
 def class_targets(images: ImageList, class_names: Sequence[str] | None, classes: int, class_by: str | None = None) -> tuple[list[int], str]:
     """Each image's class to explain (``-1``: its predicted class), and how they were chosen.
 
@@ -244,6 +270,7 @@ def explain_classes(
     image_list = take(images if isinstance(images, ImageList) else image_source(images), limit)
     classes = count_classes(network)
     targets, chosen_by = class_targets(image_list, network.class_names, classes, class_by)
+    names = network.class_names or (label_names(image_list, classes) if chosen_by == "label" else None)
     device = model_device(network.model)
     if workers is None:
         workers = default_workers(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -276,4 +303,4 @@ def explain_classes(
             reasons = "; ".join(f"{image_list.paths[i]}: {r}" for i, r in sorted(merged.failed)[:3])
             error = DataError(f"no image in {image_list.root} could be read ({reasons})", hint="check the files open in an image viewer")
         distributed.agree(group, error, "the class relevance pass")
-    return merged.result(network.class_names, chosen_by, METHODS[method]) if merged is not None else None
+    return merged.result(names, chosen_by, METHODS[method]) if merged is not None else None
