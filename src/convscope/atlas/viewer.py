@@ -17,8 +17,10 @@ older atlas (a ``hits.json`` per layer) this writes ``viewer/data/layer-<i>.js``
 before. ``analyses.js`` holds the records of the analyses
 kept inside the atlas (:func:`find_analyses`: ``ATLAS/evolution/`` from ``convscope
 evolve --atlas``, ``ATLAS/invariance/`` ..., and the explained images ``ATLAS/explain/<name>/``
-from ``convscope explain ATLAS IMAGE``), one call per folder, loaded with the
-page. Nothing is fetched from outside the atlas.
+from ``convscope explain ATLAS IMAGE``; a class-relevance folder ``ATLAS/explain/classes/`` from
+``convscope explain ATLAS FOLDER`` without its per-class units, which the page loads from that
+folder's own data scripts), one call per folder, loaded with the page. Nothing is fetched from
+outside the atlas.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from convscope.atlas.format import read_layer_hits, read_manifest
 from convscope.atlas.records import to_json
 
 #: The assets copied from the package: the page, its scripts and its styles.
-ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "explain.js", "viewer.css")
+ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "explain.js", "classes.js", "viewer.css")
 
 #: Analysis folders the viewer shows: record file -> (its "format", the data script's kind).
 ANALYSIS_RECORDS = {
@@ -140,10 +142,35 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
+def classes_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """A class-relevance record without the units of ``overall`` and of each class: what
+    ``analyses.js`` holds of it (the page loads a class's units from the folder's own data
+    scripts, :mod:`convscope.explain.classes_viewer`; with 1,000 classes the whole record is ~10 MB).
+
+    Example:
+        >>> classes_summary({"format": "convscope-classes", "overall": {"images": 2, "layers": []},
+        ...                  "classes": [{"class": 0, "images": 2, "layers": []}]})
+        {'format': 'convscope-classes', 'overall': {'images': 2}, 'classes': [{'class': 0, 'images': 2}]}
+    """
+    def bare(entry: Any) -> Any:
+        return {key: value for key, value in entry.items() if key != "layers"} if isinstance(entry, dict) else entry
+
+    summary = dict(record)
+    if "overall" in summary:
+        summary["overall"] = bare(summary["overall"])
+    if isinstance(summary.get("classes"), list):
+        summary["classes"] = [bare(entry) for entry in summary["classes"]]
+    return summary
+
+
 def analyses_script(analyses: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
     """The data script of :func:`find_analyses`'s result: per analysis one call with
-    ``{"folder": name, "record": record}``, indexed in order (an empty script without any)."""
-    return "".join(js_register_call(kind, index, {"folder": folder, "record": record}) for index, (kind, folder, record) in enumerate(analyses))
+    ``{"folder": name, "record": record}``, indexed in order (an empty script without any); a
+    class-relevance record as :func:`classes_summary`."""
+    return "".join(
+        js_register_call(kind, index, {"folder": folder, "record": classes_summary(record) if kind == "classes" else record})
+        for index, (kind, folder, record) in enumerate(analyses)
+    )
 
 
 def write_viewer(atlas_dir: Path) -> None:

@@ -3,7 +3,8 @@
 The output goes to ``--out``, by default ``ATLAS/explain/classes`` beside the atlas's other
 explanations, or ``./explain-classes`` without an atlas. The pass's state is saved beside it
 (``.classes.classes.pt``) every ``--checkpoint-every`` images; the same command resumes it, and
-it is removed once the folder is written. Under ``torchrun`` every rank explains its shard and
+it is removed once the folder is written. A folder written into the atlas's ``explain/`` is listed
+by its viewer (rewritten then). Under ``torchrun`` every rank explains its shard and
 rank 0 writes.
 """
 
@@ -46,6 +47,7 @@ def run_classes(args: argparse.Namespace, network_from_flags: Callable[[], tuple
             atlas or the model flags, see :func:`convscope.explain.command.network_from_flags`).
         atlas: whether ``args.model`` is an atlas folder.
     """
+    from convscope.atlas.viewer import write_viewer
     from convscope.explain.classes import explain_classes
     from convscope.explain.classes_folder import FIGURE, RECORD, check_classes_out, figure_layer, write_classes
     from convscope.data import image_source, with_labels
@@ -74,6 +76,9 @@ def run_classes(args: argparse.Namespace, network_from_flags: Callable[[], tuple
     failed = [[images.paths[i], reason] for i, reason in result.failed]
     written = write_classes(out, result, model, atlas=args.model if atlas else None, failed=failed)
     remove_states(out, "classes")
+    shown = atlas and written.parent.resolve() == (Path(args.model) / "explain").resolve()
+    if shown:  # inside the atlas: its viewer lists the folder
+        write_viewer(Path(args.model))
     by = "their labels" if result.class_by == "label" else "their predicted classes"
     print(f"{result.image_count} images by {by}, {len(result.classes)} classes" + (f"; {len(failed)} could not be read" if failed else ""))
     layer = figure_layer(result)
@@ -82,4 +87,6 @@ def run_classes(args: argparse.Namespace, network_from_flags: Callable[[], tuple
         units = ", ".join(f"{u.unit} {u.mean_share * 100:+.1f}%" for u in result.top_units(layer, k, 5))
         print(f"  {name}, {layer}: {units}")
     print(f"classes: {written / RECORD}\n  figure: {written / FIGURE}")
+    if shown:
+        print(f"  viewer: {Path(args.model).absolute() / 'index.html'}#/explain/{written.name}")
     return written

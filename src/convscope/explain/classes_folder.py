@@ -7,6 +7,9 @@ The folder (format ``convscope-classes``, version :data:`VERSION`; documented in
   "by_label", "image_count", "failed", "overall", "classes"}``; ``overall`` and each class
   ``{"class", "name", "images", "correct", "layers": [{"layer", "units": [{"unit", "mean_share",
   "mean_relevance", "top_count"}]}]}``.
+- ``viewer/class-all.js``, ``viewer/class-<k>.js``, ``viewer/units-<i>.js``: the atlas viewer's
+  data scripts (:func:`~convscope.explain.classes_viewer.viewer_scripts`): each class's entry, and
+  per layer which classes each unit matters for, loaded only by the page that shows them.
 - ``classes.png``: one overview (:func:`classes_figure`): the whole data set and the most
   frequent classes, one row each, with their top units at one layer (each unit's top patches
   where an atlas is given). One picture per class would be a thousand on ImageNet; the viewer
@@ -25,6 +28,7 @@ import numpy as np
 
 from convscope.atlas.writer import atomic_folder, check_out, write_json, write_png
 from convscope.explain.class_relevance import ClassRelevance, ClassUnit
+from convscope.explain.classes_viewer import VIEWER_FOLDER, viewer_scripts
 from convscope.render.grid import BACKGROUND, caption, stack
 
 FORMAT = "convscope-classes"
@@ -141,7 +145,8 @@ def write_classes(
     out: str | Path, result: ClassRelevance, model: dict[str, Any] | None = None, *, atlas: str | Path | None = None,
     failed: list[list[Any]] | None = None,
 ) -> Path:
-    """Write ``result`` to the folder ``out`` (``classes.json``, ``classes.png``); returns it, absolute.
+    """Write ``result`` to the folder ``out`` (``classes.json``, ``classes.png``, the viewer's
+    data scripts ``viewer/``); returns it, absolute.
 
     Args:
         model: the ``model`` section (``Network.describe()``, and ``atlas`` where one was used).
@@ -149,7 +154,11 @@ def write_classes(
         failed: ``[path, reason]`` of the images that could not be read (default: their indices).
     """
     out = Path(out).absolute()
+    record = classes_record(result, model, failed)
     with atomic_folder(out, check_classes_out) as tmp:
         write_png(tmp / FIGURE, classes_figure(result, atlas=atlas))
-        write_json(tmp / RECORD, classes_record(result, model, failed))
+        write_json(tmp / RECORD, record)
+        (tmp / VIEWER_FOLDER).mkdir()
+        for name, text in viewer_scripts(record).items():
+            (tmp / name).write_text(text, encoding="ascii")
     return out

@@ -9,7 +9,7 @@
  * whose receptive fields cover that region, strongest there first: the same computation as
  * convscope.explain.region.region_units, on the stored maps. Every string from the data goes
  * into the page as text, as in viewer.js. ("classes" records, a class's units over a folder, are
- * registered too and kept for a page of their own; none is drawn yet.)
+ * drawn by viewer/classes.js.)
  */
 (function () {
   "use strict";

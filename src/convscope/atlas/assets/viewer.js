@@ -6,7 +6,8 @@
  * format version 4 has viewer/data/layer-<i>.js instead). Every string from the data goes into the page as text (textContent /
  * text nodes), never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>, #/<folder>
  * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it), and
- * #/explain/<name> for an explained image (drawn by viewer/explain.js).
+ * #/explain/<name> for an explained image (drawn by viewer/explain.js) or a class-relevance folder
+ * (#/explain/<name>[/<class>], drawn by viewer/classes.js).
  */
 (function () {
   "use strict";
@@ -28,6 +29,7 @@
     views: null,             // what window.convscopeAnalyses returned (viewer/analyses.js)
     explanations: [],        // [{kind, folder, record}] of ATLAS/explain/<name>/ (kind "explanation" or "classes")
     explain: null,           // what window.convscopeExplanations returned (viewer/explain.js)
+    classes: null,           // what window.convscopeClasses returned (viewer/classes.js)
   };
 
   window.convscopeRegister = function (kind, index, payload) {
@@ -50,6 +52,8 @@
       state.explanations.push({ kind, folder: payload.folder, record: payload.record });
     } else if (kind === "explanation-maps" && state.explain) {
       state.explain.arrive(payload);
+    } else if ((kind === "classes-class" || kind === "classes-units") && state.classes) {
+      state.classes.arrive(payload);
     }
   };
 
@@ -393,6 +397,22 @@
     canvas.dataset.drawn = "1";
   }
 
+  /* A unit's top patches as a layer's card draws them: a canvas, drawn (data-drawn="1") once the
+     layer's records are loaded; null for a layer the atlas lacks or a unit it does not have. */
+  function unitPatches(layerName, unitNo) {
+    if (!state.layerIndex.has(layerName)) return null;
+    const index = state.layerIndex.get(layerName), layer = state.manifest.layers[index];
+    if (!Number.isInteger(unitNo) || unitNo < 0 || unitNo >= layer.units) return null;
+    const { width, height } = gridSize();
+    const canvas = el("canvas", { class: "grid", width, height, role: "img", "aria-label": `top patches of ${layerName} unit ${unitNo}` });
+    loadLayer(index).then((layerData) => {
+      const unit = layerData.units.find((u) => u.unit === unitNo);
+      if (!unit || !unit.hits.length) { canvas.classList.add("empty"); return null; }
+      return drawGrid(canvas, layer, unitNo, unit.hits);
+    }).catch(() => canvas.classList.add("broken"));
+    return canvas;
+  }
+
   /* One hit's patch at one canvas pixel per image pixel (up to PICTURE_SIDE), shown `display` wide. */
   function patchCanvas(layer, unit, hit, display) {
     return boxCanvas(hit, atlasUrl(hit.image_file), paddingOf(layer, unit), fillColour(), display);
@@ -477,6 +497,7 @@
       names.append(el("option", { value: layer.name }));
     });
     if (state.explain) nav.append(...state.explain.navLinks());
+    if (state.classes) nav.append(...state.classes.navLinks());
     if (state.views) nav.append(...state.views.navLinks());
   }
 
@@ -509,7 +530,7 @@
       el("tbody", null, ...rows));
     const overview = el("img", { class: "overview", src: "overview.png", alt: "overview: top patches of a few units per layer" });
     overview.onerror = () => overview.remove();
-    setMain("home", el("h1", { text: "Layers" }), table, ...(state.explain ? state.explain.homeSection() : []), ...(state.views ? state.views.homeSection() : []), ...depthSection(),
+    setMain("home", el("h1", { text: "Layers" }), table, ...(state.explain ? state.explain.homeSection() : []), ...(state.classes ? state.classes.homeSection() : []), ...(state.views ? state.views.homeSection() : []), ...depthSection(),
       el("h2", { text: "Overview" }), overview);
   }
 
@@ -836,6 +857,7 @@
         el("img", { src: gridUrl(layer.name, unitNo, false, "-occlusion"), alt: "occlusion map of the top hit" }),
         el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
       state.explain ? state.explain.unitSection(layer.name, unitNo) : null,
+      state.classes ? state.classes.unitSection(layer.name, unitNo) : null,
       state.views ? state.views.unitSection(layer.name, unitNo) : null,
       bottom ? el("h2", { class: "section-title", text: "Top hits: strongest activations" }) : null,
       unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
@@ -1027,7 +1049,8 @@
     if (target.view === "missing") { renderMissing(`nothing in this atlas is called “${target.text}”`); return; }
     if (target.view === "explanation") {
       markCurrentLayer(-1);
-      if (!state.explain || !state.explain.render(target.key)) renderMissing(`this atlas has no explanation “${target.key}”`);
+      const shown = (state.classes && state.classes.render(target.key)) || (state.explain && state.explain.render(target.key));
+      if (!shown) renderMissing(`this atlas has no explanation “${target.key}”`);
       else window.scrollTo(0, 0);
       return;
     }
@@ -1132,7 +1155,7 @@
   /* The helpers viewer/analyses.js draws with (it keeps no state of its own but its data). */
   function analysisApi() {
     return {
-      el, fmt, pct, num2, isNum, isObject, atlasUrl, boxCanvas, fillColour, routeHash, setMain,
+      el, fmt, pct, num2, isNum, isObject, atlasUrl, boxCanvas, fillColour, routeHash, setMain, unitPatches,
       layerNamed: (name) => (state.layerIndex.has(name) ? state.manifest.layers[state.layerIndex.get(name)] : null),
     };
   }
@@ -1140,6 +1163,7 @@
   function start() {
     if (typeof window.convscopeAnalyses === "function") state.views = window.convscopeAnalyses(analysisApi(), state.analyses);
     if (typeof window.convscopeExplanations === "function") state.explain = window.convscopeExplanations(analysisApi(), state.explanations);
+    if (typeof window.convscopeClasses === "function") state.classes = window.convscopeClasses(analysisApi(), state.explanations);
     renderHeader();
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
