@@ -89,7 +89,7 @@
       page.crumb.textContent = k === null ? "all images" : className(set.byIndex.get(k));
       for (const item of page.list.children) item.classList.toggle("current", item.dataset.class === (k === null ? "all" : String(k)));
       const current = page.list.querySelector("li.current");
-      if (current && !isVisibleIn(current, page.list)) current.scrollIntoView({ block: "nearest" });
+      if (current && !isVisibleIn(current, page.list)) page.list.scrollTop = current.offsetTop - (page.list.clientHeight - current.offsetHeight) / 2;
       showClass(set, k);
       for (const link of document.querySelectorAll(".classes-link")) link.classList.toggle("current", link.getAttribute("data-folder") === set.folder);
       return true;
@@ -150,9 +150,16 @@
       load(set, classFile(k)).then((payload) => {
         if (mine !== token) return;
         const layers = list(payload.layers).filter(isObject);
+        const sections = layers.map((layer) => layerSection(set, layer, entry));
+        const jumps = sections.map((section) => {
+          const button = el("button", { type: "button", class: "link layer-jump", text: section.dataset.layer });
+          button.onclick = () => section.scrollIntoView({ block: "start" });
+          return button;
+        });
         detail.replaceChildren(head,
+          el("nav", { class: "layer-jumps note small", "aria-label": "Go to a layer" }, "layers: ", ...jumps),
           el("p", { class: "note small", text: `Per layer, the units with the highest mean share of the class logit's relevance over ${k === null ? "all images (each for its own class)" : "the class's images"}: signed, red raises the logit, blue lowers it (bars scaled to the layer's largest). Each card shows the unit's top patches from the atlas and links to it.` }),
-          ...layers.map((layer) => layerSection(set, layer, entry)));
+          ...sections);
         detail.dataset.done = "1";
       }, (error) => {
         if (mine === token) detail.replaceChildren(head, el("p", { class: "note error", text: error.message }));
