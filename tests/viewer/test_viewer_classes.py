@@ -168,3 +168,23 @@ def test_every_unit_card_lists_what_classes_json_says(watched: Watched, made: di
 def test_an_unknown_class_says_so(watched: Watched) -> None:
     page = watched.open("#/explain/classes/2", view="missing")  # a class of the model without images
     assert "no explanation" in page.locator("main").inner_text()
+
+
+def test_a_folder_without_its_viewer_data_says_what_to_do(browser, made: dict, tmp_path) -> None:
+    """A class-relevance folder written before the viewer's data scripts existed: the page says to rerun."""
+    import shutil
+
+    atlas = tmp_path / "atlas"
+    shutil.copytree(made["atlas"], atlas)
+    shutil.rmtree(atlas / "explain" / "classes" / "viewer")
+    watched = Watched(browser, atlas.as_uri() + "/index.html")
+    try:
+        page = watched.open("#/explain/classes/0", view="classes")
+        wait_until(page, "!!document.querySelector('.class-detail .error')")
+        assert "rerun convscope explain ATLAS FOLDER" in page.locator(".class-detail .error").inner_text()
+        assert page.locator(".class-list li").count() == 4  # the list comes from analyses.js
+        page = watched.open("#features.3/5", view="unit")
+        wait_until(page, "!!document.querySelector('section.matters-for .error')")
+        watched.check_clean("file://")
+    finally:
+        watched.page.close()
