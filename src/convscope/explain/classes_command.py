@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.errors import ConvscopeError
+from convscope.explain.text import signed_percent
 
 
 def add_folder_args(p: argparse.ArgumentParser) -> None:
@@ -84,7 +85,7 @@ def run_classes(args: argparse.Namespace, network_from_flags: Callable[[], tuple
     layer = figure_layer(result)
     for k in [None, *result.classes[:5]]:
         name = "all images" if k is None else (f"{result.class_name(k)} ({k})" if result.class_name(k) else f"class {k}")
-        units = ", ".join(f"{u.unit} {u.mean_share * 100:+.1f}%" for u in result.top_units(layer, k, 5))
+        units = ", ".join(f"{u.unit} {signed_percent(u.mean_share)}" for u in result.top_units(layer, k, 5))
         print(f"  {name}, {layer}: {units}")
     print(f"classes: {written / RECORD}\n  figure: {written / FIGURE}")
     if shown:

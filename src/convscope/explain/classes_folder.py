@@ -29,6 +29,7 @@ import numpy as np
 from convscope.atlas.writer import atomic_folder, check_out, write_json, write_png
 from convscope.explain.class_relevance import ClassRelevance, ClassUnit
 from convscope.explain.classes_viewer import VIEWER_FOLDER, viewer_scripts
+from convscope.explain.text import signed_percent
 from convscope.render.grid import BACKGROUND, caption, stack
 
 FORMAT = "convscope-classes"
@@ -99,7 +100,7 @@ def _cell(unit: ClassUnit, images: int, cards: Any, scale: float = 1.0) -> np.nd
     else:  # a bar of the mean share, the row's largest full height (red raises the logit, blue lowers it)
         height = max(1, round(min(abs(unit.mean_share) / scale, 1.0) * (CELL - 4)))
         body[CELL - height:, CELL // 4: 3 * CELL // 4] = (200, 60, 50) if unit.mean_share > 0 else (50, 90, 200)
-    return caption(caption(body, f"{unit.mean_share * 100:+.1f}%  {unit.top_count}/{images}", 11), f"unit {unit.unit}", 12)
+    return caption(caption(body, f"{signed_percent(unit.mean_share)}  {unit.top_count}/{images}", 11), f"unit {unit.unit}", 12)
 
 
 def _atlas_layer(atlas: str | Path | None, layer: str) -> Any:

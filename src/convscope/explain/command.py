@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.errors import ConvscopeError
+from convscope.explain.text import signed_percent
 
 
 def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, network_from_args: Callable[[argparse.Namespac
         print(f"{image}: {name} ({e.target}), p={float(e.probabilities[e.target]):.3f}"
               + ("" if e.predicted == e.target else f"; predicted {e.predicted}"))
         for layer in e.layers:
-            units = ", ".join(f"{u.unit} {u.share * 100:+.1f}%" for u in layer.units)
+            units = ", ".join(f"{u.unit} {signed_percent(u.share)}" for u in layer.units)
             print(f"  {layer.layer}: {units}")
             if layer.region is not None:
                 print(f"    under the region: {', '.join(f'{r.unit} ({r.activation:.3g})' for r in layer.region) or 'none'}")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from convscope.explain.cards import UnitCard
 from convscope.explain.overlays import activation_overlay, heat_overlay, outline, smooth
 from convscope.explain.shown import ShownExplanation, ShownLayer, ShownUnit
+from convscope.explain.text import signed_percent
 from convscope.notebook.cards import BOX, SMALL, section
 from convscope.notebook.html import CONFIDENCE, MUTED, badge, bars, esc, img, number
 
@@ -49,10 +50,10 @@ def unit_tile(explanation: ShownExplanation, layer: ShownLayer, unit: ShownUnit,
     card's patches and label."""
     image = explanation.image
     field = layer.fields.field(unit.unit) if layer.fields is not None else None
-    title = f"{layer.layer} unit {unit.unit}: relevance {number(unit.relevance)}, share {unit.share * 100:+.1f}%"
+    title = f"{layer.layer} unit {unit.unit}: relevance {number(unit.relevance)}, share {signed_percent(unit.share)}"
     parts = [
         f'<div style="width: {TILE}px" title="{esc(title)}">',
-        f'<div style="font-size: 12px"><b>{unit.unit}</b> <span style="color: {MUTED}">{unit.share * 100:+.1f}%</span></div>',
+        f'<div style="font-size: 12px"><b>{unit.unit}</b> <span style="color: {MUTED}">{signed_percent(unit.share)}</span></div>',
         share_bar(unit.share, scale),
     ]
     if unit.heatmap is not None:

@@ -19,6 +19,7 @@ import numpy as np
 from convscope.explain.cards import UnitCard
 from convscope.explain.explanation import Explanation, UnitRelevance
 from convscope.explain.overlays import activation_overlay, fit, heat_overlay, outline, smooth
+from convscope.explain.text import signed_percent
 from convscope.network.geometry import ReceptiveField
 from convscope.render.grid import caption, stack
 
@@ -39,7 +40,7 @@ def _unit_cell(explanation: Explanation, unit: UnitRelevance, field: ReceptiveFi
     if card is not None and card.patches is not None:
         confident = card.label is not None and card.label.confidence in ("high", "medium")
         parts.append(caption(fit(card.patches, side), _short(card.label.name if confident else "", side // 6), size=11))
-    return caption(stack(parts, 2, vertical=True), f"u{unit.unit} {unit.share * 100:+.1f}%", size=12)
+    return caption(stack(parts, 2, vertical=True), f"u{unit.unit} {signed_percent(unit.share)}", size=12)
 
 
 def explanation_figure(explanation: Explanation, side: int = 96, cards: Mapping[tuple[str, int], UnitCard] | None = None) -> np.ndarray:
