@@ -1,7 +1,7 @@
 """convscope: see what every hidden unit of a trained PyTorch ConvNet has learned.
 
 The one call for the whole job is :func:`make_atlas`; the pieces it is made of
-can be called alone (see the README's API section).
+can be called alone (see the documentation's "From Python" guide, docs/guides/python.md).
 """
 
 from convscope.version import __version__

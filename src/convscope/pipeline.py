@@ -75,7 +75,8 @@ def make_atlas(
         layers: layer names to scan; default: every Conv2d.
         k: hits kept per unit.
         preprocess: overrides the model's preprocessing.
-        batch_size, workers: data loading (``workers=None``: :func:`~convscope.data.default_workers`,
+        batch_size: images per batch.
+        workers: loader worker processes (``None``: :func:`~convscope.data.default_workers`,
             none on a CPU, the machine's CPUs shared out on a GPU).
         device: where to run (default: where the model is).
         projection: ``"deconvnet"``, ``"guided"`` or ``None``.
@@ -86,15 +87,17 @@ def make_atlas(
         featurevis: optimise an image for every unit with this many steps (0: none;
             128 is a good default), drawn left of its patches (see :mod:`convscope.featurevis`).
         labels: a CSV file of ``path,label`` rows giving the images' classes (instead
-            of an ImageFolder's folders); labels_from_name: a regular expression whose
+            of an ImageFolder's folders).
+        labels_from_name: a regular expression whose
             first group (or group ``label``) in each file name is its class, e.g.
             ``'^(n\\d+)_'`` for ImageNet's ``n01440764_tench.jpg``. With labels, every
             unit gets class means, a selectivity, a purity and a suggested label.
         resume: go on from the state an interrupted run of the same job saved
             beside ``out`` (one file per rank); False starts afresh and removes that state.
         checkpoint_every: images between two saves of that state (default 2000).
-        limit, sample, seed: scan only the first ``limit`` images, or ``sample`` drawn at
-            random with ``seed`` (kept in image order), to try a big data set quickly.
+        limit: scan only the first ``limit`` images, to try a big data set quickly.
+        sample: scan only ``sample`` images drawn at random with ``seed`` (kept in image order).
+        seed: the seed of ``sample``.
         precision: the scan's forward passes in ``"float32"`` (the model's own type) or,
             under autocast, ``"bfloat16"`` / ``"float16"``: faster on GPUs, and some units'
             top hits change (measured in the README); the pictures of pass 2 stay in float32.

@@ -238,7 +238,8 @@ def explain_classes(
         top: units per image counted in each unit's ``top_count``, and listed per class.
         class_by: ``"label"``, ``"predicted"`` or ``None`` (labels where they map onto the
             model's classes, else predicted; see :func:`class_targets`).
-        batch_size, workers: data loading (one forward and one backward per batch).
+        batch_size: images per batch (one forward and one backward per batch).
+        workers: loader worker processes.
         weights: with an atlas, where its weights file is now (if it moved).
         out: the folder the result will be written to; the pass's state is saved beside it
             (``.<out>.classes.pt``) every ``checkpoint_every`` images and a rerun of the same

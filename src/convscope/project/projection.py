@@ -149,7 +149,9 @@ def project_hits(
         layer: dotted module name (``features.3``).
         inputs: ``(N, 3, H, W)`` normalised model inputs, one per hit (repeat an
             image for several hits on it).
-        units, rows, cols: ``(N,)`` integer positions of the hits in the layer output.
+        units: ``(N,)`` integer, each hit's unit (channel) in the layer output.
+        rows: ``(N,)`` integer, each hit's row in the layer output.
+        cols: ``(N,)`` integer, each hit's column in the layer output.
         rule: ``"deconvnet"`` (Zeiler & Fergus) or ``"guided"`` (Springenberg et al.).
         receptive_field: the layer's field, or its units' fields (``UnitFields``, as
             :func:`~convscope.network.geometry.receptive_fields` and ``LayerInfo.fields``
