@@ -328,8 +328,9 @@ def scan(
             first 256 when ``total`` is not given).
         layouts: per layer whose output is not ``(N, units, rows, cols)``, the tensor dims
             of its units, rows and cols (``LayerInfo.dims``, e.g. ``(3, 1, 2)`` for NHWC).
-        labels, classes: per image index its class in ``range(classes)`` (or -1): adds
-            each unit's per-class means (ignored when ``state`` is given: it holds its own).
+        labels: per image index its class in ``range(classes)`` (or -1): adds each unit's
+            per-class means (ignored when ``state`` is given: it holds its own).
+        classes: the number of classes of ``labels``.
         state: a :class:`ScanState` to go on from (an interrupted scan's).
         checkpoint: called with the state at a batch boundary every
             ``checkpoint_every`` images, e.g. to save it for a resume.
