@@ -49,6 +49,8 @@ from torch.overrides import TorchFunctionMode
 from convscope.errors import ConvscopeError, ModelError
 
 Rule = Literal["deconvnet", "guided", "redirected"]
+"""How a ReLU passes the backward signal: ``"deconvnet"`` (Zeiler & Fergus), ``"guided"``
+(Springenberg et al.) or ``"redirected"`` (Lucid's, for optimisation; see the module docstring)."""
 #: The projection rules (``"redirected"`` is for optimisation, see the module docstring).
 RULES: tuple[str, ...] = ("deconvnet", "guided")
 RELU_RULES: tuple[str, ...] = (*RULES, "redirected")
