@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--no-resume", action="store_true", help="start the scan afresh: ignore and remove the state an interrupted run of the same job saved beside ATLAS (by default it resumes)")
     p.add_argument("--checkpoint-every", type=_positive, metavar="N", help="images between two saves of the scan state that a rerun resumes from (default 2000; per process under torchrun)")
-    p.add_argument("--precision", choices=list(PRECISIONS), default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see the README)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see docs/guides/precision.md)")
     p.add_argument("--channels-last", action="store_true", help="scan with the model in channels-last memory (faster convolutions on GPUs)")
     p.add_argument("--quantile-budget", type=int, default=DEFAULT_BUDGET, metavar="N", help=f"values each unit's quantiles keep: exact up to N images, then a sketch (rank error under 0.1%% at the default {DEFAULT_BUDGET}); memory about 4N bytes per unit and process (default {DEFAULT_BUDGET})")
 

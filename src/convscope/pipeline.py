@@ -100,7 +100,7 @@ def make_atlas(
         seed: the seed of ``sample``.
         precision: the scan's forward passes in ``"float32"`` (the model's own type) or,
             under autocast, ``"bfloat16"`` / ``"float16"``: faster on GPUs, and some units'
-            top hits change (measured in the README); the pictures of pass 2 stay in float32.
+            top hits change (measured in docs/guides/precision.md); the pictures of pass 2 stay in float32.
         channels_last: scan with the model in channels-last memory (faster convolutions on
             GPUs, the same hits up to the kernels' rounding).
         quantile_budget: values each unit's quantiles keep per process: exact up to that many

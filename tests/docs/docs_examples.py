@@ -121,7 +121,7 @@ def parse_only(example: Example) -> int:
 # ---------------------------------------------------------------- the sandbox's stand-ins
 
 
-def _photo(path: Path, seed: int, size: tuple[int, int] = (160, 120)) -> None:
+def _photo(path: Path, seed: int, size: tuple[int, int] = (320, 256)) -> None:
     """A JPEG of a few coloured shapes on noise: something for units to fire on."""
     rng = np.random.default_rng(seed)
     image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
@@ -230,10 +230,13 @@ class Sandbox:
             with self.inside():
                 exec(compile(example.code, example.where, "exec"), {"__name__": "__example__"})
             return 1
+        if any(needs_shell(c) for c in commands(example.code)):  # one shell, so `cd` and variables carry
+            self._shell(example, "\n".join(commands(example.code)))
+            return len(commands(example.code))
         count = 0
         for command in commands(example.code):
             argv = convscope_argv(command)
-            if argv is None or needs_shell(command):
+            if argv is None:
                 self._shell(example, command)
             elif argv[0] == "serve":
                 self._serve(example, argv)

@@ -1,6 +1,6 @@
 """Which units a figure shows: clear ones, different from each other.
 
-The rule (documented in the README):
+The rule (documented in docs/guides/atlas.md, "Which units the overview shows"):
 
 1. *Clarity* of a unit: how far its top hits stand above a typical image,
    ``(mean of its k hit activations - mean over images) / std over images`` of

@@ -46,7 +46,7 @@ class ScanJob:
         checkpoint_every: images between two saves of the state (``None``: :data:`CHECKPOINT_EVERY`).
         progress: show a progress bar (on rank 0 only).
         precision: the forward passes' type: ``"float32"`` (the model's own) or, under
-            autocast, ``"bfloat16"`` / ``"float16"`` (faster on GPUs; some hits change, see the README).
+            autocast, ``"bfloat16"`` / ``"float16"`` (faster on GPUs; some hits change, see docs/guides/precision.md).
         channels_last: run the model in channels-last memory (faster convolutions on GPUs).
         quantile_budget: values each unit's quantiles keep: exact up to that many images,
             then a sketch (rank error under 0.1% at the default); memory about
