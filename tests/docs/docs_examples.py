@@ -11,7 +11,8 @@ use, small stand-ins for what a reader would have: a few generated photos for ``
 two-class ImageFolder of 32 px images for ``cifar10/test/``, randomly initialised weights for
 ``alexnet.pth`` and the other weight files, a model file for ``my_model.py:build``, a
 TorchScript file for ``model.ts``, and a home folder whose ``~/.cache/convscope`` looks like
-the demo's cache (checkpoints of its network, its photo tiles).
+the demo's cache (checkpoints of its network, its photo tiles); ``cifar10-test/`` and
+``imagenet-sample/`` stand for the folders of ``../shared`` that the guides' pictures were made from.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def build_assets(folder: Path) -> Path:
     for c, label in enumerate(["airplane", "cat"]):
         for i in range(3):
             _photo(folder / "cifar10" / "test" / label / f"{i}.jpg", 20 + 3 * c + i, size=(32, 32))
+    os.symlink("cifar10/test", folder / "cifar10-test")  # ../shared's name for the same ImageFolder
+    for i, name in enumerate(["n01440764_tench", "n02088364_beagle", "n02123045_tabby", "n03452741_grand_piano"]):
+        _photo(folder / "imagenet-sample" / f"{name}.jpg", 30 + i)
     alexnet = torchvision.models.alexnet().state_dict()
     torch.save(alexnet, folder / "alexnet.pth")
     os.link(folder / "alexnet.pth", folder / "alexnet-owt-7be5be79.pth")

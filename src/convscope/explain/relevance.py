@@ -38,8 +38,9 @@ from convscope.network.layers import NCHW, to_nchw
 from convscope.network.modes import eval_mode, frozen
 
 Method = Literal["gradient", "lrp"]
-#: The relevance methods, and the name each has in records.
 METHODS: dict[str, str] = {"gradient": "gradient x activation", "lrp": "LRP epsilon-plus-flat"}
+"""The relevance methods, by name (``method=``, ``--method``), with what each computes: gradient x
+activation, or LRP with zennit's epsilon-plus-flat composite."""
 
 
 def check_method(method: str) -> None:
