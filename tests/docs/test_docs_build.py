@@ -47,6 +47,21 @@ def test_every_page_of_the_nav_is_built(site):
     # every Markdown file under docs/ is in the nav (mkdocs would build an orphan page silently)
     docs = {p.relative_to(ROOT / "docs").with_suffix("").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert docs == set(nav), docs ^ set(nav)
+    # and every tutorial notebook is a page of the nav, under "Tutorials"
+    notebooks = re.findall(r":\s+(tutorials/[\w-]+)\.ipynb\s*$", (ROOT / "mkdocs.yml").read_text(), flags=re.M)
+    assert sorted(notebooks) == sorted(p.relative_to(ROOT / "docs").with_suffix("").as_posix() for p in (ROOT / "docs").rglob("*.ipynb"))
+    for page in notebooks:
+        html = (site / f"{page}.html").read_text(encoding="utf-8")
+        assert "jupyter-wrapper" in html and "import convscope" in html.replace("</span>", "").replace('<span class="kn">', ""), page
+
+
+def test_the_tutorials_link_to_the_pages_of_the_site(site):
+    """mkdocs-jupyter leaves a notebook's links as written; tools/mkdocs_notebooks.py points them
+    at the built pages."""
+    html = (site / "tutorials" / "resnet20-cifar.html").read_text(encoding="utf-8")
+    assert 'href="../reading-an-atlas.html"' in html and 'href="squeezenet-imagenet.html"' in html
+    for page in pages(site):
+        assert not re.search(r'href="(?![a-z]+:)[^"]+\.(md|ipynb)(#[^"]*)?"', page.read_text(encoding="utf-8")), page.name
 
 
 def test_every_public_name_is_in_the_api_reference(site):
@@ -88,6 +103,10 @@ def test_the_site_fetches_nothing_from_the_network(site):
         html = page.read_text(encoding="utf-8")
         for tag, url in re.findall(r"<(script|link|img|iframe)\b[^>]*?(?:src|href)=\"([^\"]+)\"", html):
             assert not re.match(r"(https?:)?//", url), f"{page.name}: <{tag}> loads {url}"
+        # nor do inline scripts (nbconvert's template imports MathJax and Mermaid from CDNs), nor an empty src
+        for script in re.findall(r"<script\b[^>]*>(.*?)</script>", html, flags=re.S):
+            assert not re.search(r"[\"'](https?:)?//", script), f"{page.name}: an inline script loads {script[:300]}"
+        assert 'src=""' not in html, page.name
     assert "fonts.googleapis" not in "".join(p.read_text(encoding="utf-8") for p in pages(site))
     assert (site / "search" / "search_index.js").is_file()  # the offline plugin's inlined index
 
@@ -115,3 +134,20 @@ def test_a_missing_api_reference_fails_the_build(tmp_path):
     result = mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0
     assert "no_such_function" in result.stdout + result.stderr
+
+
+def test_a_broken_link_in_a_tutorial_fails_the_build(tmp_path):
+    """A notebook's links are checked too (tools/mkdocs_notebooks.py), not only the Markdown pages'."""
+    import json
+
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copytree(ROOT / "tools", tmp_path / "tools")
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    path = tmp_path / "docs" / "tutorials" / "squeezenet-imagenet.ipynb"
+    notebook = json.loads(path.read_text())
+    notebook["cells"][-1]["source"].append("\n- [a page that is not there](../guides/missing.md)\n")
+    path.write_text(json.dumps(notebook))
+    result = mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert result.returncode != 0
+    assert "guides/missing.md" in result.stdout + result.stderr
