@@ -72,7 +72,8 @@ def make_atlas(
             file's folder), in the order to scan them.
         out: the atlas folder to write (a previous atlas there is replaced).
         weights: weights for a model source (file or torchvision weights name).
-        layers: layer names to scan; default: every Conv2d.
+        layers: layer names, globs or keywords to scan (as ``convscope atlas --layers``); default: the
+            stem and every block (:func:`~convscope.network.layers.default_layers`).
         k: hits kept per unit.
         preprocess: overrides the model's preprocessing.
         batch_size: images per batch.
