@@ -221,6 +221,11 @@ def test_label_mapping():
     mapped, why = label_classes(["crane", "cat"], ["crane", "cat", "crane"], 3)  # a name the model has twice does not count
     assert mapped is None and "'crane'" in why
     assert label_classes(["7"], None, 3)[0] is None
+    # Names, most of them the model's: never the alphabet (it would map every label to another class).
+    names = ["tench", "goldfish", "cardigan", "cardigan"]
+    labels = sorted(["tench", "goldfish", "cardigan", "Cardigan_x"])
+    mapped, why = label_classes(labels, names, 4)
+    assert mapped is None and "not (uniquely) among the model's class names" in why
 
 
 def test_class_by(folder, tmp_path):

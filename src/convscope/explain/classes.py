@@ -48,20 +48,30 @@ def _key(text: str) -> str:
     return re.sub(r"[\s_-]+", " ", text.strip().lower())
 
 
+#: How :func:`label_classes` maps labels onto a model without class names when there are as many.
+SORTED_ORDER = "in sorted order (as many label classes as the model has)"
+
+
 def label_classes(label_names: Sequence[str], class_names: Sequence[str] | None, classes: int) -> tuple[list[int] | None, str]:
     """The model's class index of each label name, and how it was found, or ``(None, why not)``.
 
     In this order: every label name is one of the model's class names (case, spaces, ``_`` and
     ``-`` aside; a name the model has twice does not count); every label name is an integer
     below ``classes``; there are exactly ``classes`` label names (sorted, as ImageFolder sorts
-    folders: ImageNet's wnids, CIFAR-10's folders), taken in that order.
+    folders: ImageNet's wnids, CIFAR-10's folders), taken in that order, unless some of them are
+    the model's class names (then they are names, and their alphabet is not the model's order:
+    998 of ImageNet's 1,000 file names are torchvision's class names; two classes are both
+    "cardigan").
 
     Example:
         >>> label_classes(["cat", "Tench"], ["tench", "goldfish", "cat"], 3)
         ([2, 0], 'by name')
         >>> label_classes(["n01", "n02"], None, 2)
         ([0, 1], 'in sorted order (as many label classes as the model has)')
+        >>> label_classes(["cardigan", "tench", "zebra"], ["tench", "cardigan", "cardigan"], 3)[0] is None
+        True
     """
+    found: list[int | None] = []
     if class_names:
         keys = [_key(n) for n in class_names]
         unique = {k: i for i, k in enumerate(keys) if keys.count(k) == 1}
@@ -77,8 +87,11 @@ def label_classes(label_names: Sequence[str], class_names: Sequence[str] | None,
         if max(indices) < classes:
             return indices, "by index"
         why += f"; label {max(indices)} is not a class index below {classes}"
+    named = bool(class_names) and any(i is not None for i in found)
+    if named:  # the labels are class names, some not the model's: the alphabet is not the model's order
+        return None, why
     if len(label_names) == classes:
-        return list(range(classes)), "in sorted order (as many label classes as the model has)"
+        return list(range(classes)), SORTED_ORDER
     return None, why + f"; and there are {len(label_names)} label classes, not the model's {classes}"
 
 
@@ -148,6 +161,12 @@ def class_targets(images: ImageList, class_names: Sequence[str] | None, classes:
             )
         warnings.warn(f"explaining the predicted classes: the images' labels do not map onto the model's classes ({how})", ConvscopeWarning, stacklevel=3)
         return unlabelled, "predicted"
+    if how == SORTED_ORDER:
+        warnings.warn(
+            f"the images' {classes} label classes are taken to be the model's {classes} classes in sorted order (as "
+            "ImageFolder numbers its folders); if it was trained otherwise, use --class-by predicted",
+            ConvscopeWarning, stacklevel=3,
+        )
     return [mapped[label] if label >= 0 else -1 for label in images.labels], "label"
 
 
