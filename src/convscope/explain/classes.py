@@ -59,9 +59,8 @@ def label_classes(label_names: Sequence[str], class_names: Sequence[str] | None,
     ``-`` aside; a name the model has twice does not count); every label name is an integer
     below ``classes``; there are exactly ``classes`` label names (sorted, as ImageFolder sorts
     folders: ImageNet's wnids, CIFAR-10's folders), taken in that order, unless some of them are
-    the model's class names (then they are names, and their alphabet is not the model's order:
-    998 of ImageNet's 1,000 file names are torchvision's class names; two classes are both
-    "cardigan").
+    the model's class names (then they are names, some misspelt or ambiguous, and their
+    alphabet is not the model's order).
 
     Example:
         >>> label_classes(["cat", "Tench"], ["tench", "goldfish", "cat"], 3)
