@@ -43,7 +43,8 @@ def test_squeezenet_random_weights_equal_plain_autograd():
     assert found.layers["classifier"].relevance[found.target] == pytest.approx(float(found.logits[found.target]), rel=1e-6)
 
 
-def test_one_unit_read_by_the_logit_gets_all_relevance():
+@pytest.mark.parametrize("method, rel", [("gradient", 1e-6), ("lrp", 1e-5)])
+def test_one_unit_read_by_the_logit_gets_all_relevance(method, rel):
     torch.manual_seed(0)
     head = nn.Linear(4, 2, bias=False)
     with torch.no_grad():
@@ -51,13 +52,15 @@ def test_one_unit_read_by_the_logit_gets_all_relevance():
         head.weight[1, 2] = 5.0
         head.weight[0, 0] = 1.0
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+    with torch.no_grad():
+        model[0].bias.fill_(0.5)  # every unit fires: unit 2 has a positive activation to carry relevance
     x = torch.rand(1, 3, 10, 10) + 0.5
-    found = class_gradients(model, x, ["1"], target=1)
+    found = class_gradients(model, x, ["1"], target=1, method=method)
     relevance, shares = found.layers["1"].relevance, found.layers["1"].shares
     assert relevance[[0, 1, 3]].abs().max() == 0
     assert float(shares[2]) == 1.0
     # the logit is linear in the layer without bias: all of it is unit 2's relevance
-    assert float(relevance[2]) == pytest.approx(float(found.logits[1]), rel=1e-6)
+    assert float(relevance[2]) == pytest.approx(float(found.logits[1]), rel=rel)
 
 
 def test_conservation_on_a_bias_free_relu_net():
