@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from convscope.explain.cards import UnitCard
-from convscope.explain.overlays import activation_overlay, heat_overlay, outline, smooth
+from convscope.explain.overlays import activation_overlay, outline, unit_heat_overlay
 from convscope.explain.shown import ShownExplanation, ShownLayer, ShownUnit
 from convscope.explain.text import signed_percent
 from convscope.notebook.cards import BOX, SMALL, section
@@ -57,7 +57,7 @@ def unit_tile(explanation: ShownExplanation, layer: ShownLayer, unit: ShownUnit,
         share_bar(unit.share, scale),
     ]
     if unit.heatmap is not None:
-        heat = heat_overlay(image, smooth(unit.heatmap, max(1, image.shape[0] // 75)), 99.5)
+        heat = unit_heat_overlay(image, unit.heatmap)
         parts.append(img(heat, side=TILE, title=f"conditional heatmap of unit {unit.unit}", css="margin-top: 3px"))
     parts.append(img(activation_overlay(image, unit.activation_map, field), side=TILE, title=f"activation map of unit {unit.unit}", css="margin-top: 2px"))
     if card is not None and card.patches is not None:

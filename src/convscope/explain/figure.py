@@ -3,7 +3,7 @@
 Layout: the image (with the region outlined, if any) and the class; then one row per layer, one
 column per top unit: the unit's conditional heatmap over the greyed image (red where the pixels
 raise the class logit through the unit, blue where they lower it; smoothed over a few pixels and
-scaled to its 99.5th percentile of |value| for display), captioned with the unit and its
+scaled to its 99.5th percentile of |value| for display, :func:`~convscope.explain.overlays.unit_heat_overlay`), captioned with the unit and its
 share, and below it the unit's activation map drawn through its receptive fields (each pixel
 shows the position whose box centre is nearest; warmer is stronger); with the atlas's unit
 cards, below them the unit's top patches over the atlas's images, headed by its suggested label
@@ -18,7 +18,7 @@ import numpy as np
 
 from convscope.explain.cards import UnitCard
 from convscope.explain.explanation import Explanation, UnitRelevance
-from convscope.explain.overlays import activation_overlay, fit, heat_overlay, outline, smooth
+from convscope.explain.overlays import activation_overlay, fit, outline, unit_heat_overlay
 from convscope.explain.text import signed_percent
 from convscope.network.geometry import ReceptiveField
 from convscope.render.grid import caption, stack
@@ -35,7 +35,7 @@ def _unit_cell(explanation: Explanation, unit: UnitRelevance, field: ReceptiveFi
     image = explanation.image
     parts = []
     if unit.heatmap is not None:
-        parts.append(fit(heat_overlay(image, smooth(unit.heatmap, max(1, image.shape[0] // 75)), 99.5), side))
+        parts.append(fit(unit_heat_overlay(image, unit.heatmap), side))
     parts.append(fit(activation_overlay(image, unit.activation_map, field), side))
     if card is not None and card.patches is not None:
         confident = card.label is not None and card.label.confidence in ("high", "medium")

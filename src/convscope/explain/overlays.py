@@ -29,6 +29,25 @@ def smooth(heat: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.nn.functional.avg_pool2d(heat[None, None].float(), k, 1, radius, count_include_pad=False)[0, 0]
 
 
+#: How a conditional heatmap is shown (the figure, the notebook, the viewer): smoothed over
+#: ``max(1, H_in // SMOOTH_PER_ROWS)`` pixels, full opacity at the ``HEAT_PERCENTILE`` of ``|value|``.
+SMOOTH_PER_ROWS, HEAT_PERCENTILE = 75, 99.5
+
+
+def shown_heatmap(heat: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """A conditional heatmap ``(H_in, W_in)`` as it is shown: smoothed, and the value drawn at full opacity."""
+    shown = smooth(heat.float(), max(1, heat.shape[0] // SMOOTH_PER_ROWS))
+    return shown, float(np.percentile(shown.abs().double().numpy(), HEAT_PERCENTILE))
+
+
+def heat_colours(values: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A signed map ``(H, W)`` as opacity ``|value| / scale`` up to 1 ``(H, W)`` and colour
+    ``(H, W, 3)`` in [0, 1]: red where positive, blue where negative."""
+    alpha = np.clip(np.abs(values) / scale, 0, 1) if scale > 0 else np.zeros_like(values)
+    colour = np.where(values[..., None] >= 0, np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+    return alpha, colour
+
+
 def heat_overlay(image: np.ndarray, heat: torch.Tensor | np.ndarray, percentile: float = 100.0) -> np.ndarray:
     """A signed map ``(H, W)`` over the greyed image: red positive, blue negative, opacity
     ``|value| / scale`` up to 1, the scale the ``percentile`` of ``|value|`` (100: the max).
@@ -40,11 +59,15 @@ def heat_overlay(image: np.ndarray, heat: torch.Tensor | np.ndarray, percentile:
         ([255, 0, 0], [0, 0, 255])
     """
     values = np.asarray(heat.detach().cpu() if isinstance(heat, torch.Tensor) else heat, dtype=np.float64)
-    peak = np.percentile(np.abs(values), percentile)
-    alpha = (np.clip(np.abs(values) / peak, 0, 1) if peak > 0 else np.zeros_like(values))[..., None]
-    colour = np.where(values[..., None] >= 0, np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
-    out = (1 - alpha) * grey(image) + alpha * colour
+    alpha, colour = heat_colours(values, np.percentile(np.abs(values), percentile))
+    out = (1 - alpha[..., None]) * grey(image) + alpha[..., None] * colour
     return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
+
+
+def unit_heat_overlay(image: np.ndarray, heat: torch.Tensor) -> np.ndarray:
+    """A unit's conditional heatmap ``(H_in, W_in)`` over the greyed image, as it is shown
+    (:func:`shown_heatmap`): ``uint8 (H_in, W_in, 3)``."""
+    return heat_overlay(image, smooth(heat, max(1, image.shape[0] // SMOOTH_PER_ROWS)), HEAT_PERCENTILE)
 
 
 def positions(length: int, count: int, field: ReceptiveField | None, axis: int) -> np.ndarray:

@@ -6,7 +6,7 @@
   red where the pixels raise the class logit through the unit, blue where they lower it, opacity
   ``|value| / scale`` up to 1, after the smoothing the PNG figure uses (``smooth`` over
   ``max(1, H_in // 75)`` pixels; ``scale`` its 99.5th percentile of ``|value|``). Composited over
-  the greyed image it is :func:`~convscope.explain.figure.heat_overlay` of the figure.
+  the greyed image it is :func:`~convscope.explain.overlays.unit_heat_overlay` of the figure.
 - :func:`maps_payload`: every unit's activation map of every layer (``(C, H, W)``), as float16
   (float32 for a layer with a finite value past float16's range), little-endian, zlib-compressed,
   base64: ``{"layers": [{"layer", "shape", "dtype", "data"}]}``. The viewer's reverse lookup
@@ -24,13 +24,10 @@ import numpy as np
 import torch
 
 from convscope.explain.explanation import Explanation
-from convscope.explain.figure import smooth
+from convscope.explain.overlays import heat_colours, shown_heatmap
 
 #: Classes listed with their probability.
 TOP_CLASSES = 5
-#: The percentile of |value| shown at full opacity, and the smoothing radius per input row.
-HEAT_PERCENTILE = 99.5
-SMOOTH_PER_ROWS = 75
 #: Largest finite float16.
 FLOAT16_MAX = 65504.0
 
@@ -59,12 +56,6 @@ def explanation_record(explanation: Explanation) -> dict[str, Any]:
     return record
 
 
-def heat_scale(heat: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The smoothed heatmap ``(H, W)`` the overlay shows and its scale (the value at full opacity)."""
-    shown = smooth(heat.float(), max(1, heat.shape[0] // SMOOTH_PER_ROWS))
-    return shown, float(np.percentile(shown.abs().double().numpy(), HEAT_PERCENTILE))
-
-
 def heatmap_overlay(heat: torch.Tensor) -> tuple[np.ndarray, float]:
     """A conditional heatmap ``(H_in, W_in)`` as ``uint8 (H_in, W_in, 4)`` RGBA and its scale.
 
@@ -74,15 +65,10 @@ def heatmap_overlay(heat: torch.Tensor) -> tuple[np.ndarray, float]:
         >>> rgba[0, 0].tolist(), rgba[0, 7].tolist(), scale
         ([255, 0, 0, 128], [0, 0, 255, 255], 2.0)
     """
-    shown, scale = heat_scale(heat)
-    values = shown.double().numpy()
-    alpha = np.clip(np.abs(values) / scale, 0, 1) if scale > 0 else np.zeros_like(values)
-    out = np.zeros((*values.shape, 4), dtype=np.uint8)
-    positive = values >= 0
-    out[..., 0] = np.where(positive, 255, 0)
-    out[..., 2] = np.where(positive, 0, 255)
-    out[..., 3] = np.rint(alpha * 255).astype(np.uint8)
-    return out, scale
+    shown, scale = shown_heatmap(heat)
+    alpha, colour = heat_colours(shown.double().numpy(), scale)
+    out = np.concatenate([colour * 255, alpha[..., None] * 255], axis=2)
+    return np.rint(out).astype(np.uint8), scale
 
 
 def map_dtype(activation: torch.Tensor) -> str:
