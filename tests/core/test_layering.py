@@ -30,8 +30,9 @@ ALLOWED = {
     "notebook": {"errors", "network", "render", "views", "atlas"},
     "analysis": {"progress", "errors", "hooks", "network", "data", "scan", "project", "render", "views", "atlas", "stats"},
     "explain": {"errors", "hooks", "network", "data", "scan", "render", "atlas", "notebook", "project"},
+    "circuits": {"progress", "errors", "hooks", "network", "data", "scan", "render", "atlas", "notebook", "explain"},
     "cli_help": set(),
-    "cli": {"cli_help", "errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain"},
+    "cli": {"cli_help", "errors", "network", "data", "scan", "project", "atlas", "pipeline", "demo", "style", "stats", "featurevis", "analysis", "explain", "circuits"},
 }
 
 
