@@ -16,7 +16,8 @@ A version-4 atlas stores each layer's records once, as the data script ``layers/
 older atlas (a ``hits.json`` per layer) this writes ``viewer/data/layer-<i>.js`` from it, as
 before. ``analyses.js`` holds the records of the analyses
 kept inside the atlas (:func:`find_analyses`: ``ATLAS/evolution/`` from ``convscope
-evolve --atlas``, ``ATLAS/invariance/`` ..., and the explained images ``ATLAS/explain/<name>/``
+evolve --atlas``, ``ATLAS/invariance/`` ..., ``ATLAS/circuits/`` (units' inputs and ablation, whose
+per-layer data scripts ``circuits/viewer/*.js`` the page loads when a unit is shown), and the explained images ``ATLAS/explain/<name>/``
 from ``convscope explain ATLAS IMAGE``; a class-relevance folder ``ATLAS/explain/classes/`` from
 ``convscope explain ATLAS FOLDER`` without its per-class units, which the page loads from that
 folder's own data scripts), one call per folder, loaded with the page. Nothing is fetched from
@@ -36,12 +37,13 @@ from convscope.atlas.format import read_layer_hits, read_manifest
 from convscope.atlas.records import to_json
 
 #: The assets copied from the package: the page, its scripts and its styles.
-ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "explain.js", "classes.js", "viewer.css")
+ASSET_NAMES = ("index.html", "viewer.js", "analyses.js", "explain.js", "classes.js", "circuits.js", "viewer.css")
 
 #: Analysis folders the viewer shows: record file -> (its "format", the data script's kind).
 ANALYSIS_RECORDS = {
     "evolution.json": ("convscope-evolution", "evolution"),
     "invariance.json": ("convscope-invariance", "invariance"),
+    "circuits.json": ("convscope-circuits", "circuits"),
 }
 
 #: The folder of explanations inside an atlas (``convscope explain ATLAS IMAGE``), and the records

@@ -7,7 +7,8 @@
  * text nodes), never as HTML. Routes: #  (layers), #<layer>, #<layer>/<unit>, #/<folder>
  * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it), and
  * #/explain/<name> for an explained image (drawn by viewer/explain.js) or a class-relevance folder
- * (#/explain/<name>[/<class>], drawn by viewer/classes.js).
+ * (#/explain/<name>[/<class>], drawn by viewer/classes.js); ATLAS/circuits/ (convscope circuits) at
+ * #/circuits and a unit's circuit at #/circuit/<layer>/<unit> (drawn by viewer/circuits.js).
  */
 (function () {
   "use strict";
@@ -30,6 +31,8 @@
     explanations: [],        // [{kind, folder, record}] of ATLAS/explain/<name>/ (kind "explanation" or "classes")
     explain: null,           // what window.convscopeExplanations returned (viewer/explain.js)
     classes: null,           // what window.convscopeClasses returned (viewer/classes.js)
+    circuitFolders: [],      // [{kind: "circuits", folder, record}] of ATLAS/circuits/
+    circuits: null,          // what window.convscopeCircuits returned (viewer/circuits.js)
   };
 
   window.convscopeRegister = function (kind, index, payload) {
@@ -54,6 +57,10 @@
       state.explain.arrive(payload);
     } else if ((kind === "classes-class" || kind === "classes-units") && state.classes) {
       state.classes.arrive(payload);
+    } else if (kind === "circuits" && isObject(payload) && isObject(payload.record) && typeof payload.folder === "string") {
+      state.circuitFolders.push({ kind, folder: payload.folder, record: payload.record });
+    } else if ((kind === "circuits-inputs" || kind === "circuits-ablation") && state.circuits) {
+      state.circuits.arrive(payload);
     }
   };
 
@@ -413,6 +420,27 @@
     return canvas;
   }
 
+  /* A unit's strongest patch, `side` CSS pixels, and its suggested label: a <span class="unit-thumb">
+     that is filled (data-drawn="1" on the canvas) once the layer's records are loaded; `onLabel`
+     gets the label's name (a string from the data: put it in as text) where the unit has one. */
+  function unitThumb(layerName, unitNo, side, onLabel) {
+    const slot = el("span", { class: "unit-thumb" });
+    slot.style.width = slot.style.height = `${side}px`;
+    if (!state.layerIndex.has(layerName)) { slot.classList.add("empty"); return slot; }
+    const index = state.layerIndex.get(layerName), layer = state.manifest.layers[index];
+    loadLayer(index).then((layerData) => {
+      const unit = layerData.units.find((u) => u.unit === unitNo);
+      if (!unit) { slot.classList.add("empty"); return; }
+      if (onLabel && isObject(unit.stats) && isObject(unit.stats.label)) onLabel(String(unit.stats.label.name), CONFIDENT.has(unit.stats.label.confidence));
+      if (!unit.hits.length) { slot.classList.add("empty"); return; }
+      const canvas = patchCanvas(layer, unitNo, unit.hits[0], side);
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `top patch of ${layerName} unit ${unitNo}`);
+      slot.append(canvas);
+    }).catch(() => slot.classList.add("broken"));
+    return slot;
+  }
+
   /* One hit's patch at one canvas pixel per image pixel (up to PICTURE_SIDE), shown `display` wide. */
   function patchCanvas(layer, unit, hit, display) {
     return boxCanvas(hit, atlasUrl(hit.image_file), paddingOf(layer, unit), fillColour(), display);
@@ -499,6 +527,7 @@
     if (state.explain) nav.append(...state.explain.navLinks());
     if (state.classes) nav.append(...state.classes.navLinks());
     if (state.views) nav.append(...state.views.navLinks());
+    if (state.circuits) nav.append(...state.circuits.navLinks());
   }
 
   function markCurrentLayer(index) {
@@ -530,7 +559,8 @@
       el("tbody", null, ...rows));
     const overview = el("img", { class: "overview", src: "overview.png", alt: "overview: top patches of a few units per layer" });
     overview.onerror = () => overview.remove();
-    setMain("home", el("h1", { text: "Layers" }), table, ...(state.explain ? state.explain.homeSection() : []), ...(state.classes ? state.classes.homeSection() : []), ...(state.views ? state.views.homeSection() : []), ...depthSection(),
+    setMain("home", el("h1", { text: "Layers" }), table, ...(state.explain ? state.explain.homeSection() : []), ...(state.classes ? state.classes.homeSection() : []), ...(state.views ? state.views.homeSection() : []),
+      ...(state.circuits ? state.circuits.homeSection() : []), ...depthSection(),
       el("h2", { text: "Overview" }), overview);
   }
 
@@ -858,6 +888,7 @@
         el("figcaption", { text: "Occlusion of the top hit: red where a grey square over the box lowers the activation, blue where it raises it; the square that lowers it most is outlined in yellow." })) : null,
       state.explain ? state.explain.unitSection(layer.name, unitNo) : null,
       state.classes ? state.classes.unitSection(layer.name, unitNo) : null,
+      state.circuits ? state.circuits.unitSection(layer.name, unitNo) : null,
       state.views ? state.views.unitSection(layer.name, unitNo) : null,
       bottom ? el("h2", { class: "section-title", text: "Top hits: strongest activations" }) : null,
       unit.hits.length ? el("div", { class: "hits" }, ...hits) : el("p", { class: "note", text: "This unit has no hits." }),
@@ -1030,6 +1061,7 @@
     try { hash = decodeURIComponent(hash); } catch (e) { return { view: "missing", text: hash }; }
     if (!hash) return { view: "home" };
     if (hash.startsWith("/explain/")) return { view: "explanation", key: hash.slice("/explain/".length) };
+    if (hash.startsWith("/circuit/")) return { view: "circuit", key: hash.slice("/circuit/".length) };
     if (hash.startsWith("/")) return { view: "analysis", folder: hash.slice(1) };
     if (state.layerIndex.has(hash)) return { view: "layer", layer: state.layerIndex.get(hash) };
     const slash = hash.lastIndexOf("/");
@@ -1054,8 +1086,15 @@
       else window.scrollTo(0, 0);
       return;
     }
+    if (target.view === "circuit") {
+      markCurrentLayer(-1);
+      if (!state.circuits || !state.circuits.renderCircuit(target.key)) renderMissing(`this atlas has no circuit “${target.key}”`);
+      else window.scrollTo(0, 0);
+      return;
+    }
     if (target.view === "analysis") {
       markCurrentLayer(-1);
+      if (state.circuits && state.circuits.render(target.folder)) { window.scrollTo(0, 0); return; }
       if (!state.views || !state.views.render(target.folder)) renderMissing(`this atlas has no analysis folder “${target.folder}”`);
       else window.scrollTo(0, 0);
       return;
@@ -1155,7 +1194,7 @@
   /* The helpers viewer/analyses.js draws with (it keeps no state of its own but its data). */
   function analysisApi() {
     return {
-      el, fmt, pct, num2, isNum, isObject, atlasUrl, boxCanvas, fillColour, routeHash, setMain, unitPatches,
+      el, fmt, pct, num2, isNum, isObject, atlasUrl, boxCanvas, fillColour, routeHash, setMain, unitPatches, unitThumb,
       layerNamed: (name) => (state.layerIndex.has(name) ? state.manifest.layers[state.layerIndex.get(name)] : null),
     };
   }
@@ -1164,6 +1203,7 @@
     if (typeof window.convscopeAnalyses === "function") state.views = window.convscopeAnalyses(analysisApi(), state.analyses);
     if (typeof window.convscopeExplanations === "function") state.explain = window.convscopeExplanations(analysisApi(), state.explanations);
     if (typeof window.convscopeClasses === "function") state.classes = window.convscopeClasses(analysisApi(), state.explanations);
+    if (typeof window.convscopeCircuits === "function") state.circuits = window.convscopeCircuits(analysisApi(), state.circuitFolders);
     renderHeader();
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
