@@ -169,7 +169,7 @@ def test_the_circuit_page_draws_the_unit_its_inputs_and_theirs(watched: Watched,
     watched.shot("circuits-graph")
     # a row-1 card opens its own circuit (features.2 has a pair); a row-2 card opens its unit card (features.0 has none)
     page.locator('.graph-unit[data-depth="1"]').first.click()
-    wait_until(page, f"location.hash === '#/circuit/features.2/{first[0]}' && document.querySelector('.circuit-graph')?.dataset.done === '1'")
+    wait_until(page, f"location.hash === '#/circuit/features.2/{first[0]}' && document.querySelector('.circuit-graph')?.dataset.layer === 'features.2' && document.querySelector('.circuit-graph').dataset.done === '1'")
     assert page.locator('.graph-unit[data-depth="2"]').count() == 0
     assert page.locator('.graph-unit[data-depth="1"]').first.get_attribute("href").startswith("#features.0/")
 
