@@ -93,10 +93,12 @@ def write_circuits(atlas: Path, pairs: list[dict], ablation: dict | None, *, top
                      classes_of_images=np.arange(ablation["images"], dtype=np.int64) % classes_count,
                      base_logits=np.zeros((ablation["images"], classes_count), dtype=np.float32),
                      bau_top=np.zeros(classes_count, dtype=np.float32), bau_random=np.zeros(classes_count, dtype=np.float32))
-            by_unit = {str(u): [[int(k), float(drops[u, k]), float(ablated[u, k] - accuracy[k])] for k in np.lexsort((np.arange(classes_count), -drops[u]))[:10]]
+            seen = np.isfinite(drops)   # NaN: a class without images
+            by_unit = {str(u): [[int(k), float(drops[u, k]), float(ablated[u, k] - accuracy[k])]
+                                for k in np.lexsort((np.arange(classes_count), -drops[u])) if seen[u, k]][:10]
                        for u in range(drops.shape[0])}
-            by_class = {str(k): [[int(u), float(drops[u, k])] for u in np.lexsort((np.arange(drops.shape[0]), -drops[:, k]))[:10]]
-                        for k in range(classes_count)}
+            by_class = {str(k): [[int(u), float(drops[u, k])] for u in np.lexsort((np.arange(drops.shape[0]), -drops[:, k])) if seen[u, k]][:10]
+                        for k in range(classes_count) if seen[:, k].any()}
             payload = {"layer": layer["layer"], "fields": ["class", "drop", "accuracy_change"], "units": by_unit, "classes": by_class,
                        "class_names": ablation["class_names"]}
             (folder / "viewer" / f"ablation-{j}.js").write_text(js_register_call("circuits-ablation", j, payload), encoding="ascii")

@@ -49,6 +49,7 @@
     const signed = (share) => (isNum(share) ? `${share >= 0 ? "+" : "−"}${Math.abs(100 * share).toFixed(1)}%` : "—");
     const points = (d) => (isNum(d) ? `${d > 0 ? "+" : d < 0 ? "−" : "±"}${Math.abs(100 * d).toFixed(1)} pts` : "—");
     const count = (n, word, words) => `${isNum(n) ? n.toLocaleString("en-US") : "?"} ${n === 1 ? word : (words || word + "s")}`;
+    const METHODS = { crop: "as crops of the lower map", expand: "with the whole lower map", full: "as whole images" };
     const circuitHash = (layer, unit) => `#/circuit/${encodeURIComponent(layer)}/${unit}`;
     const knownUnit = (layer, unit) => {
       const known = layerNamed(layer);
@@ -173,7 +174,7 @@
             direct ? kernelCanvas(inputs.kernels[String(r.unit)], scale) : null,
             el("span", { class: "contribution note", text: `${fmt(r.contribution)}`, title: "mean contribution (gradient × activation) at the unit's top hits" }));
           body.replaceChildren(
-            el("p", { class: "note small", text: `The units of ${pair.below} that contribute most to this unit's activation at its top ${count(set.record.hits, "hit")} (${pair.method === "full" ? "whole images" : "crops of their boxes"}; gradient × activation, as a signed share of the sum of |contributions|): red excites, blue inhibits.${direct ? ` ${pair.layer} is a convolution of ${pair.below} through channel-wise operations only: each card shows the kernel from that unit (red positive, blue negative weights, one colour scale for all).` : ""}` }),
+            el("p", { class: "note small", text: `The units of ${pair.below} that contribute most to this unit's activation at its top ${count(set.record.hits, "hit")} (fed ${METHODS[pair.method] || String(pair.method)}; gradient × activation, as a signed share of the sum of |contributions|): red excites, blue inhibits.${direct ? ` ${pair.layer} is a convolution of ${pair.below} through channel-wise operations only: each card shows the kernel from that unit (red positive, blue negative weights, one colour scale for all).` : ""}` }),
             inputs.pos.length ? el("div", { class: "circuit-row positive" }, el("span", { class: "row-title note", text: "excitatory" }), ...inputs.pos.map(card)) : null,
             inputs.neg.length ? el("div", { class: "circuit-row negative" }, el("span", { class: "row-title note", text: "inhibitory" }), ...inputs.neg.map(card)) : null);
         }
@@ -372,7 +373,7 @@
 
     const hash = (set) => "#/" + set.folder.split("/").map(encodeURIComponent).join("/");
     const layerLink = (name) => (layerNamed(name) ? el("a", { href: routeHash(name), text: name }) : el("span", { text: name }));
-    const pairText = (set, pair) => `${count(pair.units, "unit")}, top ${set.record.top} inputs each from ${count(set.record.hits, "hit")}, ${pair.method === "full" ? "whole images" : "crops"}${pair.direct ? ", direct (kernels)" : ""}`;
+    const pairText = (set, pair) => `${count(pair.units, "unit")}, top ${set.record.top} inputs each from ${count(set.record.hits, "hit")}, fed ${METHODS[pair.method] || String(pair.method)}${pair.direct ? ", direct (kernels)" : ""}`;
     const ablationText = (set, entry) => `${count(entry.units, "unit")} zeroed over ${count(set.ablation.images, "image")}`;
     const setSummary = (set) => `${count(set.pairs.length, "pair")}, ${count(set.ablated.length, "ablated layer")}`;
 
@@ -380,7 +381,7 @@
       const set = sets.find((s) => s.folder === folder);
       if (!set) return false;
       const pairRows = set.pairs.map((pair) => el("tr", { "data-layer": pair.layer },
-        el("td", null, layerLink(pair.layer)), el("td", null, layerLink(pair.below)), el("td", { text: pair.method === "full" ? "whole images" : String(pair.method) }),
+        el("td", null, layerLink(pair.layer)), el("td", null, layerLink(pair.below)), el("td", { text: METHODS[pair.method] || String(pair.method) }),
         el("td", { text: pair.direct ? "yes" : "no" }), el("td", { class: "num", text: String(pair.units) }), el("td", { class: "num", text: String(pair.below_units) })));
       const ablationRows = set.ablated.map((entry) => {
         const bau = isObject(entry.bau) ? entry.bau : {};
