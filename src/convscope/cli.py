@@ -12,6 +12,7 @@ from pathlib import Path
 from convscope.version import __version__
 from convscope.analysis import evolve_command
 from convscope.cli_help import Formatter, Parser, add_examples
+from convscope.circuits import command as circuits_command
 from convscope.explain import command as explain_command
 from convscope.errors import ConvscopeError, ConvscopeWarning
 from convscope.network.preprocess import DECODERS
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=list(PRECISIONS), default="float32", help="the scan's forward passes: float32 (default), or bfloat16/float16 under autocast, faster on GPUs though some units' top hits change (see docs/guides/precision.md)")
     p.add_argument("--channels-last", action="store_true", help="scan with the model in channels-last memory (faster convolutions on GPUs)")
     p.add_argument("--quantile-budget", type=int, default=DEFAULT_BUDGET, metavar="N", help=f"values each unit's quantiles keep: exact up to N images, then a sketch (rank error under 0.1%% at the default {DEFAULT_BUDGET}); memory about 4N bytes per unit and process (default {DEFAULT_BUDGET})")
+    p.add_argument("--circuits", action="store_true", help="then compute the atlas's circuits (as `convscope circuits ATLAS`: every unit's inputs from the layer before, written to ATLAS/circuits/)")
+    circuits_command.add_circuit_args(p)
 
     p = sub.add_parser("layers", help="list a model's layers, output shapes and receptive fields", description="List every layer that outputs a feature map, with its output shape (from a dry run) and receptive field (size, stride, offset). '*' marks the default layers (the stem and every block).")
     _add_model_args(p)
@@ -203,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     explain_command.add_parser(sub, _add_model_args)
+    circuits_command.add_parser(sub)
     add_examples(parser)
     return parser
 
@@ -242,6 +246,9 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
 
     from convscope.pipeline import make_atlas
 
+    if args.ablation and not args.circuits:
+        raise ConvscopeError("--ablation goes with --circuits", hint="add --circuits, or run `convscope circuits ATLAS --ablation N` later")
+
     network = _network(args)
     if args.class_names:
         from convscope.data import read_class_names
@@ -276,6 +283,11 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
     if int(os.environ.get("RANK", "0")) > 0:  # another process of a torchrun job: rank 0 wrote the atlas and says where
         return
     print(f"atlas: {out}\n  overview: {out / 'overview.png'}\n  viewer:   {out / 'index.html'}")
+    if args.circuits:
+        circuits_command.circuits_into_atlas(
+            out, ablation=args.ablation, seed=args.seed, labels=args.labels,
+            labels_from_name=args.labels_from_name, batch_size=args.batch_size, progress=not args.quiet,
+        )
 
 
 def _cmd_layers(args: argparse.Namespace) -> None:
@@ -556,6 +568,10 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     explain_command.run(args, _network)
 
 
+def _cmd_circuits(args: argparse.Namespace) -> None:
+    circuits_command.run(args)
+
+
 def _cmd_invariance(args: argparse.Namespace) -> None:
     from convscope.analysis.in_atlas import analysis_folder, refresh_viewer
     from convscope.analysis.invariance_run import check_invariance_out, run_invariance, write_invariance
@@ -577,7 +593,7 @@ def _cmd_invariance(args: argparse.Namespace) -> None:
         print(f"viewer: {refresh_viewer(args.atlas)}#/invariance")
 
 
-COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve, "invariance": _cmd_invariance, "explain": _cmd_explain}
+COMMANDS = {"evolve": _cmd_evolve, "featurevis": _cmd_featurevis, "atlas": _cmd_atlas, "layers": _cmd_layers, "demo": _cmd_demo, "occlude": _cmd_occlude, "style": _cmd_style, "serve": _cmd_serve, "invariance": _cmd_invariance, "explain": _cmd_explain, "circuits": _cmd_circuits}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

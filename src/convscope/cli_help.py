@@ -28,6 +28,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "convscope explain torchvision:squeezenet1_0 dog.jpg --weights squeezenet1_0.pth --class beagle",
         "convscope explain atlas/ photos/ --top 10 --class-by label",
     ),
+    "circuits": (
+        "convscope circuits atlas/",
+        "convscope circuits atlas/ --layers features.12 --ablation 500 --labels-from-name '^n\\d+_(.+)\\.'",
+    ),
 }
 
 

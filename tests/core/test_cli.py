@@ -45,7 +45,7 @@ def test_atlas_end_to_end_finds_the_hand_placed_pixels(tmp_path, colour_images, 
     assert code == 0, err
     assert "overview.png" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 4
+    assert manifest["format"] == "convscope-atlas" and manifest["version"] == 5
     assert manifest["dataset"]["image_count"] == 12 and manifest["dataset"]["labels"] == ["cats", "dogs"]
     assert manifest["preprocess"]["input_size"] == [16, 16]
     (layer,) = manifest["layers"]

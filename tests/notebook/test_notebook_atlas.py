@@ -91,7 +91,7 @@ def scanned(built):
 def test_hits_bottom_and_statistics_equal_an_independent_scan(built, scanned):
     result, paths = scanned
     atlas = open_atlas(built[0])
-    assert atlas.layers == LAYERS and atlas.class_names == (HOSTILE, "plain & simple") and atlas.version == 4
+    assert atlas.layers == LAYERS and atlas.class_names == (HOSTILE, "plain & simple") and atlas.version == 5
     for name in LAYERS:
         layer, expected = atlas[name], result.layers[name]
         stats = layer.stats

@@ -84,8 +84,8 @@ def test_missing_atlas_or_manifest_raises_atlas_error(tmp_path: Path) -> None:
 def test_wrong_version_and_escaping_hits_path_raise(tmp_path: Path) -> None:
     root = make_atlas(tmp_path / "atlas", [("features.0", 1, 2, 2)])
     manifest = json.loads((root / "manifest.json").read_text())
-    (root / "manifest.json").write_text(json.dumps({**manifest, "version": 5}))
-    with pytest.raises(AtlasError, match="version 5; this convscope reads versions 1, 2, 3 and 4"):
+    (root / "manifest.json").write_text(json.dumps({**manifest, "version": 6}))
+    with pytest.raises(AtlasError, match="version 6; this convscope reads versions 1, 2, 3, 4 and 5"):
         write_viewer(root)
     manifest["layers"][0]["hits"] = "../outside.json"
     (tmp_path / "outside.json").write_text(json.dumps({"units": []}))

@@ -1,4 +1,4 @@
-"""The atlas on disk, version 4: names, paths and reading (see docs/atlas-format.md)."""
+"""The atlas on disk, version 5: names, paths and reading (see docs/atlas-format.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from convscope.atlas.records import expand, parse_data_script
 from convscope.errors import AtlasError
 
 FORMAT = "convscope-atlas"
-VERSION = 4
+VERSION = 5
 #: Versions this convscope reads: version 1 is version 2 with every unit grid and mosaic written;
-#: version 4 stores each layer's records once, compact, in ``hits.js`` (:mod:`~convscope.atlas.records`).
-READABLE = (1, 2, 3, 4)
+#: version 4 stores each layer's records once, compact, in ``hits.js`` (:mod:`~convscope.atlas.records`);
+#: version 5 is version 4 that may hold a ``circuits/`` folder (:mod:`~convscope.atlas.circuits_data`).
+READABLE = (1, 2, 3, 4, 5)
 
 #: The figure of the layers' statistics over depth (version 3, when the scan kept statistics).
 STATISTICS_FIGURE = "statistics.png"

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from convscope.atlas.circuits_data import CircuitsRecord, read_circuits
 from convscope.atlas.format import read_manifest
 from convscope.errors import AtlasError, ConvscopeError
 from convscope.notebook.cards import BOX, SMALL
@@ -95,6 +96,19 @@ class Atlas:
         """How many images were scanned."""
         count = (self.manifest.get("dataset") or {}).get("image_count")
         return None if count is None else int(count)
+
+    @cached_property
+    def circuits(self) -> CircuitsRecord | None:
+        """The atlas's circuits (``convscope circuits ATLAS``), or ``None`` where it has none:
+        ``.pairs``, ``.inputs(layer)`` (each unit's inputs from the layer below, numpy arrays
+        with ``shares`` and ``top(unit, n, sign)``), ``.ablation(layer)`` (``drops``, ``accuracy``,
+        ... with ``matters_for(unit)`` and ``units_for(class)``); read when first asked for.
+
+        Example:
+            >>> open_atlas("atlas/").circuits.inputs("features.4").top(7, n=2)  # doctest: +SKIP
+            [(12, 0.21, 40.5), (3, 0.08, 15.2)]
+        """
+        return read_circuits(self.path)
 
     def summary(self) -> Table:
         """One row per layer: name, type, units, rows, cols, receptive field, and the shares of

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
+from convscope.atlas.circuits_data import CircuitsRecord
 from convscope.errors import AtlasError
 
 
@@ -39,6 +40,10 @@ class ParentAtlas(Protocol):
     @property
     def image_count(self) -> int | None:
         """How many images were scanned."""
+
+    @property
+    def circuits(self) -> CircuitsRecord | None:
+        """The atlas's circuits, or ``None``."""
 
 
 class ParentLayer(Protocol):

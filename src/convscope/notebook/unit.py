@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from convscope.atlas.circuits_data import CircuitsRecord
 from convscope.atlas.format import unit_file
+from convscope.errors import AtlasError
 from convscope.notebook.cards import BOTTOM_SIDE, BOX, PATCH_SIDE, SMALL, grid_width, name_of_class, patch_grid, row, section
 from convscope.notebook.html import CONFIDENCE, MUTED, badge, bars, esc, histogram_svg, img, number, percent
 from convscope.notebook.parents import ParentLayer, no_stats
@@ -100,6 +102,29 @@ class Unit:
             low, high = low - 0.5, high + 0.5
         return counts, np.linspace(low, high, len(counts) + 1)
 
+    def inputs(self, n: int = 8, sign: int = 1) -> list[tuple[int, float, float]]:
+        """The unit's strongest ``n`` inputs from the layer below (``convscope circuits``): of
+        ``sign`` ``1`` excitatory, ``-1`` inhibitory, as ``(below_unit, share, contribution)``,
+        strongest first.
+
+        Raises:
+            AtlasError: the atlas has no circuits, or none for this layer.
+
+        Example:
+            >>> atlas["features.4"][7].inputs(n=2)  # doctest: +SKIP
+            [(12, 0.21, 40.5), (3, 0.08, 15.2)]
+        """
+        return self._circuits("inputs").inputs(self.layer.name).top(self.index, n, sign)
+
+    def matters_for(self, n: int = 10) -> list[tuple[int, float, float]]:
+        """The ``n`` classes whose logit zeroing this unit lowers most (``convscope circuits
+        --ablation``), as ``(class, drop, accuracy_change)``, largest drop first.
+
+        Raises:
+            AtlasError: the atlas has no circuits, or no ablation of this layer.
+        """
+        return self._circuits("an ablation").ablation(self.layer.name).matters_for(self.index, n)
+
     def patches(self) -> list[Image.Image]:
         """The top hits' patches, strongest first: each box cut from its stored image with the
         padding the network saw, striped grey past the border, as the viewer draws it.
@@ -181,6 +206,15 @@ class Unit:
             return None
         with Image.open(path) as image:
             return image.convert("RGB")
+
+    def _circuits(self, what: str) -> CircuitsRecord:
+        found = self.layer.atlas.circuits
+        if found is None:
+            raise AtlasError(
+                f"no {what} for unit {self.index} of layer {self.layer.name!r}: the atlas at {self.layer.atlas.path} has no circuits",
+                hint=f"compute them with `convscope circuits {self.layer.atlas.path}`" + (" --ablation 500" if what == "an ablation" else ""),
+            )
+        return found
 
     def _need_stats(self, what: str) -> None:
         if not self.has_stats:
