@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from convscope import make_atlas
+from convscope.circuits.inputs import LayerInputs
+from convscope.circuits.result import AblationInfo, Circuits
 from convscope.errors import ConvscopeError
 from tiny_models import tiny_alexnet, write_images
 
@@ -85,6 +87,21 @@ def fake_ablation(layer: str, units: int, classes: int, images: int, seed: int =
     return FakeAblation(
         layer, np.arange(images, dtype=np.int64) * 2, classes_of.astype(np.int64), "label", rng.normal(size=(images, classes)).astype(np.float32),
         drops, accuracy, ablated, counts, bau_top, bau_random, 5, "zero",
+    )
+
+
+def sample_circuits(seed: int = 0) -> Circuits:
+    """Two pairs (the first direct, with kernels of every listed input), one ablation layer."""
+    rng = np.random.default_rng(seed)
+    first = LayerInputs("features.3", "features.0", rng.normal(size=(6, 4)), rng.random(6) * 3, np.array([2, 2, 1, 2, 0, 2]), "crop")
+    contributions = rng.normal(size=(4, 6))
+    contributions[1] = 0.0  # a unit without inputs
+    contributions[2] = [1.0, 1.0, -1.0, 0.5, 0.0, -2.0]  # ties
+    second = LayerInputs("classifier", "features.3", contributions, rng.random(4), np.array([2, 2, 2, 2]), "full")
+    kernels = {0: {u: {c: rng.normal(size=(3, 3)) for c in range(4)} for u in range(6)}}
+    return Circuits(
+        inputs=(first, second), kernels=kernels, direct=(True, False), ablations=(fake_ablation("features.3", 6, 4, 9, seed),),
+        top=3, hits=2, ablation_info=AblationInfo(9, 7, "label", ("a", "b<script>", "c", "d")), model={"source": "tiny"},
     )
 
 

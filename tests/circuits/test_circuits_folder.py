@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits_fixtures import build_tiny_atlas, decode_register_call, fake_ablation
+from circuits_fixtures import build_tiny_atlas, decode_register_call, fake_ablation, sample_circuits
 from convscope.atlas.circuits_data import read_circuits, shares_of
 from convscope.atlas.viewer import find_analyses
 from convscope.circuits.folder import write_circuits
-from convscope.circuits.inputs import LayerInputs
-from convscope.circuits.result import AblationInfo, Circuits
+from convscope.circuits.result import Circuits
 from convscope.errors import AtlasError
 
 
@@ -30,23 +29,8 @@ def atlas(tiny, tmp_path) -> Path:
     return Path(shutil.copytree(tiny["atlas"], tmp_path / "atlas"))
 
 
-def circuits(seed: int = 0) -> Circuits:
-    """Two pairs (the first direct, with kernels of every listed input), one ablation layer."""
-    rng = np.random.default_rng(seed)
-    first = LayerInputs("features.3", "features.0", rng.normal(size=(6, 4)), rng.random(6) * 3, np.array([2, 2, 1, 2, 0, 2]), "crop")
-    contributions = rng.normal(size=(4, 6))
-    contributions[1] = 0.0  # a unit without inputs
-    contributions[2] = [1.0, 1.0, -1.0, 0.5, 0.0, -2.0]  # ties
-    second = LayerInputs("classifier", "features.3", contributions, rng.random(4), np.array([2, 2, 2, 2]), "full")
-    kernels = {0: {u: {c: rng.normal(size=(3, 3)) for c in range(4)} for u in range(6)}}
-    return Circuits(
-        inputs=(first, second), kernels=kernels, direct=(True, False), ablations=(fake_ablation("features.3", 6, 4, 9, seed),),
-        top=3, hits=2, ablation_info=AblationInfo(9, 7, "label", ("a", "b<script>", "c", "d")), model={"source": "tiny"},
-    )
-
-
 def test_round_trip_gives_back_what_was_written(atlas):
-    written = circuits()
+    written = sample_circuits()
     out = write_circuits(atlas, written)
     assert out == (atlas / "circuits").absolute()
     found = read_circuits(atlas)
@@ -82,7 +66,7 @@ def test_round_trip_gives_back_what_was_written(atlas):
 
 
 def test_the_files_are_the_documented_ones(atlas):
-    written = circuits()
+    written = sample_circuits()
     out = write_circuits(atlas, written)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
         "ablation-0.npz", "circuits.json", "inputs-0.npz", "inputs-1.npz", "viewer/ablation-0.js", "viewer/inputs-0.js", "viewer/inputs-1.js",
@@ -109,7 +93,7 @@ def test_the_files_are_the_documented_ones(atlas):
 
 
 def test_data_scripts_hold_the_top_inputs_kernels_and_ablation(atlas):
-    written = circuits()
+    written = sample_circuits()
     out = write_circuits(atlas, written)
     stored = read_circuits(atlas)
     kind, index, payload = decode_register_call((out / "viewer" / "inputs-0.js").read_text(encoding="ascii"))
@@ -156,7 +140,7 @@ def test_matters_for_equals_a_plain_loop():
 
 
 def test_the_viewer_lists_the_folder(atlas):
-    write_circuits(atlas, circuits())
+    write_circuits(atlas, sample_circuits())
     kinds = [(kind, folder) for kind, folder, _ in find_analyses(atlas)]
     assert ("circuits", "circuits") in kinds
     calls = [decode_register_call(line + "\n") for line in (atlas / "viewer" / "data" / "analyses.js").read_text(encoding="ascii").splitlines()]
@@ -165,13 +149,13 @@ def test_the_viewer_lists_the_folder(atlas):
 
 
 def test_a_second_write_replaces_the_first_whole(atlas):
-    write_circuits(atlas, circuits(0))
-    without = Circuits(inputs=circuits(1).inputs[:1], kernels={}, direct=(False,), ablations=(), top=2, hits=1, model={})
+    write_circuits(atlas, sample_circuits(0))
+    without = Circuits(inputs=sample_circuits(1).inputs[:1], kernels={}, direct=(False,), ablations=(), top=2, hits=1, model={})
     out = write_circuits(atlas, without)
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["circuits.json", "inputs-0.js", "inputs-0.npz"]
     record = json.loads((out / "circuits.json").read_text())
     assert record["ablation"] is None and record["top"] == 2 and len(record["pairs"]) == 1
-    np.testing.assert_array_equal(read_circuits(atlas).inputs("features.3").contributions, circuits(1).inputs[0].contributions.astype(np.float32))
+    np.testing.assert_array_equal(read_circuits(atlas).inputs("features.3").contributions, sample_circuits(1).inputs[0].contributions.astype(np.float32))
     assert not [p.name for p in atlas.iterdir() if p.name.startswith(".circuits")  and not p.name.endswith(".lock")]
 
 
@@ -191,7 +175,7 @@ def test_a_circuits_folder_that_is_not_ours_is_refused(atlas, tmp_path, kind):
         (target / "circuits.json").write_text(json.dumps({"format": "someone-else"}))
     before = sorted(p.name for p in atlas.iterdir())
     with pytest.raises(AtlasError, match="circuits folder|symbolic link"):
-        write_circuits(atlas, circuits())
+        write_circuits(atlas, sample_circuits())
     assert sorted(p.name for p in atlas.iterdir()) == before  # nothing half-written beside it
     assert read_circuits(atlas) is None
     if kind == "folder":
@@ -200,5 +184,5 @@ def test_a_circuits_folder_that_is_not_ours_is_refused(atlas, tmp_path, kind):
 
 def test_not_an_atlas_is_refused(tmp_path):
     with pytest.raises(AtlasError, match="no atlas folder"):
-        write_circuits(tmp_path / "nothing", circuits())
+        write_circuits(tmp_path / "nothing", sample_circuits())
     assert not (tmp_path / "nothing").exists()

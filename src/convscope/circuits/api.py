@@ -14,6 +14,7 @@ one convolution connects the two layers (:mod:`convscope.circuits.weights`); and
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -269,7 +270,13 @@ def _ablation_sample(network: Any, images: ImageList, classes: int, count: int, 
     """
     from convscope.circuits.ablation import sample_images
 
-    targets, class_by = class_targets(images, network.class_names, classes, None)
+    with warnings.catch_warnings(record=True) as caught:  # explain's wording ("explaining ..."), said here for the ablation
+        warnings.simplefilter("always")
+        targets, class_by = class_targets(images, network.class_names, classes, None)
+    for warning in caught:
+        text = str(warning.message).replace("explaining the predicted classes", "the ablation counts each image for its predicted class")
+        text = text.replace("; if it was trained otherwise, use --class-by predicted", "; if it was trained otherwise, give labels that name its classes")
+        warnings.warn(text, warning.category, stacklevel=3)
     candidates = np.flatnonzero(np.asarray(targets) >= 0) if class_by == "label" else np.arange(len(images))
     if count > len(candidates):
         what = "labelled images" if class_by == "label" else "images"
