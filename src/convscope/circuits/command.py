@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``circuits`` subcommand to the CLI's subparsers."""
     p = sub.add_parser(
         "circuits",
-        help="how each unit is built from the layer below, and which classes it matters for",
+        help="units' inputs from the layer below, and ablation",
         description="For each scanned layer of ATLAS (or --layers), every unit's inputs from the scanned layer before it: "
         "each lower unit's contribution (gradient x activation) to the unit's activation at its top hits, as a signed share; "
         "where one convolution connects the two layers, also the kernels. With --ablation N, each unit of the ablation layers "
