@@ -233,7 +233,8 @@ def make_circuits(
         from convscope.circuits.inputs import circuit_inputs
 
         tables = {upper.name: hit_table(source.atlas, upper.name, index, per_unit) for _, upper in pairs}
-        found = list(circuit_inputs(model, pairs, tables, load, batch_size=batch_size, progress=progress))
+        with progress_bar(desc="circuits", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+            found = list(circuit_inputs(model, pairs, tables, load, batch_size=batch_size, progress=_counter(bar)))
         example = load([int(next((t.images[0] for t in tables.values() if len(t)), 0))])
         direct, kernels = pair_kernels(model, pairs, found, top, example)
     done = []
@@ -250,10 +251,12 @@ def make_circuits(
     )
 
 
-def _counter(bar: Any) -> Callable[[int], None]:
-    """A ``progress(done)`` callback that shows ``done`` on ``bar``."""
+def _counter(bar: Any) -> Callable[..., None]:
+    """A ``progress(done[, total])`` callback that shows ``done`` (of ``total``) on ``bar``."""
 
-    def update(done: int) -> None:
+    def update(done: int, total: int | None = None) -> None:
+        if total is not None:
+            bar.total = int(total)
         bar.n = int(done)
         bar.refresh()
 
