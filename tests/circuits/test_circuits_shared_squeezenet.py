@@ -39,8 +39,8 @@ def test_squeezenet_inputs_equal_a_plain_gradient(tmp_path, capsys):
     (pair,) = record["pairs"]
     assert (pair["layer"], pair["below"], pair["direct"], pair["units"], pair["below_units"]) == ("features.4", "features.3", False, 128, 128)
     if ablation:
-        # the sample's file names give 'Cardigan' and 'cardigan' (and 'crane' twice): not all map onto the
-        # model's names uniquely, so the images count for their predicted classes (as in explain's folder mode)
+        # ImageNet's 'Cardigan' (the dog) and 'cardigan' (the sweater) differ only in case: the file names do
+        # not map onto the model's names uniquely, so the images count for their predicted classes (as in explain)
         assert record["ablation"]["class_by"] == "predicted" and [e["layer"] for e in record["ablation"]["layers"]] == ["features.4"]
         assert "counts each image for its predicted class" in printed.err
     stored = read_circuits(atlas).inputs("features.4")
