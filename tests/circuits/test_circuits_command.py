@@ -108,6 +108,17 @@ def test_a_dataset_that_is_gone_or_not_ours(atlas, tiny, tmp_path, capsys):
     assert not [p for p in atlas.iterdir() if p.name.startswith(".circuits.") and p.name.endswith(".partial")]
 
 
+def test_an_atlas_of_one_layer(tiny, tmp_path, monkeypatch, capsys):
+    use_stand_ins(monkeypatch)
+    one = tmp_path / "one"
+    make_atlas(TINY, tiny["photos"], one, weights=tiny["weights"], layers=["features.3"], k=2, progress=False, workers=0)
+    assert "has one layer only" in error_of(["circuits", str(one), "-q"], capsys)
+    assert not (one / "circuits").exists()
+    assert main(["circuits", str(one), "--ablation", "2", "-q"]) == 0  # the ablation alone
+    record = json.loads((one / "circuits" / "circuits.json").read_text())
+    assert record["pairs"] == [] and [e["layer"] for e in record["ablation"]["layers"]] == ["features.3"]
+
+
 def test_not_an_atlas(tmp_path, capsys):
     assert "no atlas folder" in error_of(["circuits", str(tmp_path / "none"), "-q"], capsys)
 

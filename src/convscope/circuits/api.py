@@ -217,6 +217,11 @@ def make_circuits(
     source = atlas if isinstance(atlas, AtlasSource) else atlas_source(atlas, weights)
     manifest = read_manifest(source.atlas)
     pairs = layer_pairs(source.layers, layers)
+    if not pairs and not ablation:
+        raise LayerError(
+            f"the atlas {source.atlas} has one layer only: no unit has a scanned layer below it to take its inputs from",
+            hint="rebuild the atlas with more layers (--layers), or ablate this one with --ablation N",
+        )
     network, model = source.network, source.network.model
     classes = count_classes(network) if ablation else 0
     ablated = pick_ablation_layers(source.layers, classes, ablation_layers) if ablation else []
