@@ -17,6 +17,7 @@ from convscope.atlas.circuits_data import read_circuits
 from convscope.atlas.format import read_hits
 from convscope.circuits.api import make_circuits
 from convscope.cli import main
+from convscope.errors import ConvscopeWarning
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ def test_layers_hits_and_ablation(atlas, capsys):
     stored = read_circuits(atlas).ablation("features.3")
     assert len(stored.images) == 5 and len(set(stored.images.tolist())) == 5 and stored.images.max() < 9
     assert "ablation of features.3" in capsys.readouterr().out
-    api = make_circuits(atlas, layers=["features.3"], hits=1, ablation=5, seed=2, progress=False)  # the same seed, the same sample
+    with pytest.warns(ConvscopeWarning, match="the ablation counts each image for its predicted class"):
+        api = make_circuits(atlas, layers=["features.3"], hits=1, ablation=5, seed=2, progress=False)  # the same seed, the same sample
     np.testing.assert_array_equal(stored.images, api.ablations[0].images)
     np.testing.assert_array_equal(stored.drops, np.asarray(api.ablations[0].drops, dtype=np.float32))
     assert main(["circuits", str(atlas), "--ablation", "3", "--ablation-layers", "features.0", "classifier", "-q"]) == 0
