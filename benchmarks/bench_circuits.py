@@ -14,12 +14,17 @@ deepest lower layer) and each hit's window of the lower map once forward and bac
 ratio falls as the data set grows (the atlas reads every image; the circuits only the hits'
 images, at most units x k). ``--images`` shows it.
 
-Usage: python benchmarks/bench_circuits.py [--images N] [--repeats R] [--batch-size B] [--threads T]
+``--model resnet20``: the trained CIFAR-10 ResNet-20 of ../shared/models (examples/resnet20_cifar.py)
+over the 10,000 CIFAR-10 test images instead, its default layers (the stem and nine residual
+blocks, 352 units and the 10 logits): a data set ten times larger than its hits' images.
+
+Usage: python benchmarks/bench_circuits.py [--model squeezenet|resnet20] [--images N] [--repeats R] [--batch-size B] [--threads T]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -37,20 +42,27 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1000, help="photos to scan (default 1000)")
+    parser.add_argument("--model", choices=["squeezenet", "resnet20"], default="squeezenet")
+    parser.add_argument("--images", type=int, default=None, help="images to scan (default all: 1,000 photos, 10,000 CIFAR images)")
     parser.add_argument("--repeats", type=int, default=3, help="atlas + circuits runs (default 3)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    weights = SHARED / "models" / "squeezenet1_0-imagenet.pth"
-    photos = SHARED / "data" / "imagenet-sample"
+    if args.model == "squeezenet":
+        weights, photos = SHARED / "models" / "squeezenet1_0-imagenet.pth", SHARED / "data" / "imagenet-sample"
+        source, name = "torchvision:squeezenet1_0", "SqueezeNet 1.0"
+    else:
+        weights, photos = SHARED / "models" / "resnet20-cifar10.th", SHARED / "data" / "cifar10-test"
+        source, name = str(Path(__file__).resolve().parents[1] / "examples" / "resnet20_cifar.py") + ":resnet20", "ResNet-20"
     if not weights.is_file() or not photos.is_dir():
         raise SystemExit(f"needs {weights} and {photos}")
-    network = load_network("torchvision:squeezenet1_0", weights)
-    count = min(args.images, len(find_images(photos)))
-    print(f"{count} photos, SqueezeNet 1.0, default layers, k 9, batch {args.batch_size}, {torch.get_num_threads()} threads")
+    network = load_network(source, weights)
+    if args.model == "resnet20":  # CIFAR's 32 x 32 images as they are (convscope atlas --input-size 32)
+        network = dataclasses.replace(network, preprocess=dataclasses.replace(network.preprocess, input_size=(32, 32), resize=32))
+    count = min(args.images or 10**9, len(find_images(photos)))
+    print(f"{count} images, {name}, default layers, k 9, batch {args.batch_size}, {torch.get_num_threads()} threads")
     atlas_times, circuit_times, ratios = [], [], []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:

@@ -334,7 +334,8 @@ def _backward(
             f"layer {upper.name!r} does not depend on layer {below.name!r}: there is no path between them",
             hint="pair each layer with one its units are computed from",
         )
-    contributions = (_as_map(seen["below"].detach(), below).double() * _as_map(gradient, below).double()).sum(dim=(2, 3))
+    # the products in the maps' precision, each unit's sum over positions in float64
+    contributions = (_as_map(seen["below"].detach(), below) * _as_map(gradient, below)).sum(dim=(2, 3), dtype=torch.float64)
     return contributions.cpu(), value.detach().double().cpu()
 
 
