@@ -10,6 +10,7 @@ from convscope.atlas.build import RenderOptions, write_atlas
 from convscope.atlas.format import read_hits, read_manifest
 from convscope.data import ImageDataset, ImageList, find_images, load_pixels, make_loader
 from convscope.errors import ConvscopeError, ConvscopeWarning
+from convscope.circuits import make_circuits, write_circuits
 from convscope.explain import ClassRelevance, Explanation, explain, explain_classes
 from convscope.network.geometry import Box, ReceptiveField, receptive_fields
 from convscope.network.layers import LayerInfo, conv_layers, default_layers, discover_layers, select_layers
@@ -51,6 +52,7 @@ __all__ = [
     "load_network",
     "load_pixels",
     "make_atlas",
+    "make_circuits",
     "make_loader",
     "open_atlas",
     "read_hits",
@@ -59,5 +61,6 @@ __all__ = [
     "scan",
     "select_layers",
     "write_atlas",
+    "write_circuits",
     "__version__",
 ]
