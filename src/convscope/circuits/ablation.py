@@ -178,7 +178,9 @@ def ablate(
         batch_size: images per batch.
         units_per_pass: units per batched pass (``B * units_per_pass`` rows); default about
             :data:`PASS_ELEMENTS` values of the layer's output.
-        bau_n, repeats, seed: Bau's test: units per set, random draws per class, their seed.
+        bau_n: Bau's test: units zeroed together per set.
+        repeats: Bau's test: random sets drawn per class.
+        seed: the seed of those random sets.
         progress: called as ``progress(done, total)`` after each pass, counting (image, mask) rows:
             ``total = units * N + N * (1 + repeats)``.
 

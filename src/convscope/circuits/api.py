@@ -194,9 +194,10 @@ def make_circuits(
         ablation_layers: the layers to ablate (default: the last scanned layer that is not the logits).
         seed: the seed of the ablation's sample of images and its random units.
         images: the data set's folder, if it moved (default: the manifest's ``dataset.root``).
-        labels, labels_from_name: the images' labels from a CSV file or the file names (else
-            their folders); the ablation counts each image for its label where labels map onto
-            the model's classes, else for its predicted class.
+        labels: the images' labels from a CSV file of path,label rows (else their folders); the
+            ablation counts each image for its label where labels map onto the model's
+            classes, else for its predicted class.
+        labels_from_name: the images' labels from their file names instead (a regex).
         batch_size: hits or images per forward pass.
         weights: where the atlas's weights file is now, if it moved.
         progress: show progress bars.

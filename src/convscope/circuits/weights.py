@@ -48,7 +48,8 @@ def direct_conv(model: nn.Module, below: LayerInfo, upper: LayerInfo, x: torch.T
 
     Args:
         model: the network (its train/eval flags and ``requires_grad`` are given back after).
-        below, upper: the two layers (``upper`` must be the conv module itself).
+        below: the lower layer.
+        upper: the upper layer (it must be the conv module itself).
         x: ``(n, 3, H, W)`` model inputs the check runs on (a few images suffice; on the model's device).
 
     Example:
