@@ -518,7 +518,7 @@
       } else {
         const widest = Math.max(0, ...c.units.map((u) => Math.abs(u.drop)));
         const cards = c.units.map((u, rank) => card(entry.layer, u.unit, u.drop, widest, routeHash(entry.layer, u.unit), null,
-          el("span", { class: "note rank", text: `#${rank + 1} for this class` }), `drop ${fmt(u.drop)}`, CLASS_THUMB, "circuit-unit ablation-unit"));
+          el("span", { class: "note rank", text: `rank ${rank + 1} for this class` }), `drop ${fmt(u.drop)}`, CLASS_THUMB, "circuit-unit ablation-unit"));
         detail.replaceChildren(
           el("div", { class: "class-head" }, el("h2", { class: "class-title", text: c.name }), el("span", { class: "note", text: `class ${k}` })),
           el("p", { class: "note small", text: `The ${count(c.units.length, "unit")} of ${entry.layer} whose removal (each zeroed alone) lowers this class's logit most, as the mean drop over the class's images (red: the class needs the unit; bars scaled to the largest). Each card opens the unit.` }),
