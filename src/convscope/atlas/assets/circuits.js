@@ -481,7 +481,7 @@
           li.hidden = !hit;
           shown += hit;
         }
-        found.textContent = q ? `${shown} match${shown === 1 ? "" : "es"}` : "";
+        found.textContent = q ? `${shown} match${shown === 1 ? "" : "es"}${shown ? "" : " (only classes with images in the ablation are listed)"}` : "";
       };
       const ready = load(set, entry.script).then((payload) => {
         const classes = ablatedClasses(set, payload);
@@ -518,7 +518,7 @@
       } else {
         const widest = Math.max(0, ...c.units.map((u) => Math.abs(u.drop)));
         const cards = c.units.map((u, rank) => card(entry.layer, u.unit, u.drop, widest, routeHash(entry.layer, u.unit), null,
-          el("span", { class: "note rank", text: `rank ${rank + 1} for this class` }), `drop ${fmt(u.drop)}`, CLASS_THUMB, "circuit-unit ablation-unit"));
+          el("span", { class: "note rank", text: `rank ${rank + 1}`, title: `the unit whose removal hurts this class ${rank + 1}${["st", "nd", "rd"][rank] || "th"} most` }), `drop ${fmt(u.drop)}`, CLASS_THUMB, "circuit-unit ablation-unit"));
         detail.replaceChildren(
           el("div", { class: "class-head" }, el("h2", { class: "class-title", text: c.name }), el("span", { class: "note", text: `class ${k}` })),
           el("p", { class: "note small", text: `The ${count(c.units.length, "unit")} of ${entry.layer} whose removal (each zeroed alone) lowers this class's logit most, as the mean drop over the class's images (red: the class needs the unit; bars scaled to the largest). Each card opens the unit.` }),
