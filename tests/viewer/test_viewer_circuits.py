@@ -8,7 +8,11 @@ input first, signs, shares and kernels equal to the stored ones), "Feeds" (the u
 list the unit, computed here from the stored script's units independently of the page's
 inversion) and "Matters for" (the planted class first, the hostile name as text); the circuit
 page draws the unit, its inputs and theirs (the count computed here) with one line per link;
-no console errors, no request outside the atlas.
+no console errors, no request outside the atlas. The ablated layer's class view
+(``#/circuits/ablation/<layer>[/<class>]``, reached from the overview's ablation table and from
+each class under "Matters for") lists the classes with images by index, filters them by name,
+and for a class shows its units by drop (the order computed here from the stored drops with a
+plain loop), each card opening its unit.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def test_the_home_page_and_the_side_bar_list_the_circuits(watched: Watched) -> N
     side.click()
     wait_until(page, "document.querySelector('main').dataset.view === 'circuits'")
     assert page.locator(".circuit-pairs tbody tr").count() == 2
-    assert page.locator(".circuit-ablation-table tbody td").all_inner_texts() == ["features.3", "6", "2", "4", "75%", "1.25", "0.500"]
+    assert page.locator(".circuit-ablation-table tbody td").all_inner_texts() == ["features.3", "6", "2", "4", "75%", "1.25", "0.500", "by class →"]
 
 
 def test_built_from_lists_the_planted_inputs_with_signs_and_kernels(watched: Watched, made: dict) -> None:
@@ -190,3 +194,77 @@ def test_the_folder_follows_the_documented_layout(made: dict) -> None:
         assert (made["circuits"] / pair["script"]).is_file()
     assert [(kind, folder) for kind, folder, _ in find_analyses(made["atlas"])] == [("circuits", "circuits")]
     assert payload(made, "ablation-0.js")["class_names"][1] == HOSTILE_CLASS
+
+
+def ranked_units(made: dict, k: int) -> list[tuple[int, float]]:
+    """Class k's units by falling drop (ties by unit), top 10, from ablation-0.npz with a plain loop."""
+    with np.load(made["circuits"] / "ablation-0.npz") as data:
+        drops = data["drops"]
+    ranked: list[tuple[int, float]] = []
+    for u in range(drops.shape[0]):
+        at = 0
+        while at < len(ranked) and (ranked[at][1] > drops[u, k] or (ranked[at][1] == drops[u, k] and ranked[at][0] < u)):
+            at += 1
+        ranked.insert(at, (u, float(drops[u, k])))
+    return ranked[:10]
+
+
+def wait_class(page, k: int | None) -> None:
+    wait_until(page, f"(() => {{ const d = document.querySelector('.ablation-detail'); return !!d && d.dataset.class === '{'' if k is None else k}' && d.dataset.done === '1'; }})()")
+
+
+def test_the_class_view_lists_the_classes_and_a_class_its_units(watched: Watched, made: dict) -> None:
+    page = watched.open("#/circuits", view="circuits")
+    page.locator(".circuit-ablation-table a.ablation-classes-link").click()
+    wait_until(page, "location.hash === '#/circuits/ablation/features.3' && document.querySelector('main').dataset.view === 'circuits-ablation'")
+    wait_class(page, None)
+    items = page.locator(".ablation-classes li")
+    assert [li.get_attribute("data-class") for li in items.all()] == ["0", "1", "2", "3"]
+    assert items.locator(".class-name").all_inner_texts() == CLASS_NAMES   # the hostile name as text
+    assert items.nth(3).locator(".class-count").inner_text() == f"most: #{PLANTED_UNIT} · drop 2.00"
+    assert "for 75% of 4 classes" in page.locator(".ablation-detail").inner_text()
+    search = page.locator("input.class-search")
+    search.fill("shark")
+    assert [li.get_attribute("data-class") for li in items.all() if li.is_visible()] == ["2", "3"]
+    assert page.locator(".class-found").inner_text() == "2 matches"
+    search.fill("#1")
+    assert [li.get_attribute("data-class") for li in items.all() if li.is_visible()] == ["1"]
+    search.fill("tiger")
+    items.locator("a", has_text="tiger shark").click()
+    wait_class(page, 3)
+    assert page.evaluate("location.hash") == "#/circuits/ablation/features.3/3"
+    assert page.locator(".ablation-classes li.current").get_attribute("data-class") == "3"
+    assert page.locator(".ablation-detail h2").inner_text() == "tiger shark"
+    cards = page.locator(".ablation-detail .ablation-unit")
+    expected = ranked_units(made, 3)
+    assert expected[0][0] == PLANTED_UNIT and len(expected) == 6
+    assert [(int(c.get_attribute("data-unit")), float(c.get_attribute("data-share"))) for c in cards.all()] == [(u, pytest.approx(d, abs=1e-6)) for u, d in expected]
+    assert cards.first.locator(".share").inner_text() == "drop 2.00"
+    assert page.evaluate("document.querySelector('.ablation-unit .share-bar').style.width") == "50%"
+    wait_until(page, "[...document.querySelectorAll('.ablation-unit .unit-thumb')].every(s => s.querySelector('canvas.patch[data-drawn=\"1\"]'))")
+    watched.shot("circuits-classes")
+    assert cards.first.get_attribute("href") == f"#features.3/{PLANTED_UNIT}"
+    cards.first.click()
+    wait_until(page, f"location.hash === '#features.3/{PLANTED_UNIT}' && document.querySelector('main').dataset.view === 'unit'")
+
+
+def test_matters_for_opens_a_class_s_units(watched: Watched, made: dict) -> None:
+    page = open_unit(watched, "features.3", PLANTED_UNIT)
+    link = page.locator("section.circuit-ablation li.ablation-class a.class-name").nth(1)   # the hostile class 1
+    assert link.inner_text() == HOSTILE_CLASS and link.get_attribute("href") == "#/circuits/ablation/features.3/1"
+    link.click()
+    wait_until(page, "document.querySelector('main').dataset.view === 'circuits-ablation'")
+    wait_class(page, 1)
+    assert page.locator(".ablation-detail h2").inner_text() == HOSTILE_CLASS
+    assert page.locator(".crumbs").inner_text().endswith(HOSTILE_CLASS)
+    cards = page.locator(".ablation-detail .ablation-unit")
+    assert [int(c.get_attribute("data-unit")) for c in cards.all()] == [u for u, _ in ranked_units(made, 1)]
+    assert cards.first.get_attribute("data-unit") == str(PLANTED_UNIT) and cards.first.locator(".share").inner_text() == "drop 1.50"
+
+
+def test_an_unknown_ablated_class_or_layer_says_so(watched: Watched) -> None:
+    page = watched.open("#/circuits/ablation/features.3/9", view="circuits-ablation")
+    wait_class(page, 9)
+    assert "No image of class 9" in page.locator(".ablation-detail").inner_text()
+    page = watched.open("#/circuits/ablation/features.0", view="missing")   # features.0 was not ablated
+    assert "no analysis folder" in page.locator("main").inner_text()

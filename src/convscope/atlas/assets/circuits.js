@@ -14,13 +14,16 @@
  * A unit's card gets "Built from" (its pair's top inputs, with kernels for a direct pair),
  * "Feeds" (the pair whose lower layer is this one, inverted here) and "Matters for" (its
  * ablation); #/circuit/<layer>/<unit> draws the unit and its inputs two layers down as a graph;
- * #/circuits lists the pairs and the ablated layers. Every string from the data goes into the
- * page as text, as in viewer.js.
+ * #/circuits lists the pairs and the ablated layers; #/circuits/ablation/<layer>[/<class>] lists the
+ * ablated layer's classes (a search box, as classes.js's class page) and, for the chosen class,
+ * the units whose removal lowers its logit most. Every string from the data goes into the page as
+ * text, as in viewer.js.
  */
 (function () {
   "use strict";
 
   const THUMB = 56;          // an input's patch on a unit's card, CSS pixels
+  const CLASS_THUMB = 96;    // a unit's patch on an ablated class's page
   const GRAPH_THUMB = 72;    // a unit's patch on the circuit page
   const GRAPH_POS = 4, GRAPH_NEG = 2, GRAPH_NEXT = 3;   // inputs drawn per unit on the circuit page
   const FEEDS_SHOWN = 12;    // upper units listed per sign under "Feeds"
@@ -51,6 +54,8 @@
     const count = (n, word, words) => `${isNum(n) ? n.toLocaleString("en-US") : "?"} ${n === 1 ? word : (words || word + "s")}`;
     const METHODS = { crop: "as crops of the lower map", expand: "with the whole lower map", full: "as whole images" };
     const circuitHash = (layer, unit) => `#/circuit/${encodeURIComponent(layer)}/${unit}`;
+    /* The class view of an ablated layer: its class list, or (k given) the units class k needs. */
+    const ablationHash = (set, layer, k) => `#/${set.folder.split("/").map(encodeURIComponent).join("/")}/ablation/${encodeURIComponent(layer)}${Number.isInteger(k) ? `/${k}` : ""}`;
     const knownUnit = (layer, unit) => {
       const known = layerNamed(layer);
       return Boolean(known) && Number.isInteger(unit) && unit >= 0 && unit < known.units;
@@ -135,17 +140,22 @@
     /* A small card of `unit` of `layer`: its top patch, number, label (once its layer's records are in),
        share bar and, where given, its kernel; a link to `href`. */
     function unitCard(layer, unit, share, widest, href, kernel, extra) {
+      return card(layer, unit, share, widest, href, kernel, extra, signed(share), THUMB, "circuit-unit");
+    }
+
+    /* unitCard's card with `value` as the number's text (`share`: its bar and sign), the patch `side` wide. */
+    function card(layer, unit, share, widest, href, kernel, extra, value, side, kind) {
       const label = el("span", { class: "circuit-label note" });
-      const thumb = unitThumb(layer, unit, THUMB, (name, confident) => {
+      const thumb = unitThumb(layer, unit, side, (name, confident) => {
         label.textContent = name;
         label.title = name;
         label.classList.toggle("weak", !confident);
       });
       const linked = href && knownUnit(layer, unit);
-      return el(linked ? "a" : "div", { class: "circuit-unit", href: linked ? href : null, "data-layer": layer, "data-unit": String(unit),
+      return el(linked ? "a" : "div", { class: kind, href: linked ? href : null, "data-layer": layer, "data-unit": String(unit),
         "data-share": String(share), "data-sign": share < 0 ? "-" : "+" },
         el("div", { class: "circuit-unit-pictures" }, thumb, kernel),
-        el("div", { class: "circuit-unit-head" }, el("span", { class: "unit-no", text: `#${unit}` }), el("span", { class: `share ${share < 0 ? "negative" : "positive"}`, text: signed(share) })),
+        el("div", { class: "circuit-unit-head" }, el("span", { class: "unit-no", text: `#${unit}` }), el("span", { class: `share ${share < 0 ? "negative" : "positive"}`, text: value })),
         shareBar(share, widest),
         label,
         extra || null);
@@ -252,7 +262,7 @@
               const bar = el("span", { class: `share-bar ${r.drop < 0 ? "negative" : "positive"}` });
               bar.style.width = `${widest > 0 ? (50 * Math.abs(r.drop)) / widest : 0}%`;
               return el("li", { class: "ablation-class", "data-class": String(r.class), "data-drop": String(r.drop), "data-accuracy-change": String(r.accuracy_change) },
-                el("span", { class: "class-name", text: name, title: `class ${r.class}` }),
+                el("a", { class: "class-name", href: ablationHash(set, layerName, r.class), text: name, title: `class ${r.class}: the units whose removal hurts it most` }),
                 el("span", { class: "share-track", "aria-hidden": "true" }, bar),
                 el("span", { class: "drop", text: `drop ${fmt(r.drop)}` }),
                 el("span", { class: `accuracy note${r.accuracy_change < 0 ? " worse" : ""}`, text: `accuracy ${points(r.accuracy_change)}` }));
@@ -379,7 +389,7 @@
 
     function render(folder) {
       const set = sets.find((s) => s.folder === folder);
-      if (!set) return false;
+      if (!set) return renderAblation(folder);
       const pairRows = set.pairs.map((pair) => el("tr", { "data-layer": pair.layer },
         el("td", null, layerLink(pair.layer)), el("td", null, layerLink(pair.below)), el("td", { text: METHODS[pair.method] || String(pair.method) }),
         el("td", { text: pair.direct ? "yes" : "no" }), el("td", { class: "num", text: String(pair.units) }), el("td", { class: "num", text: String(pair.below_units) })));
@@ -387,7 +397,8 @@
         const bau = isObject(entry.bau) ? entry.bau : {};
         return el("tr", { "data-layer": entry.layer }, el("td", null, layerLink(entry.layer)), el("td", { class: "num", text: String(entry.units) }),
           el("td", { class: "num", text: isNum(bau.n) ? String(bau.n) : "—" }), el("td", { class: "num", text: isNum(bau.classes) ? String(bau.classes) : "—" }),
-          el("td", { class: "num", text: pct(bau.top_beats_random) }), el("td", { class: "num", text: fmt(bau.mean_drop_top) }), el("td", { class: "num", text: fmt(bau.mean_drop_random) }));
+          el("td", { class: "num", text: pct(bau.top_beats_random) }), el("td", { class: "num", text: fmt(bau.mean_drop_top) }), el("td", { class: "num", text: fmt(bau.mean_drop_random) }),
+          el("td", null, el("a", { class: "ablation-classes-link", href: ablationHash(set, entry.layer), text: "by class →" })));
       });
       const head = (...names) => el("thead", null, el("tr", null, ...names.map((n) => el("th", { text: n }))));
       setMain("circuits",
@@ -397,9 +408,124 @@
         set.pairs.length ? el("table", { class: "layer-table circuit-pairs" }, head("layer", "built from", "fed", "direct", "units", "lower units"), el("tbody", null, ...pairRows)) : null,
         set.ablation ? el("h2", { text: "Ablation" }) : null,
         set.ablation ? el("p", { class: "note", text: `Each unit zeroed alone on ${count(set.ablation.images, "image")} (seed ${set.ablation.seed}, classes by ${set.ablation.class_by === "predicted" ? "the predicted class" : "label"}): the drop of every class's logit and accuracy. Bau et al.'s check: a class's top n units (by drop) zeroed together against n random units.` }) : null,
-        ablationRows.length ? el("table", { class: "layer-table circuit-ablation-table" }, head("layer", "units", "n", "classes", "top beats random", "mean drop, top n", "mean drop, random n"), el("tbody", null, ...ablationRows)) : null);
+        ablationRows.length ? el("table", { class: "layer-table circuit-ablation-table" }, head("layer", "units", "n", "classes", "top beats random", "mean drop, top n", "mean drop, random n", "units per class"), el("tbody", null, ...ablationRows)) : null);
       for (const link of document.querySelectorAll(".circuits-link")) link.classList.toggle("current", link.getAttribute("data-folder") === folder);
       return true;
+    }
+
+    /* ---------- an ablated layer's classes: #/circuits/ablation/<layer>[/<class>] ---------- */
+
+    let classPage = null;   // {set, entry, crumbs, list, detail, crumb, ready} while on screen
+    let classToken = 0;
+
+    /* {set, entry, k} (k null: no class chosen) for a folder path "<folder>/ablation/<layer>[/<k>]"; null if none. */
+    function parseAblation(path) {
+      for (const set of sets) {
+        const prefix = `${set.folder}/ablation/`;
+        if (!path.startsWith(prefix)) continue;
+        const rest = path.slice(prefix.length);
+        const whole = set.ablated.find((entry) => entry.layer === rest);
+        if (whole) return { set, entry: whole, k: null };
+        const slash = rest.lastIndexOf("/");
+        const entry = slash > 0 && /^\d+$/.test(rest.slice(slash + 1)) ? set.ablated.find((e) => e.layer === rest.slice(0, slash)) : null;
+        if (entry) return { set, entry, k: Number(rest.slice(slash + 1)) };
+      }
+      return null;
+    }
+
+    /* The classes of a payload that have images (its "classes" keys), by index: [{k, name, units: [{unit, drop}]}]. */
+    function ablatedClasses(set, payload) {
+      const classes = isObject(payload.classes) ? payload.classes : {};
+      return Object.keys(classes).filter((key) => /^\d+$/.test(key)).map(Number).sort((a, b) => a - b).map((k) => ({
+        k, name: className(set, payload, k),
+        units: list(classes[String(k)]).filter((row) => Array.isArray(row) && Number.isInteger(row[0]) && isNum(row[1])).map(([unit, drop]) => ({ unit, drop })),
+      }));
+    }
+
+    function renderAblation(path) {
+      const found = parseAblation(path);
+      if (!found) return false;
+      const { set, entry, k } = found;
+      if (!classPage || classPage.entry !== entry || !classPage.crumbs.isConnected) classPage = buildClassPage(set, entry);
+      const page = classPage, mine = ++classToken;
+      delete page.detail.dataset.done;
+      page.ready.then((classes) => { if (mine === classToken && page === classPage) showAblatedClass(page, classes, k); },
+        (error) => {
+          if (mine !== classToken) return;
+          page.list.replaceChildren();
+          page.detail.replaceChildren(el("p", { class: "note error", text: error.message }));
+        });
+      for (const link of document.querySelectorAll(".circuits-link")) link.classList.toggle("current", link.getAttribute("data-folder") === set.folder);
+      return true;
+    }
+
+    function buildClassPage(set, entry) {
+      const ab = set.ablation;
+      const crumb = el("span");
+      const search = el("input", { type: "search", class: "class-search", placeholder: "Find a class", "aria-label": "Find a class by name or index" });
+      const found = el("span", { class: "note small class-found", role: "status" });
+      const items = el("ul", { class: "class-list ablation-classes" }, el("li", { class: "note" }, "loading…"));
+      const detail = el("div", { class: "class-detail ablation-detail", "data-layer": entry.layer });
+      const layerRef = layerNamed(entry.layer) ? el("a", { href: routeHash(entry.layer), text: entry.layer }) : el("span", { text: entry.layer });
+      const main = setMain("circuits-ablation",
+        el("div", { class: "crumbs" }, el("a", { href: "#", text: "layers" }), " / ", el("a", { href: hash(set), text: `${set.folder}/` }), " / ",
+          el("a", { href: ablationHash(set, entry.layer), text: `ablation of ${entry.layer}` }), " / ", crumb),
+        el("div", { class: "explain-head" }, el("h1", null, "Ablation of ", layerRef, " by class"),
+          el("span", { class: "note explain-facts", text: `${ablationText(set, entry)} (classes by ${ab.class_by === "predicted" ? "the predicted class" : "label"})` })),
+        el("div", { class: "classes-layout" }, el("aside", { class: "classes-side" }, search, found, items), detail));
+      search.oninput = () => {
+        const q = search.value.trim().toLowerCase();
+        let shown = 0;
+        for (const li of items.children) {
+          const hit = !q || (li.dataset.name || "").includes(q) || li.dataset.class === q.replace(/^#/, "");
+          li.hidden = !hit;
+          shown += hit;
+        }
+        found.textContent = q ? `${shown} match${shown === 1 ? "" : "es"}${shown ? "" : " (only classes with images in the ablation are listed)"}` : "";
+      };
+      const ready = load(set, entry.script).then((payload) => {
+        const classes = ablatedClasses(set, payload);
+        search.placeholder = `Find a class (${classes.length})`;
+        items.replaceChildren(...classes.map((c) => el("li", { "data-class": String(c.k), "data-name": c.name.toLowerCase() },
+          el("a", { href: ablationHash(set, entry.layer, c.k) },
+            el("span", { class: "class-name", text: c.name, title: c.name }),
+            el("span", { class: "class-index note", text: `#${c.k}` }),
+            el("span", { class: "class-count note", text: c.units.length ? `most: #${c.units[0].unit} · drop ${fmt(c.units[0].drop)}` : "no unit",
+              title: c.units.length ? `zeroing unit ${c.units[0].unit} lowers this class's logit most (by ${fmt(c.units[0].drop)} on average)` : "" })))));
+        items.dataset.done = "1";
+        return classes;
+      });
+      return { set, entry, crumbs: main.firstChild, list: items, detail, crumb, ready };
+    }
+
+    function showAblatedClass(page, classes, k) {
+      const { set, entry, detail, list: items } = page;
+      const c = k === null ? null : classes.find((x) => x.k === k);
+      page.crumb.textContent = k === null ? "classes" : (c ? c.name : `class ${k}`);
+      for (const item of items.children) item.classList.toggle("current", item.dataset.class === String(k));
+      const current = items.querySelector("li.current");
+      if (current) {
+        const a = current.getBoundingClientRect(), b = items.getBoundingClientRect();
+        if (a.top < b.top || a.bottom > b.bottom) items.scrollTop = current.offsetTop - (items.clientHeight - current.offsetHeight) / 2;
+      }
+      detail.dataset.class = k === null ? "" : String(k);
+      const bau = bauText(set, entry)
+        ? el("p", { class: "note small ablation-bau", text: `Bau et al.'s check over the whole layer (not stored per class): ${bauText(set, entry)}.` }) : null;
+      if (k === null) {
+        detail.replaceChildren(el("p", { class: "note", text: `Choose a class (${classes.length} with images) to see the units of ${entry.layer} whose removal lowers its logit most.` }), bau);
+      } else if (!c) {
+        detail.replaceChildren(el("h2", { class: "class-title", text: `class ${k}` }), el("p", { class: "note", text: `No image of class ${k} was in the ablation.` }), bau);
+      } else {
+        const widest = Math.max(0, ...c.units.map((u) => Math.abs(u.drop)));
+        const cards = c.units.map((u, rank) => card(entry.layer, u.unit, u.drop, widest, routeHash(entry.layer, u.unit), null,
+          el("span", { class: "note rank", text: `rank ${rank + 1}`, title: `the unit whose removal hurts this class ${rank + 1}${["st", "nd", "rd"][rank] || "th"} most` }), `drop ${fmt(u.drop)}`, CLASS_THUMB, "circuit-unit ablation-unit"));
+        detail.replaceChildren(
+          el("div", { class: "class-head" }, el("h2", { class: "class-title", text: c.name }), el("span", { class: "note", text: `class ${k}` })),
+          el("p", { class: "note small", text: `The ${count(c.units.length, "unit")} of ${entry.layer} whose removal (each zeroed alone) lowers this class's logit most, as the mean drop over the class's images (red: the class needs the unit; bars scaled to the largest). Each card opens the unit.` }),
+          c.units.length ? el("div", { class: "ablation-units" }, ...cards) : el("p", { class: "note", text: "No unit's removal changes this class's logit." }),
+          bau);
+      }
+      detail.dataset.done = "1";
     }
 
     return {

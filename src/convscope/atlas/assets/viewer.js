@@ -8,7 +8,8 @@
  * for an analysis inside the atlas (drawn by viewer/analyses.js with the helpers given it), and
  * #/explain/<name> for an explained image (drawn by viewer/explain.js) or a class-relevance folder
  * (#/explain/<name>[/<class>], drawn by viewer/classes.js); ATLAS/circuits/ (convscope circuits) at
- * #/circuits and a unit's circuit at #/circuit/<layer>/<unit> (drawn by viewer/circuits.js).
+ * #/circuits, an ablated layer's classes at #/circuits/ablation/<layer>[/<class>] and a unit's circuit at
+ * #/circuit/<layer>/<unit> (drawn by viewer/circuits.js).
  */
 (function () {
   "use strict";
