@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits_fixtures import LAYERS, TINY, build_tiny_atlas, use_stand_ins
+from circuits_fixtures import LAYERS, TINY, build_tiny_atlas
 from convscope import make_atlas
 from convscope.atlas.circuits_data import read_circuits
 from convscope.atlas.format import read_hits
@@ -27,7 +27,6 @@ def tiny(tmp_path_factory) -> dict:
 
 @pytest.fixture()
 def atlas(tiny, tmp_path, monkeypatch) -> Path:
-    use_stand_ins(monkeypatch)
     return Path(shutil.copytree(tiny["atlas"], tmp_path / "atlas"))
 
 
@@ -111,7 +110,6 @@ def test_a_dataset_that_is_gone_or_not_ours(atlas, tiny, tmp_path, capsys):
 
 
 def test_an_atlas_of_one_layer(tiny, tmp_path, monkeypatch, capsys):
-    use_stand_ins(monkeypatch)
     one = tmp_path / "one"
     make_atlas(TINY, tiny["photos"], one, weights=tiny["weights"], layers=["features.3"], k=2, progress=False, workers=0)
     assert "has one layer only" in error_of(["circuits", str(one), "-q"], capsys)
@@ -126,7 +124,6 @@ def test_not_an_atlas(tmp_path, capsys):
 
 
 def test_atlas_with_circuits_and_a_rebuild_keeps_them(tiny, tmp_path, monkeypatch, capsys):
-    use_stand_ins(monkeypatch)
     out = tmp_path / "atlas"
     argv = ["atlas", TINY, str(tiny["photos"]), "--weights", str(tiny["weights"]), "--out", str(out), "--layers", *LAYERS,
             "-k", "2", "--workers", "0", "-q"]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.atlas.circuits_data import classes_of_unit, units_of_class
 from convscope.circuits.bau import bau_masks, bau_means
 from convscope.circuits.substitute import agrees, substituted
 from convscope.errors import ConvscopeError, LayerError
@@ -89,10 +90,7 @@ class LayerAblation:
             >>> found.matters_for(0)
             [(1, 2.0, -0.5), (0, 0.5, 0.0)]
         """
-        row = self.drops[unit]
-        order = [k for k in np.lexsort((np.arange(len(row)), -np.nan_to_num(row, nan=-np.inf))) if self.counts[k] > 0]
-        change = self.ablated_accuracy[unit] - self.accuracy
-        return [(int(k), float(row[k]), float(change[k])) for k in order[:n]]
+        return classes_of_unit(self.drops, self.accuracy, self.ablated_accuracy, self.counts, unit, n)
 
     def units_for(self, k: int, n: int = 10) -> list[tuple[int, float]]:
         """The ``n`` units whose zeroing drops class ``k``'s logit most, as ``(unit, drop)``, largest
@@ -102,11 +100,7 @@ class LayerAblation:
             >>> _example().units_for(1)
             [(0, 2.0), (1, -1.0)]
         """
-        if self.counts[k] == 0:
-            return []
-        column = self.drops[:, k]
-        order = np.lexsort((np.arange(len(column)), -column))
-        return [(int(u), float(column[u])) for u in order[:n]]
+        return units_of_class(self.drops, self.counts, k, n)
 
     @property
     def top_beats_random(self) -> float:

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.atlas.circuits_data import shares_of, top_inputs
 from convscope.circuits.substitute import agrees, substituted
 from convscope.circuits.windows import can_crop, window
 from convscope.errors import ConvscopeError
@@ -107,22 +108,20 @@ class LayerInputs:
     @cached_property
     def shares(self) -> np.ndarray:
         """``(units, below_units)``: each row over the sum of its absolute values (zeros where that is 0)."""
-        total = np.abs(self.contributions).sum(axis=1, keepdims=True)
-        return np.divide(self.contributions, total, out=np.zeros_like(self.contributions), where=total > 0)
+        return shares_of(self.contributions)
 
     def top(self, unit: int, n: int = 8, sign: int = 1) -> list[tuple[int, float, float]]:
         """Unit ``unit``'s strongest ``n`` inputs of one sign (``1``: excitatory, ``-1``: inhibitory)
         as ``(below_unit, share, contribution)``, strongest first, lower unit first on ties;
-        inputs of the other sign or zero are left out.
+        inputs of the other sign or zero are left out (:func:`~convscope.atlas.circuits_data.top_inputs`,
+        which the stored record's readers use too).
 
         Example:
             >>> found = LayerInputs("b", "a", np.array([[2.0, -3.0, 0.0]]), np.array([-1.0]), np.array([1]), "full")
             >>> found.top(0, sign=1), found.top(0, sign=-1)
             ([(0, 0.4, 2.0)], [(1, -0.6, -3.0)])
         """
-        row = self.contributions[unit] * sign
-        order = np.lexsort((np.arange(len(row)), -row))
-        return [(int(c), float(self.shares[unit, c]), float(self.contributions[unit, c])) for c in order[:n] if row[c] > 0]
+        return top_inputs(self.contributions, unit, n, sign)
 
 
 def circuit_inputs(
