@@ -43,7 +43,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="FOLDER", help="the images the atlas was scanned from, if they moved (default: the manifest's dataset root)")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--labels", metavar="CSV", help="the images' classes from a CSV file of path,label rows (default: their folders)")
-    labels.add_argument("--labels-from-name", metavar="REGEX", help="the images' classes from their file names, e.g. '^n\\d+_(.+)\\.' for ImageNet's n01440764_tench.jpg")
+    labels.add_argument("--labels-from-name", metavar="REGEX", help="the images' classes from their file names (a regex's first group), e.g. '^(n\\d+)_' for ImageNet's n01440764_tench.jpg: its wnids, in sorted order torchvision's classes")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="hits or images per forward pass (default 32)")
     p.add_argument("--weights", metavar="FILE", help="where the atlas's weights file is now, if it moved (checked by SHA-256)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
