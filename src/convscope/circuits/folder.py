@@ -135,15 +135,14 @@ def circuits_record(circuits: Circuits, ablations: list[tuple[Any, StoredAblatio
         layers = []
         for j, (found, stored) in enumerate(ablations):
             valid = (stored.counts > 0)
-            beats = getattr(found, "top_beats_random", stored.top_beats_random)
             layers.append({
                 "layer": stored.layer, "units": int(stored.drops.shape[0]), "file": ablation_file(j), "script": ablation_script(j),
-                "bau": {"n": int(getattr(found, "bau_n", 0)), "classes": int(valid.sum()), "top_beats_random": _number(beats),
+                "bau": {"n": int(found.bau_n), "classes": int(valid.sum()), "top_beats_random": _number(stored.top_beats_random),
                         "mean_drop_top": _mean(stored.bau_top[valid]), "mean_drop_random": _mean(stored.bau_random[valid])},
             })
         ablation = {
             "images": int(info.images) if info else int(len(ablations[0][1].images)), "seed": int(info.seed) if info else 0,
-            "class_by": info.class_by if info else str(getattr(ablations[0][0], "class_by", "")),
+            "class_by": info.class_by if info else str(ablations[0][0].class_by),
             "class_names": list(info.class_names) if info and info.class_names is not None else None, "layers": layers,
         }
     return {"format": FORMAT, "version": VERSION, "model": circuits.model, "top": int(circuits.top), "hits": int(circuits.hits), "pairs": pairs, "ablation": ablation}

@@ -31,10 +31,9 @@
   const SVG = "http://www.w3.org/2000/svg";
 
   window.convscopeCircuits = function (api, folders) {
-    const { el, fmt, pct, isNum, isObject, atlasUrl, routeHash, setMain, layerNamed, unitThumb } = api;
+    const { el, fmt, pct, isNum, isObject, dataScripts, routeHash, setMain, layerNamed, unitThumb } = api;
     const list = (x) => (Array.isArray(x) ? x : []);
-    const scripts = new Map();   // url -> Promise<payload>
-    let arrived = null;          // the payload of the data script that just ran
+    const scripts = dataScripts((payload) => isObject(payload) && isObject(payload.units), "rerun convscope circuits to write the viewer's data");
 
     const sets = folders.filter((f) => f.kind === "circuits").map((f) => {
       const record = f.record;
@@ -63,32 +62,8 @@
 
     /* ---------- data scripts ---------- */
 
-    function folderUrl(set, path) {
-      const folder = atlasUrl(set.folder), inside = atlasUrl(path);
-      return folder && inside ? `${folder}/${inside}` : null;
-    }
-
-    /* The payload of a data script inside the folder, loaded once (its convscopeRegister call hands
-       the payload to arrive(); the script's onload runs right after it). */
-    function load(set, path) {
-      const url = typeof path === "string" ? folderUrl(set, path) : null;
-      if (!url) return Promise.reject(new Error(`bad data script path ${String(path)}`));
-      if (scripts.has(url)) return scripts.get(url);
-      const promise = new Promise((resolve, reject) => {
-        const script = el("script", { src: url });
-        script.onload = () => {
-          const payload = arrived;
-          arrived = null;
-          if (isObject(payload) && isObject(payload.units)) resolve(payload);
-          else reject(new Error(`${url} holds no data`));
-        };
-        script.onerror = () => reject(new Error(`cannot load ${url}: rerun convscope circuits to write the viewer's data`));
-        document.head.append(script);
-      });
-      promise.catch(() => scripts.delete(url));
-      scripts.set(url, promise);
-      return promise;
-    }
+    /* The payload of a data script inside the set's folder, loaded once. */
+    const load = (set, path) => scripts.load(set.folder, path);
 
     /* Rows of a payload's list as objects, by its "fields" ([unit, share, contribution] if absent). */
     function rowsOf(payload, rows, names) {
@@ -529,7 +504,7 @@
     }
 
     return {
-      arrive(payload) { arrived = payload; },
+      arrive: scripts.arrive,
       homeSection() {
         if (!sets.length) return [];
         const items = [];

@@ -14,10 +14,9 @@
   "use strict";
 
   window.convscopeClasses = function (api, folders) {
-    const { el, fmt, isNum, isObject, atlasUrl, routeHash, setMain, layerNamed, unitPatches } = api;
+    const { el, fmt, isNum, isObject, dataScripts, routeHash, setMain, layerNamed, unitPatches } = api;
     const list = (x) => (Array.isArray(x) ? x : []);
-    const scripts = new Map();   // url -> Promise<payload>
-    let arrived = null;          // the payload of the data script that just ran
+    const scripts = dataScripts(isObject, "rerun convscope explain ATLAS FOLDER to write the viewer's data");
 
     const sets = folders.filter((f) => f.kind === "classes").map((f) => {
       const record = f.record;
@@ -32,33 +31,8 @@
     const count = (n, word, words) => `${isNum(n) ? n.toLocaleString("en-US") : "?"} ${n === 1 ? word : (words || word + "s")}`;
     const summary = (set) => `${count(set.record.image_count, "image")}, ${count(set.classes.length, "class", "classes")}, ${set.record.method || "gradient x activation"}`;
 
-    /* A '/'-separated path inside the set's folder as a relative URL (null if it could leave it). */
-    function folderUrl(set, path) {
-      const folder = atlasUrl(set.folder), inside = atlasUrl(path);
-      return folder && inside ? `${folder}/${inside}` : null;
-    }
-
-    /* The payload of a data script inside the folder, loaded once (the script calls
-       convscopeRegister, which hands its payload to arrive(); its onload runs right after it). */
-    function load(set, path) {
-      const url = folderUrl(set, path);
-      if (!url) return Promise.reject(new Error(`bad path ${path}`));
-      if (scripts.has(url)) return scripts.get(url);
-      const promise = new Promise((resolve, reject) => {
-        const script = el("script", { src: url });
-        script.onload = () => {
-          const payload = arrived;
-          arrived = null;
-          if (isObject(payload)) resolve(payload);
-          else reject(new Error(`${url} holds no data`));
-        };
-        script.onerror = () => reject(new Error(`cannot load ${url}: rerun convscope explain ATLAS FOLDER to write the viewer's data`));
-        document.head.append(script);
-      });
-      promise.catch(() => scripts.delete(url));
-      scripts.set(url, promise);
-      return promise;
-    }
+    /* The payload of a data script inside the set's folder, loaded once. */
+    const load = (set, path) => scripts.load(set.folder, path);
 
     const classFile = (k) => `viewer/class-${k === null ? "all" : k}.js`;
 
@@ -242,7 +216,7 @@
     /* ---------- what viewer.js asks for ---------- */
 
     return {
-      arrive(payload) { arrived = payload; },
+      arrive: scripts.arrive,
       homeSection() {
         if (!sets.length) return [];
         return [el("h2", { text: "Class relevance" }), el("ul", { class: "analysis-list classes-list" }, ...sets.map((set) => el("li", { "data-folder": set.folder },

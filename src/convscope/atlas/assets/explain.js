@@ -120,7 +120,7 @@
   }
 
   window.convscopeExplanations = function (api, folders) {
-    const { el, fmt, isNum, isObject, atlasUrl, routeHash, setMain, layerNamed } = api;
+    const { el, fmt, isNum, isObject, folderUrl: inFolder, routeHash, setMain, layerNamed } = api;
     const list = (x) => (Array.isArray(x) ? x : []);
     const maps = new Map();   // folder -> Promise<Map(layer -> decoded map)>
     let arrived = null;       // the payload of the activations.js that just ran
@@ -135,10 +135,7 @@
       });
     }
     const hash = (entry) => "#/explain/" + entry.key.split("/").map(encodeURIComponent).join("/");
-    const folderUrl = (entry, path) => {
-      const folder = atlasUrl(entry.folder), inside = atlasUrl(path);
-      return folder && inside ? `${folder}/${inside}` : null;
-    };
+    const folderUrl = (entry, path) => inFolder(entry.folder, path);
     const className = (e) => (e.class_name === null || e.class_name === undefined ? `class ${e.target}` : String(e.class_name));
     const signed = (share) => (isNum(share) ? `${share >= 0 ? "+" : "−"}${Math.abs(100 * share).toFixed(1)}%` : "—");
     const prob = (p) => (isNum(p) ? (p >= 0.001 ? `${(100 * p).toFixed(1)}%` : "<0.1%") : "—");

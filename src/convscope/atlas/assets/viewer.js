@@ -120,6 +120,40 @@
     return parts.map(encodeURIComponent).join("/");
   }
 
+  /* A '/'-separated path inside an atlas folder as a relative URL (null if it could leave it). */
+  function folderUrl(folder, path) {
+    const base = atlasUrl(folder), inside = atlasUrl(path);
+    return base && inside ? `${base}/${inside}` : null;
+  }
+
+  /* Data scripts inside analysis folders, each loaded once: a script calls convscopeRegister, which
+     hands its payload to arrive(); its onload runs right after and settles load()'s promise with
+     it, if accept(payload) holds. hint: what to do when a script cannot be loaded. */
+  function dataScripts(accept, hint) {
+    const scripts = new Map();   // url -> Promise<payload>
+    let arrived = null;          // the payload of the data script that just ran
+    function load(folder, path) {
+      const url = folderUrl(folder, path);
+      if (!url) return Promise.reject(new Error(`bad data script path ${String(path)}`));
+      if (scripts.has(url)) return scripts.get(url);
+      const promise = new Promise((resolve, reject) => {
+        const script = el("script", { src: url });
+        script.onload = () => {
+          const payload = arrived;
+          arrived = null;
+          if (accept(payload)) resolve(payload);
+          else reject(new Error(`${url} holds no data`));
+        };
+        script.onerror = () => reject(new Error(`cannot load ${url}${hint ? `: ${hint}` : ""}`));
+        document.head.append(script);
+      });
+      promise.catch(() => scripts.delete(url));
+      scripts.set(url, promise);
+      return promise;
+    }
+    return { load, arrive(payload) { arrived = payload; } };
+  }
+
   function gridUrl(layerName, unit, projection, suffix) {
     const kind = suffix || (projection ? "-projection" : "");
     return `layers/${encodeURIComponent(layerName)}/units/${pad4(unit)}${kind}.png`;
@@ -1195,7 +1229,7 @@
   /* The helpers viewer/analyses.js draws with (it keeps no state of its own but its data). */
   function analysisApi() {
     return {
-      el, fmt, pct, num2, isNum, isObject, atlasUrl, boxCanvas, fillColour, routeHash, setMain, unitPatches, unitThumb,
+      el, fmt, pct, num2, isNum, isObject, atlasUrl, folderUrl, dataScripts, boxCanvas, fillColour, routeHash, setMain, unitPatches, unitThumb,
       layerNamed: (name) => (state.layerIndex.has(name) ? state.manifest.layers[state.layerIndex.get(name)] : null),
     };
   }
